@@ -1,0 +1,206 @@
+#include "pipeline/cli.h"
+
+#include <csignal>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+#include <tbb/global_control.h>
+
+#include "augment_version.h"
+#include "pipeline/context.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "pipeline/runner.h"
+#include "pipeline/signals.h"
+#include "stages/stage_list.h"
+
+namespace augment {
+
+namespace {
+
+const char* const kExitCodes =
+    "exit codes:\n"
+    "   0  success\n"
+    "   1  failure not covered below\n"
+    "  64  usage error (unknown command or option, duplicate flag)\n"
+    "  65  bad input data (rejected images with --strict, empty class, too few images)\n"
+    "  66  input missing or unreadable\n"
+    "  70  internal error (a bug: please report it)\n"
+    "  73  cannot create output (e.g. --work or --output inside the input, work dir in use)\n"
+    "  74  I/O error while reading or writing\n"
+    "  75  stopped by SIGTERM/SIGUSR1 at a safe point; rerun the same command to continue\n"
+    "  78  configuration error (unknown key, bad value)\n"
+    " 130  interrupted by Ctrl-C; rerun the same command to continue\n";
+
+std::string usage(const Runner& runner) {
+  std::string s = "usage: augment <command> [options]\n\ncommands:\n";
+  s += "  run        run every stage in order (skipping the ones that are up to date)\n";
+  for (const auto& st : runner.stages()) s += fmt::format("  {:<10} {}\n", st->name(), st->summary());
+  s += "  status     show each stage: done / stale / pending, with when and how long\n";
+  s += "  help       `augment help [command|options|exit-codes]`\n";
+  s += "  --version  print the version\n\n";
+  s += "common options: --work DIR (required), --input DIR or NAME=DIR (repeatable), --config job.ini,\n";
+  s += "  --force, --from STAGE, --only STAGE, --seed N, --threads N, --quiet, --log-json FILE\n";
+  s += "every option has a dotted name usable on the command line (--scan.strict) and in INI sections ([scan] strict = true).\n\n";
+  s += kExitCodes;
+  return s;
+}
+
+std::string describe_option(const OptionInfo& info) {
+  std::string names = "--" + info.key;
+  if (!info.alias.empty()) names += ", --" + info.alias;
+  std::string type = info.type;
+  if (!info.choices.empty()) {
+    type.clear();
+    for (const auto& c : info.choices) type += (type.empty() ? "" : "|") + c;
+  }
+  return fmt::format("  {}  <{}>  (default: {})\n      {}\n", names, type, info.default_text.empty() ? "none" : info.default_text, info.help);
+}
+
+std::string options_help(const OptionRegistry& registry, const std::string& scope) {
+  std::string s;
+  for (const auto& [key, info] : registry.all()) {
+    const bool global = key.find('.') == std::string::npos;
+    if (scope.empty() ? true : (scope == "global" ? global : key.rfind(scope + ".", 0) == 0)) s += describe_option(info);
+  }
+  return s;
+}
+
+int help(const Runner& runner, const OptionRegistry& registry, const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::cout << usage(runner);
+    return 0;
+  }
+  const auto& topic = args[0];
+  if (topic == "options") {
+    std::cout << "options (command line: --name value or --name=value; INI: [section] name = value):\n" << options_help(registry, "");
+    return 0;
+  }
+  if (topic == "exit-codes") {
+    std::cout << kExitCodes;
+    return 0;
+  }
+  if (topic == "run") {
+    std::cout << "augment run: every stage in order; stages whose record matches are skipped.\n\nglobal options:\n"
+              << options_help(registry, "global");
+    return 0;
+  }
+  if (topic == "status") {
+    std::cout << "augment status --work DIR: each stage's state (done / stale / pending) with when it finished and how long it took.\n";
+    return 0;
+  }
+  if (const Stage* st = runner.find(topic)) {
+    std::cout << fmt::format("augment {}: {}\nruns the stages before it first when they are not up to date.\n\noptions:\n{}\nglobal options:\n{}",
+                             st->name(), st->summary(), options_help(registry, st->name()), options_help(registry, "global"));
+    return 0;
+  }
+  std::cerr << fmt::format("error: no help topic '{}'\n", topic) << usage(runner);
+  return static_cast<int>(ExitCode::kUsage);
+}
+
+// Refuses work and output directories that would write into the user's data.
+void check_paths(const Context& ctx) {
+  const auto& g = ctx.global();
+  if (g.work.empty()) throw UserError(ExitCode::kUsage, "no work directory: pass --work DIR (it will hold everything the run produces)");
+  for (const auto& text : g.input) {
+    const auto eq = text.find('=');
+    std::error_code ec;
+    const fs::path input = (!fs::is_directory(text, ec) && eq != std::string::npos && eq > 0) ? fs::path(text.substr(eq + 1)) : fs::path(text);
+    if (is_same_or_inside(ctx.work(), input)) {
+      throw UserError(ExitCode::kCantCreate, fmt::format("--work {} is inside the input {}; augment never writes into your data: choose a work directory outside it",
+                                                         ctx.work().string(), input.string()));
+    }
+    if (!g.output.empty() && is_same_or_inside(g.output, input)) {
+      throw UserError(ExitCode::kCantCreate, fmt::format("--output {} is inside the input {}; augment never writes into your data: choose an output outside it",
+                                                         g.output, input.string()));
+    }
+    if (fs::exists(input, ec) && is_same_or_inside(input, ctx.work())) {
+      throw UserError(ExitCode::kCantCreate, fmt::format("the input {} is inside the work directory {}; keep them apart", input.string(),
+                                                         ctx.work().string()));
+    }
+  }
+  if (!g.output.empty() && is_same_or_inside(g.output, ctx.work())) {
+    throw UserError(ExitCode::kCantCreate, fmt::format("--output {} is inside the work directory; choose another folder", g.output));
+  }
+}
+
+int report_error(Reporter* reporter, const std::string& message, ExitCode code) {
+  if (reporter) {
+    reporter->error(message);
+  } else {
+    std::cerr << "error: " << message << "\n";
+  }
+  return static_cast<int>(code);
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args) {
+  OptionRegistry registry;
+  declare_all_options(registry);
+  Runner runner(make_pipeline_stages());
+
+  if (args.empty()) {
+    std::cerr << usage(runner);
+    return static_cast<int>(ExitCode::kUsage);
+  }
+  const std::string command = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "--version" || command == "version") {
+    std::cout << fmt::format("augment {} ({})\n", AUGMENT_VERSION, AUGMENT_GIT_REVISION);
+    return 0;
+  }
+  if (command == "help" || command == "--help" || command == "-h") return help(runner, registry, rest);
+  const bool is_stage = runner.find(command) != nullptr;
+  if (command != "run" && command != "status" && !is_stage) {
+    std::cerr << fmt::format("error: unknown command '{}'\n\n", command) << usage(runner);
+    return static_cast<int>(ExitCode::kUsage);
+  }
+
+  std::unique_ptr<Reporter> reporter;
+  try {
+    Config config(registry);
+    parse_command_line(rest, config);
+    const auto global = load_options<GlobalOptions>(config);
+    reporter = std::make_unique<Reporter>(global.quiet, global.log_json);
+    Context ctx(config, *reporter);
+    check_paths(ctx);
+
+    if (command == "status") {
+      if (!fs::is_directory(ctx.work())) {
+        throw UserError(ExitCode::kNoInput, fmt::format("work directory {} does not exist yet; nothing has run", ctx.work().string()));
+      }
+      reporter->print(runner.status_table(ctx));
+      return 0;
+    }
+
+    ensure_directory(ctx.work());
+    DirectoryLock lock(ctx.work());
+    if (const int stale = remove_stale_temp_files(ctx.work())) {
+      reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
+    }
+    write_text_atomically(ctx.work() / "config.ini", config.to_ini());
+    install_stop_handlers();
+    std::unique_ptr<tbb::global_control> threads;
+    if (global.threads > 0) {
+      threads = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, global.threads);
+    }
+    runner.run(ctx, command == "run" ? std::string() : command);
+    return 0;
+  } catch (const StopRequested& stop) {
+    const bool interrupt = stop.signal() == SIGINT;
+    if (reporter) {
+      reporter->error(fmt::format("stopped by {}; finished work is kept: rerun the same command to continue",
+                                  interrupt ? "Ctrl-C" : stop.signal() == SIGTERM ? "SIGTERM" : "SIGUSR1"));
+    }
+    return static_cast<int>(interrupt ? ExitCode::kInterrupted : ExitCode::kPreempted);
+  } catch (const UserError& e) {
+    return report_error(reporter.get(), e.what(), e.code());
+  } catch (const std::exception& e) {
+    return report_error(reporter.get(), fmt::format("internal error: {} (please report this)", e.what()), ExitCode::kSoftware);
+  }
+}
+
+}  // namespace augment

@@ -1,0 +1,250 @@
+// Options: declared once (name, type, default, help, check) next to the struct they fill, usable
+// from the command line (`--scan.strict`, or a short alias `--strict`) and from INI files
+// (`[scan]` / `strict = true`), with the command line winning over the file.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "pipeline/errors.h"
+
+namespace augment {
+
+// Everything the registry knows about one option.
+struct OptionInfo {
+  std::string key;        // dotted name, e.g. "scan.strict"; global options have no dot
+  std::string alias;      // optional short command-line name, e.g. "strict"
+  std::string help;
+  std::string type;       // "bool", "int", "float", "string", "list", "choice"
+  std::string default_text;
+  std::vector<std::string> choices;  // for "choice"
+  bool repeatable = false;  // each command-line occurrence adds one item (paths with commas)
+  bool transient = false;   // steers this invocation only: not hashed, not written to config.ini
+  // Parses and checks a text value; returns an error message or "" when valid.
+  std::function<std::string(const std::string&)> check;
+};
+
+class OptionRegistry {
+ public:
+  void declare(OptionInfo info);
+  const OptionInfo* find(std::string_view key_or_alias) const;
+  const std::map<std::string, OptionInfo>& all() const { return options_; }
+  // Closest known key, for "did you mean" hints ("" when nothing is close).
+  std::string suggest(std::string_view unknown) const;
+
+ private:
+  std::map<std::string, OptionInfo> options_;
+  std::map<std::string, std::string> aliases_;
+};
+
+// The effective values (text form) of every option for one invocation.
+class Config {
+ public:
+  explicit Config(const OptionRegistry& registry);
+
+  // Sets a value from `source` (for messages: "command line", "job.ini:12"); throws
+  // UserError(kConfig) naming the key and the accepted values when invalid.
+  void set(const std::string& key, const std::string& value, const std::string& source);
+  // Like set() for repeatable options: appends.
+  void append(const std::string& key, const std::string& value, const std::string& source);
+
+  const std::vector<std::string>& values(const std::string& key) const;  // raw items
+  std::string value(const std::string& key) const;                      // joined text form
+  bool is_set(const std::string& key) const { return explicit_.count(key) > 0; }
+
+  // key -> text value for all non-transient keys whose name starts with one of the scopes
+  // ("scan" matches "scan.*"; a global key matches exactly).
+  std::map<std::string, std::string> snapshot(const std::vector<std::string>& scopes) const;
+  // Effective configuration as an INI file that `--config` accepts.
+  std::string to_ini() const;
+
+  const OptionRegistry& registry() const { return registry_; }
+
+ private:
+  const OptionRegistry& registry_;
+  std::map<std::string, std::vector<std::string>> values_;
+  std::map<std::string, std::string> explicit_;  // key -> where it was set
+};
+
+// Parses `args` (after the subcommand) into `config`: the INI named by --config first, then the
+// command line on top. Throws UserError(kUsage) for unknown/duplicate flags, kConfig for bad values.
+void parse_command_line(const std::vector<std::string>& args, Config& config);
+// Applies an INI file; unknown sections/keys are errors naming file:line.
+void apply_ini_file(const std::filesystem::path& path, Config& config, bool override_command_line = false);
+
+// ---- typed binding: one definition per field serves declaration and loading ----
+
+std::string format_value(bool v);
+std::string format_value(std::int64_t v);
+std::string format_value(double v);
+std::string format_value(const std::string& v);
+std::string format_value(const std::vector<std::string>& v);
+
+// Parse helpers; each throws std::invalid_argument with a message saying what is accepted.
+void parse_value(const std::string& text, bool& out);
+void parse_value(const std::string& text, std::int64_t& out);
+void parse_value(const std::string& text, double& out);
+void parse_value(const std::string& text, std::string& out);
+// Comma-separated, with CSV quoting for items that contain commas ("a,b",c).
+void parse_value(const std::string& text, std::vector<std::string>& out);
+
+template <class T>
+using Check = std::function<std::string(const T&)>;
+
+template <class T>
+Check<T> at_least(T lo) {
+  return [lo](const T& v) { return v < lo ? "must be at least " + format_value(lo) : std::string(); };
+}
+template <class T>
+Check<T> in_range(T lo, T hi) {
+  return [lo, hi](const T& v) {
+    return (v < lo || v > hi) ? "must be between " + format_value(lo) + " and " + format_value(hi) : std::string();
+  };
+}
+
+struct FieldOptions {
+  std::string alias;
+  std::vector<std::string> choices;  // for string fields: the accepted values
+  bool repeatable = false;
+  bool transient = false;
+};
+
+// Declares (registry mode) or loads (config mode) the fields of an options struct `S`, which has
+// `static constexpr const char* kGroup` and `static void bind(OptionBinder<S>&)`.
+template <class S>
+class OptionBinder {
+ public:
+  OptionBinder(OptionRegistry* registry, const Config* config, S* out)
+      : registry_(registry), config_(config), out_(out) {}
+
+  template <class T>
+  void add(std::string_view name, T S::*field, std::string help, Check<T> check = {}, FieldOptions extra = {}) {
+    const std::string key = full_key(name);
+    if (registry_) {
+      const S defaults{};
+      OptionInfo info;
+      info.key = key;
+      info.alias = extra.alias;
+      info.help = std::move(help);
+      info.type = type_name<T>(extra);
+      info.default_text = format_value(defaults.*field);
+      info.choices = extra.choices;
+      info.repeatable = extra.repeatable;
+      info.transient = extra.transient;
+      auto choices = extra.choices;
+      info.check = [check, choices](const std::string& text) -> std::string {
+        T value{};
+        try {
+          parse_value(text, value);
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+        if constexpr (std::is_same_v<T, std::string>) {
+          if (!choices.empty() && std::find(choices.begin(), choices.end(), value) == choices.end()) {
+            std::string accepted;
+            for (const auto& c : choices) accepted += (accepted.empty() ? "" : ", ") + c;
+            return "accepted values: " + accepted;
+          }
+        }
+        return check ? check(value) : std::string();
+      };
+      registry_->declare(std::move(info));
+    }
+    if (config_) {
+      const auto& items = config_->values(key);
+      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+        T list;
+        for (const auto& item : items) {
+          if (extra.repeatable) {
+            list.push_back(item);
+          } else {
+            T part;
+            parse_value(item, part);
+            list.insert(list.end(), part.begin(), part.end());
+          }
+        }
+        out_->*field = list;
+      } else if (!items.empty()) {
+        parse_value(items.back(), out_->*field);
+      }
+    }
+  }
+
+  // Integer fields of other widths go through int64.
+  void add(std::string_view name, int S::*field, std::string help, Check<std::int64_t> check = {}, FieldOptions extra = {}) {
+    // Bind through a temporary int64 view of the struct.
+    const std::string key = full_key(name);
+    if (registry_) {
+      const S defaults{};
+      OptionInfo info;
+      info.key = key;
+      info.alias = extra.alias;
+      info.help = std::move(help);
+      info.type = "int";
+      info.default_text = format_value(static_cast<std::int64_t>(defaults.*field));
+      info.transient = extra.transient;
+      info.check = [check](const std::string& text) -> std::string {
+        std::int64_t value = 0;
+        try {
+          parse_value(text, value);
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+        if (value < INT32_MIN || value > INT32_MAX) return "out of range";
+        return check ? check(value) : std::string();
+      };
+      registry_->declare(std::move(info));
+    }
+    if (config_) {
+      const auto& items = config_->values(key);
+      if (!items.empty()) {
+        std::int64_t v = 0;
+        parse_value(items.back(), v);
+        out_->*field = static_cast<int>(v);
+      }
+    }
+  }
+
+ private:
+  static std::string full_key(std::string_view name) {
+    const std::string group = S::kGroup;
+    return group.empty() ? std::string(name) : group + "." + std::string(name);
+  }
+  template <class T>
+  static std::string type_name(const FieldOptions& extra) {
+    if constexpr (std::is_same_v<T, bool>) return "bool";
+    else if constexpr (std::is_same_v<T, std::int64_t>) return "int";
+    else if constexpr (std::is_same_v<T, double>) return "float";
+    else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "list";
+    else return extra.choices.empty() ? "string" : "choice";
+  }
+
+  OptionRegistry* registry_;
+  const Config* config_;
+  S* out_;
+};
+
+template <class S>
+void declare_options(OptionRegistry& registry) {
+  OptionBinder<S> binder(&registry, nullptr, nullptr);
+  S::bind(binder);
+}
+
+template <class S>
+S load_options(const Config& config) {
+  S out{};
+  OptionBinder<S> binder(nullptr, &config, &out);
+  S::bind(binder);
+  return out;
+}
+
+}  // namespace augment

@@ -1,0 +1,31 @@
+#include "pipeline/context.h"
+
+namespace augment {
+
+void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
+  b.add("work", &GlobalOptions::work, "work directory holding everything a run produces (required)");
+  b.add("input", &GlobalOptions::input,
+        "dataset root (repeatable): PATH is an image folder root/<class>/...; NAME=PATH makes the whole root one class NAME",
+        {}, {"", {}, true});
+  b.add("output", &GlobalOptions::output, "directory for the final augmented dataset");
+  b.add("config", &GlobalOptions::config, "INI file with options in sections per stage; the command line wins", {},
+        {"", {}, false, true});
+  b.add("seed", &GlobalOptions::seed, "seed for every random choice of the run", at_least<std::int64_t>(0));
+  b.add("threads", &GlobalOptions::threads, "worker threads for CPU stages (0: all cores)", at_least<std::int64_t>(0),
+        {"", {}, false, true});
+  b.add("quiet", &GlobalOptions::quiet, "no progress or info lines (warnings and errors still print)", {},
+        {"", {}, false, true});
+  b.add("log_json", &GlobalOptions::log_json, "append one JSON object per event to this file", {},
+        {"log-json", {}, false, true});
+  b.add("force", &GlobalOptions::force, "rerun the selected stages even when they are up to date", {},
+        {"", {}, false, true});
+  b.add("from", &GlobalOptions::from, "rerun this stage and every stage after it", {}, {"", {}, false, true});
+  b.add("only", &GlobalOptions::only, "run this stage alone (its inputs must exist)", {}, {"", {}, false, true});
+}
+
+Context::Context(const Config& config, Reporter& reporter)
+    : config_(config), reporter_(reporter), global_(load_options<GlobalOptions>(config)) {
+  work_ = global_.work.empty() ? fs::path() : fs::absolute(global_.work).lexically_normal();
+}
+
+}  // namespace augment

@@ -1,0 +1,57 @@
+// What every stage receives: the configuration, the work directory and the reporter.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pipeline/config.h"
+#include "pipeline/report.h"
+
+namespace augment {
+
+namespace fs = std::filesystem;
+
+// Options that belong to the whole run rather than one stage.
+struct GlobalOptions {
+  static constexpr const char* kGroup = "";
+  std::string work;                // directory holding everything a run produces
+  std::vector<std::string> input;  // dataset roots; NAME=PATH makes the whole root one class
+  std::string output;              // final augmented dataset
+  std::string config;              // INI file with options (command line wins)
+  std::int64_t seed = 0;           // seed for every random choice of the run
+  int threads = 0;                 // worker threads for CPU stages (0: all cores)
+  bool quiet = false;              // no progress lines
+  std::string log_json;            // file receiving one JSON object per event
+  bool force = false;              // rerun selected stages even when up to date
+  std::string from;                // force this stage and the ones after it
+  std::string only;                // run this stage alone
+  static void bind(OptionBinder<GlobalOptions>& b);
+};
+
+class Context {
+ public:
+  Context(const Config& config, Reporter& reporter);
+
+  const Config& config() const { return config_; }
+  const GlobalOptions& global() const { return global_; }
+  Reporter& report() const { return reporter_; }
+  const fs::path& work() const { return work_; }
+  // The directory a stage writes into (created on demand by the stage).
+  fs::path dir(std::string_view stage) const { return work_ / std::string(stage); }
+
+  template <class S>
+  S options() const {
+    return load_options<S>(config_);
+  }
+
+ private:
+  const Config& config_;
+  Reporter& reporter_;
+  GlobalOptions global_;
+  fs::path work_;
+};
+
+}  // namespace augment

@@ -1,0 +1,160 @@
+#include "pipeline/fs_util.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "pipeline/errors.h"
+
+namespace augment {
+
+fs::path temp_path_for(const fs::path& target) {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t salt = std::random_device{}();
+  const auto n = counter.fetch_add(1);
+  auto name = fmt::format(".{}{}{}.{:x}", target.filename().string(), kTempMarker, ::getpid(), salt ^ (n * 0x9E3779B97F4A7C15ull));
+  return target.parent_path() / name;
+}
+
+void fsync_file(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot open {} to sync it: {}", path.string(), std::strerror(errno)));
+  }
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot sync {}: {}", path.string(), std::strerror(err)));
+  }
+}
+
+void fsync_directory(const fs::path& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // some file systems do not allow it; the rename is still atomic
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void write_atomically(const fs::path& target, const std::function<void(const fs::path& tmp)>& write) {
+  ensure_directory(target.parent_path().empty() ? fs::path(".") : target.parent_path());
+  const fs::path tmp = temp_path_for(target);
+  try {
+    write(tmp);
+    fsync_file(tmp);
+    std::error_code ec;
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place as {}: {}", tmp.string(), target.string(), ec.message()));
+    }
+    fsync_directory(target.parent_path());
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw;
+  }
+}
+
+void write_text_atomically(const fs::path& target, std::string_view text) {
+  write_atomically(target, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full or no permission?)", tmp.string()));
+  });
+}
+
+std::string read_text_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UserError(ExitCode::kNoInput, fmt::format("cannot read {}", path.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int remove_stale_temp_files(const fs::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    if (name.find(kTempMarker) != std::string::npos) {
+      std::error_code rm;
+      if (it->is_directory(rm)) {
+        fs::remove_all(it->path(), rm);
+        it.disable_recursion_pending();
+      } else {
+        fs::remove(it->path(), rm);
+      }
+      if (!rm) ++removed;
+    }
+  }
+  return removed;
+}
+
+static fs::path resolve_existing_prefix(const fs::path& p) {
+  // weakly_canonical resolves symlinks of the existing part and normalises the rest.
+  std::error_code ec;
+  auto abs = fs::absolute(p, ec);
+  auto r = fs::weakly_canonical(abs, ec);
+  return ec ? abs.lexically_normal() : r;
+}
+
+bool is_same_or_inside(const fs::path& inner, const fs::path& outer) {
+  const auto a = resolve_existing_prefix(inner);
+  const auto b = resolve_existing_prefix(outer);
+  auto ai = a.begin();
+  for (auto bi = b.begin(); bi != b.end(); ++bi, ++ai) {
+    if (bi->empty()) continue;  // trailing separator
+    if (ai == a.end() || *ai != *bi) return false;
+  }
+  return true;
+}
+
+void ensure_directory(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw UserError(ExitCode::kCantCreate, fmt::format("cannot create directory {}: {}", dir.string(), ec ? ec.message() : "a file of that name exists"));
+  }
+}
+
+std::string iso_time_now() {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+DirectoryLock::DirectoryLock(const fs::path& dir) {
+  const auto path = dir / ".lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw UserError(ExitCode::kCantCreate, fmt::format("cannot create lock file {}: {}", path.string(), std::strerror(errno)));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    throw UserError(ExitCode::kCantCreate,
+                    fmt::format("another augment process is using the work directory {}; wait for it to finish or use another --work", dir.string()));
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace augment

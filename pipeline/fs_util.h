@@ -1,0 +1,57 @@
+// Durable file writes and path checks shared by every stage.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace augment {
+
+namespace fs = std::filesystem;
+
+// Marker embedded in temporary file names so a later run can find and remove leftovers.
+inline constexpr std::string_view kTempMarker = ".augment-tmp.";
+
+// Name for a temporary sibling of `target` (same directory, so rename is atomic).
+fs::path temp_path_for(const fs::path& target);
+
+// Writes a file atomically: the content goes to a temp sibling through `write` (which receives
+// the temp path), is fsync'ed, renamed over `target`, and the directory is fsync'ed. On any
+// exception the temp file is removed and `target` is untouched.
+void write_atomically(const fs::path& target, const std::function<void(const fs::path& tmp)>& write);
+
+// Convenience for small text files.
+void write_text_atomically(const fs::path& target, std::string_view text);
+
+std::string read_text_file(const fs::path& path);
+
+void fsync_file(const fs::path& path);
+void fsync_directory(const fs::path& dir);
+
+// Removes temp files left by a killed run under `dir` (recursively); returns how many.
+int remove_stale_temp_files(const fs::path& dir);
+
+// True when `inner` is `outer` or lies inside it, after resolving symlinks of existing parts.
+bool is_same_or_inside(const fs::path& inner, const fs::path& outer);
+
+// Creates `dir` (and parents) or throws a UserError(kCantCreate) naming it.
+void ensure_directory(const fs::path& dir);
+
+// Seconds since the epoch as an ISO-8601 UTC string.
+std::string iso_time_now();
+
+// Exclusive advisory lock on a file in the work dir, so two runs cannot share one work dir.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const fs::path& dir);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace augment

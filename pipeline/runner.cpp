@@ -1,0 +1,253 @@
+#include "pipeline/runner.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "augment_version.h"
+#include "pipeline/context.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
+#include "pipeline/signals.h"
+
+namespace augment {
+
+using nlohmann::json;
+
+const char* state_name(StageState state) {
+  switch (state) {
+    case StageState::kDone: return "done";
+    case StageState::kStale: return "stale";
+    case StageState::kPending: return "pending";
+  }
+  return "?";
+}
+
+namespace {
+
+fs::path record_path(const Context& ctx, const Stage& stage) { return ctx.work() / "records" / (stage.name() + ".json"); }
+
+std::optional<json> read_record(const Context& ctx, const Stage& stage) {
+  const auto path = record_path(ctx, stage);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const std::exception&) {
+    return std::nullopt;  // a damaged record means the stage must run again
+  }
+}
+
+long long mtime_ns(const fs::path& p) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) return -1;
+  return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+json describe_file(const fs::path& work, const std::string& rel) {
+  const auto p = work / rel;
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  if (ec) throw std::logic_error("stage output missing after run: " + p.string());
+  return {{"path", rel}, {"bytes", size}, {"mtime_ns", mtime_ns(p)}, {"hash", hash_file(p)}};
+}
+
+// Content hash of a work-dir file, reusing a record's hash when size and mtime still match.
+std::string file_digest(const Context& ctx, const std::vector<json>& records, const std::string& rel) {
+  const auto p = ctx.work() / rel;
+  std::error_code ec;
+  const auto size = fs::file_size(p, ec);
+  if (ec) return "missing";
+  const auto mt = mtime_ns(p);
+  for (const auto& r : records) {
+    for (const auto& o : r.value("outputs", json::array())) {
+      if (o.value("path", "") == rel && o.value("bytes", 0ull) == size && o.value("mtime_ns", 0ll) == mt) {
+        return o.value("hash", "");
+      }
+    }
+  }
+  return hash_file(p);
+}
+
+std::vector<json> all_records(const Context& ctx, const std::vector<std::unique_ptr<Stage>>& stages) {
+  std::vector<json> out;
+  for (const auto& s : stages) {
+    if (auto r = read_record(ctx, *s)) out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+json input_digests(const Context& ctx, const Stage& stage, const std::vector<json>& records) {
+  json inputs = json::object();
+  for (const auto& rel : stage.inputs(ctx)) inputs[rel] = file_digest(ctx, records, rel);
+  return inputs;
+}
+
+std::string options_hash(const json& options) { return hash_text(options.dump()); }
+
+}  // namespace
+
+Runner::Runner(std::vector<std::unique_ptr<Stage>> stages) : stages_(std::move(stages)) {}
+
+const Stage* Runner::find(const std::string& name) const {
+  for (const auto& s : stages_) {
+    if (s->name() == name) return s.get();
+  }
+  return nullptr;
+}
+
+StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
+  StageStatus st;
+  const auto record = read_record(ctx, stage);
+  if (!record) {
+    st.reason = "never run";
+    return st;
+  }
+  st.finished_at = record->value("finished_at", "");
+  st.seconds = record->value("seconds", 0.0);
+  st.state = StageState::kStale;
+  if (record->value("format_version", 0) != stage.format_version()) {
+    st.reason = "written by an older format of this stage";
+    return st;
+  }
+  const json options = ctx.config().snapshot(stage.option_scopes());
+  if (record->value("options_hash", "") != options_hash(options)) {
+    const auto old = record->value("options", json::object());
+    std::string changed;
+    for (const auto& [k, v] : options.items()) {
+      if (!old.contains(k) || old[k] != v) changed += (changed.empty() ? "" : ", ") + k;
+    }
+    st.reason = "options changed: " + (changed.empty() ? std::string("(removed keys)") : changed);
+    return st;
+  }
+  const auto records = all_records(ctx, stages_);
+  const auto inputs = input_digests(ctx, stage, records);
+  if (record->value("inputs", json::object()) != inputs) {
+    std::string changed;
+    const auto old = record->value("inputs", json::object());
+    for (const auto& [k, v] : inputs.items()) {
+      if (!old.contains(k) || old[k] != v) changed += (changed.empty() ? "" : ", ") + k;
+    }
+    st.reason = "inputs changed: " + changed;
+    return st;
+  }
+  if (record->value("external", "") != stage.external_fingerprint(ctx)) {
+    st.reason = "input dataset changed";
+    return st;
+  }
+  for (const auto& o : record->value("outputs", json::array())) {
+    const auto rel = o.value("path", "");
+    if (file_digest(ctx, records, rel) != o.value("hash", "")) {
+      st.reason = "output missing or modified: " + rel;
+      return st;
+    }
+  }
+  st.state = StageState::kDone;
+  st.reason.clear();
+  return st;
+}
+
+void Runner::run_stage(Context& ctx, Stage& stage) {
+  auto& report = ctx.report();
+  report.info(fmt::format("== {}: {}", stage.name(), stage.summary()));
+  report.event("stage_start", {{"stage", stage.name()}});
+  // The old record goes first: a stage killed half-way must never look done.
+  std::error_code ec;
+  fs::remove(record_path(ctx, stage), ec);
+  const auto started_at = iso_time_now();
+  const auto t0 = std::chrono::steady_clock::now();
+  const json options = ctx.config().snapshot(stage.option_scopes());
+  const auto records = all_records(ctx, stages_);
+  const json inputs = input_digests(ctx, stage, records);
+  const std::string external = stage.external_fingerprint(ctx);
+
+  stage.run(ctx);
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json outputs = json::array();
+  for (const auto& rel : stage.outputs(ctx)) outputs.push_back(describe_file(ctx.work(), rel));
+  json record = {{"stage", stage.name()},
+                 {"format_version", stage.format_version()},
+                 {"tool_version", std::string(AUGMENT_VERSION) + " (" + AUGMENT_GIT_REVISION + ")"},
+                 {"options", options},
+                 {"options_hash", options_hash(options)},
+                 {"inputs", inputs},
+                 {"external", external},
+                 {"outputs", outputs},
+                 {"started_at", started_at},
+                 {"finished_at", iso_time_now()},
+                 {"seconds", seconds}};
+  write_text_atomically(record_path(ctx, stage), record.dump(2) + "\n");
+  report.info(fmt::format("== {} done in {}", stage.name(), format_duration(seconds)));
+  report.event("stage_end", {{"stage", stage.name()}, {"seconds", seconds}});
+}
+
+void Runner::run(Context& ctx, const std::string& target) {
+  const auto& g = ctx.global();
+  auto index_of = [&](const std::string& name, const char* what) -> std::size_t {
+    for (std::size_t i = 0; i < stages_.size(); ++i) {
+      if (stages_[i]->name() == name) return i;
+    }
+    std::string names;
+    for (const auto& s : stages_) names += (names.empty() ? "" : ", ") + s->name();
+    throw UserError(ExitCode::kUsage, fmt::format("{} names no stage: '{}' (stages: {})", what, name, names));
+  };
+  std::size_t last = target.empty() ? stages_.size() - 1 : index_of(target, "command");
+  std::size_t first_forced = stages_.size();
+  if (!g.from.empty()) first_forced = index_of(g.from, "--from");
+  if (!g.only.empty()) {
+    const auto only = index_of(g.only, "--only");
+    if (!target.empty() && only != last) {
+      throw UserError(ExitCode::kUsage, fmt::format("--only {} conflicts with the command '{}'", g.only, target));
+    }
+    last = only;
+  }
+  if (first_forced != stages_.size() && first_forced > last) {
+    throw UserError(ExitCode::kUsage, fmt::format("--from {} comes after the last stage to run ({})", g.from, stages_[last]->name()));
+  }
+
+  for (std::size_t i = 0; i <= last; ++i) {
+    Stage& stage = *stages_[i];
+    const bool only_this = !g.only.empty();
+    if (only_this && i != last) {
+      // --only: earlier stages are not run, but their outputs must be there.
+      for (const auto& rel : stage.outputs(ctx)) {
+        if (!fs::exists(ctx.work() / rel)) {
+          throw UserError(ExitCode::kNoInput, fmt::format("--only {} needs the output of stage '{}' ({}); run `augment {}` first",
+                                                          g.only, stage.name(), (ctx.work() / rel).string(), stage.name()));
+        }
+      }
+      continue;
+    }
+    const bool selected = target.empty() || i == last;
+    const bool forced = (g.force && selected) || i >= first_forced;
+    if (!forced) {
+      const auto st = status(ctx, stage);
+      if (st.state == StageState::kDone) {
+        ctx.report().info(fmt::format("== {}: up to date (finished {}), skipped", stage.name(), st.finished_at));
+        continue;
+      }
+      if (st.state == StageState::kStale) ctx.report().info(fmt::format("== {}: stale ({})", stage.name(), st.reason));
+    }
+    check_stop();
+    run_stage(ctx, stage);
+  }
+}
+
+std::string Runner::status_table(const Context& ctx) const {
+  std::string out = fmt::format("{:<12} {:<8} {:<21} {:>9}  {}\n", "stage", "state", "finished", "took", "note");
+  for (const auto& s : stages_) {
+    const auto st = status(ctx, *s);
+    out += fmt::format("{:<12} {:<8} {:<21} {:>9}  {}\n", s->name(), state_name(st.state),
+                       st.finished_at.empty() ? "-" : st.finished_at,
+                       st.finished_at.empty() ? "-" : format_duration(st.seconds), st.reason);
+  }
+  return out;
+}
+
+}  // namespace augment

@@ -1,0 +1,31 @@
+// The unit the runner sequences: declared option scopes, inputs, outputs and a Run().
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace augment {
+
+class Context;
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+
+  virtual std::string name() const = 0;
+  virtual std::string summary() const = 0;
+  // Bump when the stage's output format or algorithm changes, so old records go stale.
+  virtual int format_version() const { return 1; }
+  // Option groups and global keys whose values shape this stage's outputs ("scan", "seed").
+  virtual std::vector<std::string> option_scopes() const = 0;
+  // Files of earlier stages this stage reads, relative to the work dir.
+  virtual std::vector<std::string> inputs(const Context& ctx) const { return {}; }
+  // Fingerprint of inputs outside the work dir (the user's dataset); "" when there are none.
+  virtual std::string external_fingerprint(const Context& ctx) const { return ""; }
+  // Final output files, relative to the work dir.
+  virtual std::vector<std::string> outputs(const Context& ctx) const = 0;
+  // Produces the outputs. Must be safe to kill at any point and rerun: finished items are kept.
+  virtual void run(Context& ctx) = 0;
+};
+
+}  // namespace augment

@@ -1,0 +1,229 @@
+#include "stages/cache_stage.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+
+#include <fmt/format.h>
+#include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
+
+#include "manifests/image_cache.h"
+#include "manifests/image_record.h"
+#include "pipeline/context.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
+#include "pipeline/signals.h"
+#include "stages/image_decode.h"
+
+namespace augment {
+
+void CacheOptions::bind(OptionBinder<CacheOptions>& b) {
+  b.add("resolution", &CacheOptions::resolution, "side in pixels of the square training images", in_range<std::int64_t>(8, 1024),
+        {"resolution"});
+  b.add("channels", &CacheOptions::channels, "3 for RGB, 1 for grayscale (alpha is composited on white)", in_range<std::int64_t>(1, 3),
+        {"channels"});
+  b.add("fit", &CacheOptions::fit,
+        "how non-square images become square: crop (shorter side, centre crop), pad (longer side, white borders), stretch", {},
+        {"", {"crop", "pad", "stretch"}});
+  b.add("shard_size", &CacheOptions::shard_size, "images per resumable part file (a killed run redoes at most one part)",
+        at_least<std::int64_t>(1), {"", {}, false, true});
+}
+
+namespace {
+
+bool read_file(const std::string& path, std::vector<std::uint8_t>& buf) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return false;
+  }
+  buf.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    const auto n = ::read(fd, buf.data() + got, buf.size() - got);
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  return got == buf.size();
+}
+
+// One image travelling through the pipeline.
+struct Tile {
+  std::size_t row = 0;  // position in the split
+  std::vector<std::uint8_t> pixels;
+  std::string error;
+};
+
+class CacheStage final : public Stage {
+ public:
+  std::string name() const override { return "cache"; }
+  std::string summary() const override { return "decode and resize the chosen images into HDF5 arrays"; }
+  std::vector<std::string> option_scopes() const override { return {"cache"}; }
+  std::vector<std::string> inputs(const Context&) const override { return {"subsample/manifest.jsonl", "subsample/classes.json"}; }
+  std::vector<std::string> outputs(const Context&) const override {
+    return {"cache/train.h5", "cache/val.h5", "cache/test.h5"};
+  }
+
+  void run(Context& ctx) override {
+    const auto o = ctx.options<CacheOptions>();
+    const auto rows = read_records_jsonl(ctx.dir("subsample") / "manifest.jsonl");
+    const auto classes = read_class_list(ctx.dir("subsample") / "classes.json");
+    TileOptions tile{static_cast<int>(o.resolution), o.channels == 1 ? 1 : 3, o.fit};
+    const auto dir = ctx.dir("cache");
+    const auto parts_dir = dir / "parts";
+    ensure_directory(parts_dir);
+
+    // The key ties a part to its options and exact image list, so a changed manifest or option
+    // never reuses a stale part.
+    const std::string options_key = fmt::format("{}|{}|{}|{}", tile.resolution, tile.channels, tile.fit, csv_names(classes.names));
+    std::map<std::string, std::vector<std::size_t>> by_split;
+    for (std::size_t i = 0; i < rows.size(); ++i) by_split[rows[i].split].push_back(i);
+
+    std::int64_t total = 0;
+    for (const char* split : kSplits) total += static_cast<std::int64_t>(by_split[split].size());
+    Progress progress(ctx.report(), "cache", total, "img");
+    std::int64_t reused = 0;
+    for (const char* split : kSplits) {
+      const auto& members = by_split[split];
+      const std::size_t shard = static_cast<std::size_t>(o.shard_size);
+      const std::size_t nparts = (members.size() + shard - 1) / shard;
+      std::vector<fs::path> parts;
+      for (std::size_t p = 0; p < nparts; ++p) {
+        const std::size_t begin = p * shard, end = std::min(members.size(), begin + shard);
+        std::string key_text = options_key;
+        for (std::size_t k = begin; k < end; ++k) key_text += "\n" + rows[members[k]].hash + "\t" + std::to_string(rows[members[k]].label);
+        CacheInfo info{split, tile.resolution, tile.channels, classes.names, hash_text(key_text)};
+        const auto part = parts_dir / fmt::format("{}-{:05}.h5", split, p);
+        parts.push_back(part);
+        if (part_matches(part, info.key)) {
+          progress.advance(static_cast<std::int64_t>(end - begin));
+          reused += static_cast<std::int64_t>(end - begin);
+          continue;
+        }
+        write_part(part, info, rows, members, begin, end, tile, progress);
+      }
+      merge_parts(dir / fmt::format("{}.h5", split), parts, CacheInfo{split, tile.resolution, tile.channels, classes.names, options_key});
+    }
+    progress.finish();
+    if (reused > 0) ctx.report().info(fmt::format("reused {} images cached by an earlier, interrupted run", reused));
+    std::error_code ec;
+    fs::remove_all(parts_dir, ec);
+  }
+
+ private:
+  static std::string csv_names(const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += n + "\x1f";
+    return s;
+  }
+
+  static bool part_matches(const fs::path& part, const std::string& key) {
+    std::error_code ec;
+    if (!fs::exists(part, ec)) return false;
+    try {
+      return read_cache_info(part).key == key;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  // Decodes rows [begin, end) of the split in parallel (bounded tokens) and writes them in order.
+  static void write_part(const fs::path& part, const CacheInfo& info, const std::vector<ImageRecord>& rows,
+                         const std::vector<std::size_t>& members, std::size_t begin, std::size_t end, const TileOptions& tile,
+                         Progress& progress) {
+    CacheWriter writer(part, info);
+    const std::size_t bytes = static_cast<std::size_t>(tile.resolution) * tile.resolution * tile.channels;
+    constexpr std::size_t kBatch = 64;
+    std::vector<std::uint8_t> pixels;
+    std::vector<std::int64_t> labels, sources;
+    auto flush = [&]() {
+      writer.append(pixels.data(), labels.data(), sources.data(), static_cast<std::int64_t>(labels.size()));
+      pixels.clear();
+      labels.clear();
+      sources.clear();
+    };
+    std::size_t next = begin;
+    std::string failure;
+    const auto tokens = static_cast<std::size_t>(4 * std::max(1, tbb::this_task_arena::max_concurrency()));
+    tbb::parallel_pipeline(
+        tokens,
+        tbb::make_filter<void, Tile*>(tbb::filter_mode::serial_in_order,
+                                      [&](tbb::flow_control& fc) -> Tile* {
+                                        if (next >= end || stop_signal() || !failure.empty()) {
+                                          fc.stop();
+                                          return nullptr;
+                                        }
+                                        auto* t = new Tile;
+                                        t->row = next++;
+                                        return t;
+                                      }) &
+            tbb::make_filter<Tile*, Tile*>(tbb::filter_mode::parallel,
+                                           [&](Tile* t) {
+                                             const auto& r = rows[members[t->row]];
+                                             std::vector<std::uint8_t> buf;
+                                             if (!read_file(r.path, buf)) {
+                                               t->error = "cannot be read any more";
+                                               return t;
+                                             }
+                                             t->pixels.resize(bytes);
+                                             try {
+                                               decode_tile(buf.data(), buf.size(), r.width, r.height, tile, t->pixels.data());
+                                             } catch (const std::exception& e) {
+                                               t->error = e.what();
+                                             }
+                                             return t;
+                                           }) &
+            tbb::make_filter<Tile*, void>(tbb::filter_mode::serial_in_order, [&](Tile* t) {
+              std::unique_ptr<Tile> owned(t);
+              const auto& r = rows[members[t->row]];
+              if (!t->error.empty()) {
+                if (failure.empty()) failure = fmt::format("{}: {}", r.path, t->error);
+                return;
+              }
+              pixels.insert(pixels.end(), t->pixels.begin(), t->pixels.end());
+              labels.push_back(r.label);
+              sources.push_back(static_cast<std::int64_t>(members[t->row]));
+              if (labels.size() == kBatch) flush();
+              progress.advance();
+            }));
+    if (!failure.empty()) {
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("{}\nthe file changed since it was scanned; rerun `augment scan` (or the whole pipeline) to pick up the change", failure));
+    }
+    check_stop();  // the unfinished part is discarded; finished parts stay for the rerun
+    flush();
+    writer.commit();
+  }
+
+  static void merge_parts(const fs::path& target, const std::vector<fs::path>& parts, const CacheInfo& info) {
+    CacheWriter writer(target, info);
+    for (const auto& part : parts) {
+      CacheReader reader(part);
+      const std::int64_t n = reader.size();
+      constexpr std::int64_t kChunk = 256;
+      std::vector<std::uint8_t> pixels(reader.image_bytes() * kChunk);
+      std::vector<std::int64_t> labels(kChunk), sources(kChunk);
+      for (std::int64_t s = 0; s < n; s += kChunk) {
+        const auto c = std::min(kChunk, n - s);
+        reader.read(s, c, pixels.data(), labels.data(), sources.data());
+        writer.append(pixels.data(), labels.data(), sources.data(), c);
+      }
+    }
+    writer.commit();
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_cache_stage() { return std::make_unique<CacheStage>(); }
+
+}  // namespace augment

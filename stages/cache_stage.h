@@ -1,0 +1,26 @@
+// cache: decode every chosen image once into training-resolution tiles, one HDF5 file per split.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "pipeline/config.h"
+#include "pipeline/stage.h"
+
+namespace augment {
+
+struct CacheOptions {
+  static constexpr const char* kGroup = "cache";
+  std::int64_t resolution = 64;  // side of the square training images
+  std::int64_t channels = 3;     // 3: RGB, 1: grayscale
+  std::string fit = "crop";      // crop | pad | stretch
+  std::int64_t shard_size = 1024;  // images per resumable part
+  static void bind(OptionBinder<CacheOptions>& b);
+};
+
+inline const char* const kSplits[] = {"train", "val", "test"};
+
+std::unique_ptr<Stage> make_cache_stage();
+
+}  // namespace augment

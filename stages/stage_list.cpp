@@ -1,0 +1,25 @@
+#include "stages/stage_list.h"
+
+#include "pipeline/context.h"
+#include "stages/cache_stage.h"
+#include "stages/scan_stage.h"
+#include "stages/subsample_stage.h"
+
+namespace augment {
+
+std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(make_scan_stage());
+  stages.push_back(make_subsample_stage());
+  stages.push_back(make_cache_stage());
+  return stages;
+}
+
+void declare_all_options(OptionRegistry& registry) {
+  declare_options<GlobalOptions>(registry);
+  declare_options<ScanOptions>(registry);
+  declare_options<SubsampleOptions>(registry);
+  declare_options<CacheOptions>(registry);
+}
+
+}  // namespace augment
