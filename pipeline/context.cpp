@@ -13,6 +13,11 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("seed", &GlobalOptions::seed, "seed for every random choice of the run", at_least<std::int64_t>(0));
   b.add("threads", &GlobalOptions::threads, "worker threads for CPU stages (0: all cores)", at_least<std::int64_t>(0),
         {"", {}, false, true});
+  b.add("device", &GlobalOptions::device, "where models run: auto (CUDA when available), cpu, cuda, cuda:N", {},
+        {"", {}, false, true});
+  b.add("precision", &GlobalOptions::precision,
+        "model arithmetic: auto (bf16 on CUDA and on CPUs with AMX/AVX512-BF16), fp32, bf16", {},
+        {"", {"auto", "fp32", "bf16"}, false, true});
   b.add("quiet", &GlobalOptions::quiet, "no progress or info lines (warnings and errors still print)", {},
         {"", {}, false, true});
   b.add("log_json", &GlobalOptions::log_json, "append one JSON object per event to this file", {},

@@ -23,6 +23,8 @@ struct GlobalOptions {
   std::string config;              // INI file with options (command line wins)
   std::int64_t seed = 0;           // seed for every random choice of the run
   int threads = 0;                 // worker threads for CPU stages (0: all cores)
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  std::string precision = "auto";  // auto | fp32 | bf16
   bool quiet = false;              // no progress lines
   std::string log_json;            // file receiving one JSON object per event
   bool force = false;              // rerun selected stages even when up to date

@@ -1,0 +1,53 @@
+#include "models/device.h"
+
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "pipeline/errors.h"
+
+namespace augment {
+
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw UserError(ExitCode::kConfig, fmt::format("--device {}: this build of LibTorch sees no CUDA GPU; use --device cpu or auto", name));
+    }
+    int index = 0;
+    if (name.size() > 5 && name[4] == ':') index = std::stoi(name.substr(5));
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
+      throw UserError(ExitCode::kConfig, fmt::format("--device {}: there are {} CUDA devices", name, torch::cuda::device_count()));
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw UserError(ExitCode::kConfig, fmt::format("--device {}: accepted values: auto, cpu, cuda, cuda:N", name));
+}
+
+bool cpu_has_fast_bf16() {
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) == 0) {
+        return line.find(" amx_bf16") != std::string::npos || line.find(" avx512_bf16") != std::string::npos;
+      }
+    }
+    return false;
+  }();
+  return has;
+}
+
+torch::ScalarType resolve_precision(const std::string& name, const torch::Device& device) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "auto") return (device.is_cuda() || cpu_has_fast_bf16()) ? torch::kBFloat16 : torch::kFloat32;
+  throw UserError(ExitCode::kConfig, fmt::format("--precision {}: accepted values: auto, fp32, bf16", name));
+}
+
+std::string describe(const torch::Device& device, torch::ScalarType precision) {
+  return fmt::format("{} {}", device.str(), precision == torch::kBFloat16 ? "bf16" : "fp32");
+}
+
+}  // namespace augment
