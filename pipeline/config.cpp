@@ -205,17 +205,16 @@ std::map<std::string, std::string> Config::snapshot(const std::vector<std::strin
   return out;
 }
 
+// Values are written verbatim (INI lines have no inline comments); only a value with blanks at
+// either end is quoted so they survive trimming.
 static std::string ini_quote(const std::string& v) {
-  // Values are written verbatim; a value with leading/trailing blanks or a comment sign is quoted.
-  if (!v.empty() && (v.front() == ' ' || v.back() == ' ' || v.find_first_of("#;\"") != std::string::npos)) {
-    std::string q = "\"";
-    for (char c : v) {
-      if (c == '"' || c == '\\') q += '\\';
-      q += c;
-    }
-    return q + "\"";
+  if (v.empty() || (v.front() != ' ' && v.back() != ' ' && v.front() != '"')) return v;
+  std::string q = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
   }
-  return v;
+  return q + "\"";
 }
 
 std::string Config::to_ini() const {
@@ -236,7 +235,7 @@ std::string Config::to_ini() const {
         if (items.empty()) out += fmt::format("# {} =\n", name);
         for (const auto& item : items) out += fmt::format("{} = {}\n", name, ini_quote(item));
       } else {
-        out += fmt::format("{} = {}\n", name, ini_quote(value(info->key)));
+        out += fmt::format("{} = {}\n", name, info->type == "list" ? value(info->key) : ini_quote(value(info->key)));
       }
     }
   }
@@ -252,13 +251,19 @@ static std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-static std::string ini_unquote(const std::string& v, const std::string& where) {
-  if (v.size() < 2 || v.front() != '"') return v;
-  if (v.back() != '"') throw UserError(ExitCode::kConfig, where + ": unterminated quoted value");
+// A value that is one quoted string (as ini_quote writes) is unquoted; anything else, such as a
+// CSV list "a, b",c, is kept verbatim.
+static std::string ini_unquote(const std::string& v) {
+  if (v.size() < 2 || v.front() != '"' || v.back() != '"') return v;
   std::string out;
   for (std::size_t i = 1; i + 1 < v.size(); ++i) {
-    if (v[i] == '\\' && i + 2 < v.size()) ++i;
-    out += v[i];
+    if (v[i] == '\\' && i + 2 < v.size()) {
+      out += v[++i];
+    } else if (v[i] == '"') {
+      return v;  // an inner quote: not a single quoted string
+    } else {
+      out += v[i];
+    }
   }
   return out;
 }
@@ -286,7 +291,7 @@ void apply_ini_file(const std::filesystem::path& path, Config& config, bool over
     const auto eq = t.find('=');
     if (eq == std::string::npos) throw UserError(ExitCode::kConfig, where + ": expected 'key = value', got '" + t + "'");
     const std::string name = trim(t.substr(0, eq));
-    const std::string value = ini_unquote(trim(t.substr(eq + 1)), where);
+    const std::string value = ini_unquote(trim(t.substr(eq + 1)));
     const std::string key = section.empty() ? name : section + "." + name;
     const OptionInfo* info = config.registry().find(key);
     if (!info || info->key != key) {

@@ -25,7 +25,7 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("force", &GlobalOptions::force, "rerun the selected stages even when they are up to date", {},
         {"", {}, false, true});
   b.add("from", &GlobalOptions::from, "rerun this stage and every stage after it", {}, {"", {}, false, true});
-  b.add("only", &GlobalOptions::only, "run this stage alone (its inputs must exist)", {}, {"", {}, false, true});
+  b.add("only", &GlobalOptions::only, "rerun this stage alone (the outputs of the stages before it must exist)", {}, {"", {}, false, true});
 }
 
 Context::Context(const Config& config, Reporter& reporter)

@@ -225,7 +225,8 @@ void Runner::run(Context& ctx, const std::string& target) {
       continue;
     }
     const bool selected = target.empty() || i == last;
-    const bool forced = (g.force && selected) || i >= first_forced;
+    // --from and --only name stages the user wants rerun, up to date or not.
+    const bool forced = (g.force && selected) || i >= first_forced || only_this;
     if (!forced) {
       const auto st = status(ctx, stage);
       if (st.state == StageState::kDone) {

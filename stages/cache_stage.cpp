@@ -30,7 +30,7 @@ void CacheOptions::bind(OptionBinder<CacheOptions>& b) {
         {"channels"});
   b.add("fit", &CacheOptions::fit,
         "how non-square images become square: crop (shorter side, centre crop), pad (longer side, white borders), stretch", {},
-        {"", {"crop", "pad", "stretch"}});
+        {"fit", {"crop", "pad", "stretch"}});
   b.add("shard_size", &CacheOptions::shard_size, "images per resumable part file (a killed run redoes at most one part)",
         at_least<std::int64_t>(1), {"", {}, false, true});
 }

@@ -110,6 +110,12 @@ struct Walker {
 
   // Calls `visit(file, stat)` for every image file under `dir`, following symlinks but visiting
   // each real directory once (no loops).
+  // Marks a directory as seen without walking it (input roots: a link back to one is a loop).
+  void mark(const fs::path& dir) {
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) visited.insert({st.st_dev, st.st_ino});
+  }
+
   template <class Visit>
   void walk(const fs::path& dir, Visit&& visit) {
     struct stat st;
@@ -198,6 +204,7 @@ ScanWalk walk_inputs(const GlobalOptions& global, const ScanOptions& options) {
     for (const auto& root : roots) {
       if (!root.class_name.empty()) {
         auto& list = by_class[root.class_name];
+        walker.visited.clear();
         walker.walk(root.path, [&](const fs::path& p, const struct stat& st) {
           list.push_back({p, root.class_name, static_cast<std::uint64_t>(st.st_size), stat_mtime(st)});
         });
@@ -218,6 +225,10 @@ ScanWalk walk_inputs(const GlobalOptions& global, const ScanOptions& options) {
         if (fs::is_directory(entry, ec)) {
           const std::string cls = entry.filename().string();
           auto& list = by_class[cls];
+          // Each class is walked on its own: a link into another class's folder counts there too
+          // (as ImageFolder does), while links back up to a root are loops and skipped.
+          walker.visited.clear();
+          for (const auto& r : roots) walker.mark(r.path);
           walker.walk(entry, [&](const fs::path& p, const struct stat& st) {
             list.push_back({p, cls, static_cast<std::uint64_t>(st.st_size), stat_mtime(st)});
           });

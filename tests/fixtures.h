@@ -1,0 +1,45 @@
+// Helpers shared by the tests: temporary folders, generated images, and running the binary.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace augment::test {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with its content at scope exit.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& rel) const { return path_ / rel; }
+
+ private:
+  fs::path path_;
+};
+
+// Writes an image with OpenCV: `channels` 1, 3 or 4; `depth16` for 16-bit PNG. The content is a
+// class-dependent pattern seeded by `seed` so files differ.
+void write_image(const fs::path& path, int width, int height, int channels, int seed, bool depth16 = false);
+// A palette (colour type 3) PNG with a transparent entry, written by hand (OpenCV cannot).
+void write_palette_png(const fs::path& path, int width, int height);
+// A PNG whose header declares width x height but holds almost no data.
+void write_huge_header_png(const fs::path& path, std::uint32_t width, std::uint32_t height);
+void write_bytes(const fs::path& path, const std::string& bytes);
+std::string read_bytes(const fs::path& path);
+
+struct RunResult {
+  int code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs the augment binary with `args` (no shell), capturing output.
+RunResult run_augment(const std::vector<std::string>& args);
+// Runs a shell command line; returns its exit code and output.
+RunResult run_shell(const std::string& command);
+
+}  // namespace augment::test

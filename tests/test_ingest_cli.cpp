@@ -1,0 +1,363 @@
+// End to end: the `augment` binary on generated image folders, as a user would run it.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "augment_test_paths.h"
+#include "fixtures.h"
+#include "manifests/csv.h"
+#include "manifests/image_cache.h"
+#include "manifests/image_record.h"
+#include "pipeline/hash.h"
+
+using namespace augment;
+using namespace augment::test;
+
+namespace {
+
+const std::vector<std::string> kOddClasses = {"with space", "R&D", "comma, class", "quote \"q\"", "ñandú"};
+
+// Every file's hash, to prove the input was not touched.
+std::map<std::string, std::string> tree_hashes(const fs::path& root) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_regular_file() && !e.is_symlink()) out[e.path().string()] = hash_file(e.path());
+  }
+  return out;
+}
+
+// A folder with awkward class names, every image kind, and broken files.
+void make_messy_dataset(const fs::path& root) {
+  int seed = 0;
+  for (const auto& cls : kOddClasses) {
+    for (int i = 0; i < 6; ++i) write_image(root / cls / ("rgb" + std::to_string(i) + ".jpg"), 40 + i, 30, 3, ++seed);
+  }
+  write_image(root / "with space" / "gray.png", 20, 20, 1, ++seed);
+  write_image(root / "with space" / "sub" / "deep" / "rgba.PNG", 24, 24, 4, ++seed);
+  write_palette_png(root / "R&D" / "palette.png", 16, 16);
+  write_image(root / "R&D" / "sixteen.png", 18, 18, 3, ++seed, true);
+  write_bytes(root / "ñandú" / "empty.jpg", "");
+  const auto jpg = read_bytes(root / "ñandú" / "rgb0.jpg");
+  write_bytes(root / "ñandú" / "truncated.jpg", jpg.substr(0, jpg.size() / 2));
+  write_bytes(root / "quote \"q\"" / "notes.png", "this is not an image");
+  write_huge_header_png(root / "R&D" / "bomb.png", 40000, 40000);
+  write_bytes(root / "R&D" / "readme.txt", "ignored: not an image extension");
+  write_bytes(root / "R&D" / ".DS_Store", "junk");
+  // The same bytes in two classes.
+  fs::copy_file(root / "R&D" / "rgb0.jpg", root / "comma, class" / "copy_of_rd.jpg");
+  // A symlink loop must not hang the walk.
+  fs::create_directory_symlink("..", root / "with space" / "loop");
+}
+
+int count_lines(const fs::path& p) {
+  std::ifstream in(p);
+  int n = 0;
+  std::string line;
+  while (std::getline(in, line)) n += !line.empty();
+  return n;
+}
+
+std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+
+}  // namespace
+
+TEST_SUITE("ingest cli") {
+  TEST_CASE("a messy image folder is scanned, split and cached; rejects are listed; the input is untouched") {
+    TempDir dir;
+    const auto input = dir / "data";
+    make_messy_dataset(input);
+    const auto before = tree_hashes(input);
+    const auto work = dir / "work";
+    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(tree_hashes(input) == before);
+
+    // Rejects: empty, truncated, not an image, too many pixels; each with its reason.
+    std::ifstream rej(work / "scan" / "rejects.csv");
+    std::map<std::string, std::string> reasons;
+    csv::read_row(rej);
+    while (auto row = csv::read_row(rej)) reasons[fs::path((*row)[0]).filename().string()] = (*row)[2];
+    CHECK(reasons.size() == 4);
+    CHECK(reasons["empty.jpg"].find("0 bytes") != std::string::npos);
+    CHECK(reasons["truncated.jpg"].find("truncated") != std::string::npos);
+    CHECK(reasons["notes.png"].find("not an image") != std::string::npos);
+    CHECK(reasons["bomb.png"].find("too many pixels") != std::string::npos);
+
+    // Class names survive JSON, CSV and HDF5 exactly; classes are sorted by name.
+    const auto classes = read_class_list(work / "subsample" / "classes.json");
+    auto sorted = kOddClasses;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(classes.names == sorted);
+    const auto rows = read_records_jsonl(work / "subsample" / "manifest.jsonl");
+    CHECK(rows.size() == 5 * 6 + 5);  // 6 jpgs per class + gray, rgba, palette, 16-bit, copy
+    std::ifstream man(work / "subsample" / "manifest.csv");
+    csv::read_row(man);
+    std::set<std::string> csv_classes;
+    while (auto row = csv::read_row(man)) csv_classes.insert((*row)[1]);
+    CHECK(csv_classes == std::set<std::string>(sorted.begin(), sorted.end()));
+    // The duplicate across classes is reported.
+    CHECK(count_lines(work / "scan" / "duplicates.csv") == 3);
+
+    std::int64_t cached = 0;
+    for (const char* split : {"train", "val", "test"}) {
+      CacheReader reader(work / "cache" / (std::string(split) + ".h5"));
+      CHECK(reader.info().class_names == sorted);
+      CHECK(reader.info().resolution == 16);
+      CHECK(reader.info().channels == 3);
+      cached += reader.size();
+    }
+    CHECK(cached == static_cast<std::int64_t>(rows.size()));
+
+    // Downstream tools (h5py) read the cache: shapes, dtypes and UTF-8 class names.
+    const auto check_py = dir / "check.py";
+    write_bytes(check_py,
+                "import h5py, sys, json\n"
+                "f = h5py.File(sys.argv[1], 'r')\n"
+                "names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs['class_names']]\n"
+                "print(json.dumps({'shape': list(f['images'].shape), 'dtype': str(f['images'].dtype), 'names': names,\n"
+                "                  'labels': int(f['labels'].shape[0])}))\n");
+    auto py = run_shell(python() + " " + check_py.string() + " " + (work / "cache" / "train.h5").string());
+    INFO(py.out);
+    REQUIRE(py.code == 0);
+    const auto j = nlohmann::json::parse(py.out);
+    CHECK(j["shape"][1] == 16);
+    CHECK(j["shape"][3] == 3);
+    CHECK(j["dtype"] == "uint8");
+    CHECK(j["names"].get<std::vector<std::string>>() == sorted);
+
+    // --strict turns the rejects into an error naming the reject list.
+    r = run_augment({"scan", "--input", input.string(), "--work", (dir / "work2").string(), "--strict", "--quiet"});
+    CHECK(r.code == 65);
+    CHECK(r.err.find("rejects.csv") != std::string::npos);
+  }
+
+  TEST_CASE("bad input and bad places get clear errors and sysexits codes") {
+    TempDir dir;
+    const auto input = dir / "data";
+    for (int i = 0; i < 3; ++i) {
+      write_image(input / "cat" / (std::to_string(i) + ".png"), 12, 12, 3, i);
+      write_image(input / "dog" / (std::to_string(i) + ".png"), 12, 12, 3, 10 + i);
+    }
+    const auto work = (dir / "work").string();
+    auto r = run_augment({"scan", "--input", (dir / "missing").string(), "--work", work});
+    CHECK(r.code == 66);
+    CHECK(r.err.find("does not exist") != std::string::npos);
+    fs::create_directories(dir / "emptyroot");
+    CHECK(run_augment({"scan", "--input", (dir / "emptyroot").string(), "--work", work}).code == 66);
+    CHECK(run_augment({"scan", "--work", work}).code == 64);  // no --input
+
+    r = run_augment({"scan", "--input", input.string(), "--work", (input / "cat" / "w").string()});
+    CHECK(r.code == 73);
+    CHECK(r.err.find("never writes into your data") != std::string::npos);
+    CHECK_FALSE(fs::exists(input / "cat" / "w"));
+    CHECK(run_augment({"scan", "--input", input.string(), "--work", input.string()}).code == 73);
+    CHECK(run_augment({"scan", "--input", input.string(), "--work", work, "--output", (input / "out").string()}).code == 73);
+
+    r = run_augment({"scan", "--input", input.string(), "--work", work, "--resolutoin", "3"});
+    CHECK(r.code == 64);
+    CHECK(r.err.find("did you mean") != std::string::npos);
+    write_bytes(dir / "job.ini", "[scan]\nstrictly = true\n");
+    r = run_augment({"scan", "--input", input.string(), "--work", work, "--config", (dir / "job.ini").string()});
+    CHECK(r.code == 78);
+    CHECK(r.err.find("job.ini:2") != std::string::npos);
+    CHECK(run_augment({"scan", "--input", input.string(), "--work", work, "--seed", "-1"}).code == 78);
+
+    // An empty class folder fails unless --allow-empty.
+    fs::create_directories(input / "empty class");
+    r = run_augment({"scan", "--input", input.string(), "--work", work, "--quiet"});
+    CHECK(r.code == 65);
+    CHECK(r.err.find("--allow-empty") != std::string::npos);
+    r = run_augment({"scan", "--input", input.string(), "--work", work, "--allow-empty", "--quiet"});
+    CHECK(r.code == 0);
+    // A selected class that does not exist.
+    r = run_augment({"subsample", "--input", input.string(), "--work", work, "--allow-empty", "--classes", "cat,cow", "--quiet"});
+    CHECK(r.code == 65);
+    CHECK(r.err.find("'cow'") != std::string::npos);
+  }
+
+  TEST_CASE("NAME=DIR inputs and a class map make classes from whole folders and files") {
+    TempDir dir;
+    for (int i = 0; i < 4; ++i) {
+      write_image(dir / "dogs" / "breed a" / (std::to_string(i) + ".jpg"), 20, 20, 3, i);
+      write_image(dir / "cars" / (std::to_string(i) + ".png"), 20, 20, 3, 20 + i);
+    }
+    auto r = run_augment({"scan", "--input", "dog=" + (dir / "dogs").string(), "--input", "car=" + (dir / "cars").string(), "--work",
+                          (dir / "w1").string(), "--quiet"});
+    REQUIRE(r.code == 0);
+    auto classes = read_class_list(dir / "w1" / "scan" / "classes.json");
+    CHECK(classes.names == std::vector<std::string>{"car", "dog"});
+    CHECK(classes.counts == std::vector<std::int64_t>{4, 4});
+
+    write_bytes(dir / "map.csv", "source,class\ncars,\"vehicle, land\"\ncars/0.png,odd one\ndogs/breed a,dog\n");
+    r = run_augment({"scan", "--input", dir.path().string(), "--class-map", (dir / "map.csv").string(), "--work",
+                     (dir.path().parent_path() / (dir.path().filename().string() + "-w2")).string(), "--quiet"});
+    const auto w2 = dir.path().parent_path() / (dir.path().filename().string() + "-w2");
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    classes = read_class_list(w2 / "scan" / "classes.json");
+    CHECK(classes.names == std::vector<std::string>{"dog", "odd one", "vehicle, land"});
+    CHECK(classes.counts == std::vector<std::int64_t>{4, 1, 3});
+    fs::remove_all(w2);
+  }
+
+  TEST_CASE("status, staleness, --from and --only") {
+    TempDir dir;
+    const auto input = dir / "data";
+    for (int i = 0; i < 5; ++i) {
+      write_image(input / "a" / (std::to_string(i) + ".png"), 16, 16, 3, i);
+      write_image(input / "b" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
+    }
+    const auto work = (dir / "work").string();
+    const std::vector<std::string> base = {"--input", input.string(), "--work", work, "--resolution", "8"};
+    auto with = [&](std::vector<std::string> head, std::vector<std::string> tail = {}) {
+      head.insert(head.end(), base.begin(), base.end());
+      head.insert(head.end(), tail.begin(), tail.end());
+      return head;
+    };
+    auto r = run_augment(with({"status"}));
+    CHECK(r.code == 66);  // nothing ran yet
+    REQUIRE(run_augment(with({"run"})).code == 0);
+    r = run_augment(with({"status"}));
+    CHECK(r.out.find("scan         done") != std::string::npos);
+    CHECK(r.out.find("cache        done") != std::string::npos);
+
+    // Everything is up to date: nothing reruns.
+    r = run_augment(with({"run"}));
+    CHECK(r.err.find("scan: up to date") != std::string::npos);
+    CHECK(r.err.find("cache: up to date") != std::string::npos);
+
+    // A cache option change makes only cache stale.
+    r = run_augment(with({"status"}, {"--channels", "1"}));
+    CHECK(r.out.find("scan         done") != std::string::npos);
+    CHECK(r.out.find("cache        stale") != std::string::npos);
+    CHECK(r.out.find("cache.channels") != std::string::npos);
+    // A new image makes scan stale, and the change flows down.
+    write_image(input / "b" / "new.png", 16, 16, 3, 99);
+    r = run_augment(with({"status"}));
+    CHECK(r.out.find("scan         stale") != std::string::npos);
+    r = run_augment(with({"run"}));
+    CHECK(r.code == 0);
+    CHECK(r.err.find("== subsample done") != std::string::npos);
+    CHECK(r.err.find("== cache done") != std::string::npos);
+
+    r = run_augment(with({"run"}, {"--from", "subsample"}));
+    CHECK(r.err.find("scan: up to date") != std::string::npos);
+    CHECK(r.err.find("== subsample done") != std::string::npos);
+    CHECK(r.err.find("== cache done") != std::string::npos);
+    r = run_augment(with({"run"}, {"--only", "cache"}));
+    CHECK(r.err.find("scan") == std::string::npos);
+    CHECK(r.err.find("== cache done") != std::string::npos);
+    // A modified output is noticed.
+    write_bytes(fs::path(work) / "subsample" / "classes.json", "{}");
+    r = run_augment(with({"status"}));
+    CHECK(r.out.find("subsample    stale") != std::string::npos);
+  }
+
+  TEST_CASE("cache killed with SIGKILL or stopped with SIGINT resumes from finished parts") {
+    TempDir dir;
+    const auto input = dir / "data";
+    // Large smooth PNGs: small files, slow enough to decode that the kill lands mid-way.
+    for (int c = 0; c < 2; ++c) {
+      for (int i = 0; i < 60; ++i) {
+        cv::Mat img(900, 900, CV_8UC3);
+        for (int y = 0; y < img.rows; ++y) img.row(y).setTo(cv::Scalar((y + i * 7) % 256, (c * 90 + i) % 256, y % 200));
+        const auto p = input / ("class " + std::to_string(c)) / (std::to_string(i) + ".png");
+        fs::create_directories(p.parent_path());
+        cv::imwrite(p.string(), img);
+      }
+    }
+    const auto work = dir / "work";
+    const std::vector<std::string> args = {"AUGMENT", "run",         "--input",       input.string(), "--work", work.string(),
+                                           "--quiet", "--resolution", "32", "--cache.shard_size", "8", "--threads", "1"};
+    REQUIRE(run_augment({"subsample", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32"}).code == 0);
+
+    auto start_and_signal = [&](int sig) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        std::vector<char*> argv;
+        std::string bin = AUGMENT_BINARY;
+        std::vector<std::string> copy = args;
+        copy[0] = bin;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::freopen("/dev/null", "w", stderr);
+        ::execv(bin.c_str(), argv.data());
+        ::_exit(127);
+      }
+      // Wait until this run has finished a part of its own, then signal.
+      auto parts = [&] {
+        std::error_code ec;
+        int n = 0;
+        for (auto it = fs::directory_iterator(work / "cache" / "parts", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+          n += it->path().extension() == ".h5";
+        }
+        return n;
+      };
+      const int before = parts();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (parts() <= before && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      ::kill(pid, sig);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      return status;
+    };
+
+    int status = start_and_signal(SIGKILL);
+    CHECK(WIFSIGNALED(status));
+    CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
+    CHECK_FALSE(fs::exists(work / "records" / "cache.json"));
+
+    status = start_and_signal(SIGINT);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 130);
+    CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
+
+    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8"});
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.err.find("reused") != std::string::npos);
+    // No temp files remain anywhere in the work dir.
+    for (const auto& e : fs::recursive_directory_iterator(work)) CHECK(e.path().filename().string().find("augment-tmp") == std::string::npos);
+
+    // The resumed cache equals an uninterrupted one.
+    const auto fresh = dir / "fresh";
+    REQUIRE(run_augment({"run", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
+    for (const char* split : {"train", "val", "test"}) {
+      CacheReader a(work / "cache" / (std::string(split) + ".h5")), b(fresh / "cache" / (std::string(split) + ".h5"));
+      REQUIRE(a.size() == b.size());
+      std::vector<std::uint8_t> pa(a.image_bytes() * a.size()), pb(pa.size());
+      std::vector<std::int64_t> la(a.size()), lb(b.size());
+      a.read(0, a.size(), pa.data(), la.data(), nullptr);
+      b.read(0, b.size(), pb.data(), lb.data(), nullptr);
+      CHECK(pa == pb);
+      CHECK(la == lb);
+    }
+  }
+
+  TEST_CASE("help, version and unknown commands") {
+    auto r = run_augment({"--version"});
+    CHECK(r.code == 0);
+    CHECK(r.out.find("augment ") == 0);
+    r = run_augment({"help"});
+    CHECK(r.out.find("exit codes") != std::string::npos);
+    r = run_augment({"help", "cache"});
+    CHECK(r.out.find("--cache.resolution") != std::string::npos);
+    CHECK(run_augment({"frobnicate"}).code == 64);
+    CHECK(run_augment({}).code == 64);
+  }
+}
