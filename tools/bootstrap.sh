@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine: installs what is missing, builds, then
+#   example  builds the unbalanced Fashion-MNIST folder and runs the whole augment pipeline on it
+#   test     runs the test suite
+#   build    only builds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-build}"
+case "$mode" in example|test|build) ;; *) echo "usage: $0 example|test|build" >&2; exit 64 ;; esac
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+mapfile -t packages < <(grep -v '^\s*#' tools/debian-packages.txt | sed '/^\s*$/d')
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$(nproc)"
+
+case "$mode" in
+  example)
+    mkdir -p build/example
+    ./build/make_fashion_mnist --out build/example/fashion-mnist-unbalanced --counts 2000,1000,500,250,125
+    ./build/augment run --config examples/fashion_mnist.ini \
+      --input build/example/fashion-mnist-unbalanced --work build/example/work "${@:2}"
+    ./build/augment status --config examples/fashion_mnist.ini \
+      --input build/example/fashion-mnist-unbalanced --work build/example/work
+    ;;
+  test)
+    # Python in tests only: proves downstream tools (h5py, PIL) read what augment writes.
+    export PATH="/usr/bin:$PATH"
+    ctest --test-dir build --output-on-failure -j 2
+    ;;
+esac
