@@ -139,11 +139,6 @@ CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& inf
     H5Pclose(plist);
     H5Sclose(space);
   }
-  write_int_attr(file_, "resolution", info.resolution, tmp_);
-  write_int_attr(file_, "channels", info.channels, tmp_);
-  write_strings_attr(file_, "class_names", info.class_names, tmp_);
-  write_strings_attr(file_, "split", {info.split}, tmp_);
-  write_strings_attr(file_, "key", {info.key}, tmp_);
 }
 
 CacheWriter::~CacheWriter() {
@@ -189,6 +184,11 @@ void CacheWriter::append(const std::uint8_t* pixels, const std::int64_t* labels,
 }
 
 void CacheWriter::commit() {
+  write_int_attr(file_, "resolution", info_.resolution, tmp_);
+  write_int_attr(file_, "channels", info_.channels, tmp_);
+  write_strings_attr(file_, "class_names", info_.class_names, tmp_);
+  write_strings_attr(file_, "split", {info_.split}, tmp_);
+  write_strings_attr(file_, "key", {info_.key}, tmp_);
   check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush", tmp_);
   close_handles();
   fsync_file(tmp_);

@@ -31,7 +31,9 @@ class CacheWriter {
   // `pixels` holds resolution*resolution*channels bytes per image, `count` images.
   void append(const std::uint8_t* pixels, const std::int64_t* labels, const std::int64_t* source_index, std::int64_t count);
   std::int64_t size() const { return count_; }
-  // Flushes, fsyncs and renames the temp file to the final path.
+  // The key is often known only at the end (it may cover the content written).
+  void set_key(const std::string& key) { info_.key = key; }
+  // Writes the attributes, flushes, fsyncs and renames the temp file to the final path.
   void commit();
 
  private:

@@ -325,7 +325,7 @@ void parse_command_line(const std::vector<std::string>& args, Config& config) {
       if (info.repeatable) {
         desc.add_options()(name.c_str(), po::value<std::vector<std::string>>(), info.help.c_str());
       } else if (info.type == "bool") {
-        desc.add_options()(name.c_str(), po::value<std::string>()->implicit_value("true")->zero_tokens(), info.help.c_str());
+        desc.add_options()(name.c_str(), po::value<std::string>()->implicit_value("true"), info.help.c_str());
       } else {
         desc.add_options()(name.c_str(), po::value<std::string>(), info.help.c_str());
       }

@@ -35,6 +35,14 @@ void CacheOptions::bind(OptionBinder<CacheOptions>& b) {
         at_least<std::int64_t>(1), {"", {}, false, true});
 }
 
+TileOptions tile_options(const CacheOptions& o) {
+  return TileOptions{static_cast<int>(o.resolution), o.channels == 1 ? 1 : 3, o.fit};
+}
+
+std::string tile_key(const TileOptions& tile, const std::string& hashes_in_order) {
+  return tile.key() + "|" + hash_text(hashes_in_order);
+}
+
 namespace {
 
 bool read_file(const std::string& path, std::vector<std::uint8_t>& buf) {
@@ -68,7 +76,9 @@ class CacheStage final : public Stage {
   std::string name() const override { return "cache"; }
   std::string summary() const override { return "decode and resize the chosen images into HDF5 arrays"; }
   std::vector<std::string> option_scopes() const override { return {"cache"}; }
-  std::vector<std::string> inputs(const Context&) const override { return {"subsample/manifest.jsonl", "subsample/classes.json"}; }
+  std::vector<std::string> inputs(const Context&) const override {
+    return {"subsample/manifest.jsonl", "subsample/classes.json", "scan/index.jsonl"};
+  }
   std::vector<std::string> outputs(const Context&) const override {
     return {"cache/train.h5", "cache/val.h5", "cache/test.h5"};
   }
@@ -77,14 +87,15 @@ class CacheStage final : public Stage {
     const auto o = ctx.options<CacheOptions>();
     const auto rows = read_records_jsonl(ctx.dir("subsample") / "manifest.jsonl");
     const auto classes = read_class_list(ctx.dir("subsample") / "classes.json");
-    TileOptions tile{static_cast<int>(o.resolution), o.channels == 1 ? 1 : 3, o.fit};
+    const TileOptions tile = tile_options(o);
     const auto dir = ctx.dir("cache");
+    if (copy_prefetched_tiles(ctx, rows, classes, tile)) return;
     const auto parts_dir = dir / "parts";
     ensure_directory(parts_dir);
 
     // The key ties a part to its options and exact image list, so a changed manifest or option
     // never reuses a stale part.
-    const std::string options_key = fmt::format("{}|{}|{}|{}", tile.resolution, tile.channels, tile.fit, csv_names(classes.names));
+    const std::string options_key = tile.key() + "|" + csv_names(classes.names);
     std::map<std::string, std::vector<std::size_t>> by_split;
     for (std::size_t i = 0; i < rows.size(); ++i) by_split[rows[i].split].push_back(i);
 
@@ -111,7 +122,7 @@ class CacheStage final : public Stage {
         }
         write_part(part, info, rows, members, begin, end, tile, progress);
       }
-      merge_parts(dir / fmt::format("{}.h5", split), parts, CacheInfo{split, tile.resolution, tile.channels, classes.names, options_key});
+      merge_parts(dir / fmt::format("{}.h5", split), parts, CacheInfo{split, tile.resolution, tile.channels, classes.names, tile.key()});
     }
     progress.finish();
     if (reused > 0) ctx.report().info(fmt::format("reused {} images cached by an earlier, interrupted run", reused));
@@ -120,6 +131,71 @@ class CacheStage final : public Stage {
   }
 
  private:
+  // Fast path: scan already decoded every image at these options (scan/tiles.h5); copy the chosen
+  // ones into the split files. Returns false when the tiles do not match (other options).
+  static bool copy_prefetched_tiles(Context& ctx, const std::vector<ImageRecord>& rows, const ClassList& classes, const TileOptions& tile) {
+    const auto tiles_path = ctx.dir("scan") / "tiles.h5";
+    std::error_code ec;
+    if (!fs::exists(tiles_path, ec)) return false;
+    const auto index = read_records_jsonl(ctx.dir("scan") / "index.jsonl");
+    std::string order;
+    std::map<std::string, std::int64_t> row_of;
+    for (std::size_t i = 0; i < index.size(); ++i) {
+      order += index[i].hash;
+      row_of[index[i].path] = static_cast<std::int64_t>(i);
+    }
+    try {
+      if (read_cache_info(tiles_path).key != tile_key(tile, order)) return false;
+    } catch (const std::exception&) {
+      return false;
+    }
+    CacheReader tiles(tiles_path);
+    if (tiles.size() != static_cast<std::int64_t>(index.size())) return false;
+    Progress progress(ctx.report(), "cache (copy)", static_cast<std::int64_t>(rows.size()), "img");
+    // Rows are gathered one by one but appended in batches: each HDF5 append extends three datasets.
+    // Reads go through a window of consecutive rows: the manifest follows the index order.
+    constexpr std::size_t kBatch = 256;
+    const std::size_t bytes = tiles.image_bytes();
+    std::vector<std::uint8_t> window(bytes * kBatch);
+    std::int64_t window_start = -1, window_rows = 0;
+    auto tile_row = [&](std::int64_t row) -> const std::uint8_t* {
+      if (window_start < 0 || row < window_start || row >= window_start + window_rows) {
+        window_start = row - row % static_cast<std::int64_t>(kBatch);
+        window_rows = std::min<std::int64_t>(kBatch, tiles.size() - window_start);
+        tiles.read(window_start, window_rows, window.data(), nullptr, nullptr);
+      }
+      return window.data() + static_cast<std::size_t>(row - window_start) * bytes;
+    };
+    std::vector<std::uint8_t> pixels;
+    std::vector<std::int64_t> labels, sources;
+    for (const char* split : kSplits) {
+      CacheWriter writer(ctx.dir("cache") / fmt::format("{}.h5", split),
+                         CacheInfo{split, tile.resolution, tile.channels, classes.names, tile.key()});
+      auto flush = [&] {
+        writer.append(pixels.data(), labels.data(), sources.data(), static_cast<std::int64_t>(labels.size()));
+        progress.advance(static_cast<std::int64_t>(labels.size()));
+        pixels.clear();
+        labels.clear();
+        sources.clear();
+      };
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (rows[i].split != split) continue;
+        const auto it = row_of.find(rows[i].path);
+        if (it == row_of.end()) return false;
+        const auto* src = tile_row(it->second);
+        pixels.insert(pixels.end(), src, src + bytes);
+        labels.push_back(rows[i].label);
+        sources.push_back(static_cast<std::int64_t>(i));
+        if (labels.size() == kBatch) flush();
+      }
+      flush();
+      check_stop();
+      writer.commit();
+    }
+    progress.finish();
+    return true;
+  }
+
   static std::string csv_names(const std::vector<std::string>& names) {
     std::string s;
     for (const auto& n : names) s += n + "\x1f";
@@ -175,11 +251,7 @@ class CacheStage final : public Stage {
                                                return t;
                                              }
                                              t->pixels.resize(bytes);
-                                             try {
-                                               decode_tile(buf.data(), buf.size(), r.width, r.height, tile, t->pixels.data());
-                                             } catch (const std::exception& e) {
-                                               t->error = e.what();
-                                             }
+                                             t->error = decode_tile(buf.data(), buf.size(), r.width, r.height, tile, t->pixels.data());
                                              return t;
                                            }) &
             tbb::make_filter<Tile*, void>(tbb::filter_mode::serial_in_order, [&](Tile* t) {

@@ -21,6 +21,11 @@ struct CacheOptions {
 
 inline const char* const kSplits[] = {"train", "val", "test"};
 
+struct TileOptions;
+TileOptions tile_options(const CacheOptions& options);
+// Identifies tiles made at `tile` options for images with these concatenated content hashes, in order.
+std::string tile_key(const TileOptions& tile, const std::string& hashes_in_order);
+
 std::unique_ptr<Stage> make_cache_stage();
 
 }  // namespace augment

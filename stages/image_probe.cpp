@@ -1,13 +1,9 @@
 #include "stages/image_probe.h"
 
-#include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
-#include <jpeglib.h>
-#include <jerror.h>
-#include <opencv2/imgcodecs.hpp>
 
 namespace augment {
 
@@ -171,48 +167,6 @@ ImageProbe probe_pnm(const std::uint8_t* d, std::size_t n) {
   return p;
 }
 
-// libjpeg reports errors through longjmp and counts warnings; truncation is a warning.
-struct JpegError {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  bool truncated = false;
-  char message[JMSG_LENGTH_MAX] = {0};
-};
-
-extern "C" void jpeg_on_error(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
-extern "C" void jpeg_on_message(j_common_ptr cinfo, int level) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  if (level < 0) {
-    if (cinfo->err->msg_code == JWRN_JPEG_EOF) err->truncated = true;
-    cinfo->err->num_warnings++;
-  }
-}
-
-std::string verify_jpeg(const std::uint8_t* data, std::size_t size) {
-  jpeg_decompress_struct cinfo;
-  JpegError err;
-  cinfo.err = jpeg_std_error(&err.mgr);
-  err.mgr.error_exit = jpeg_on_error;
-  err.mgr.emit_message = jpeg_on_message;
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    return std::string("corrupt JPEG data: ") + err.message;
-  }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
-  jpeg_read_header(&cinfo, TRUE);
-  // Entropy-decodes every block (all of the file's data) without the costly inverse DCT.
-  jpeg_read_coefficients(&cinfo);
-  const bool truncated = err.truncated;
-  jpeg_destroy_decompress(&cinfo);
-  return truncated ? "truncated (the JPEG data ends early)" : "";
-}
-
 }  // namespace
 
 ImageProbe probe_image(const std::uint8_t* d, std::size_t n) {
@@ -224,20 +178,6 @@ ImageProbe probe_image(const std::uint8_t* d, std::size_t n) {
   if (n >= 8 && (std::memcmp(d, "II*\0", 4) == 0 || std::memcmp(d, "MM\0*", 4) == 0)) return probe_tiff(d, n);
   if (n >= 3 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6' && std::isspace(d[2])) return probe_pnm(d, n);
   return fail("", "not an image (the content is no JPEG, PNG, BMP, WebP, TIFF or PNM)");
-}
-
-std::string verify_image(const std::uint8_t* data, std::size_t size, const ImageProbe& probe) {
-  if (probe.format == "jpeg") return verify_jpeg(data, size);
-  cv::Mat buf(1, static_cast<int>(size), CV_8U, const_cast<std::uint8_t*>(data));
-  cv::Mat img;
-  try {
-    img = cv::imdecode(buf, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
-    return std::string("cannot be decoded: ") + e.what();
-  }
-  if (img.empty()) return "cannot be decoded (truncated or corrupt " + probe.format + " data)";
-  if (img.cols != probe.width || img.rows != probe.height) return "decoded size differs from the header (corrupt file)";
-  return "";
 }
 
 }  // namespace augment

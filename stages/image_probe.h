@@ -1,5 +1,4 @@
-// Reading what an image file is without decoding it (format, size, channels), and verifying that
-// it decodes completely.
+// Reading what an image file is without decoding it (format, size, channels).
 #pragma once
 
 #include <cstddef>
@@ -19,9 +18,5 @@ struct ImageProbe {
 
 // Parses the header only: cheap, so oversized images are refused before any decoding.
 ImageProbe probe_image(const std::uint8_t* data, std::size_t size);
-
-// Decodes the whole image (JPEG: all entropy-coded data, without the inverse DCT); returns ""
-// when it decodes completely, else the reason (e.g. "truncated").
-std::string verify_image(const std::uint8_t* data, std::size_t size, const ImageProbe& probe);
 
 }  // namespace augment

@@ -22,6 +22,9 @@
 #include "pipeline/fs_util.h"
 #include "pipeline/hash.h"
 #include "pipeline/signals.h"
+#include "manifests/image_cache.h"
+#include "stages/cache_stage.h"
+#include "stages/image_decode.h"
 #include "stages/image_probe.h"
 
 namespace augment {
@@ -37,6 +40,9 @@ void ScanOptions::bind(OptionBinder<ScanOptions>& b) {
         at_least<std::int64_t>(1));
   b.add("extensions", &ScanOptions::extensions, "file extensions taken as images (case-insensitive)");
   b.add("skip_hidden", &ScanOptions::skip_hidden, "ignore files and folders whose names start with a dot");
+  b.add("prefetch_tiles", &ScanOptions::prefetch_tiles,
+        "the verifying decode also keeps each image at the cache options (scan/tiles.h5), so cache copies instead of decoding again",
+        {}, {"", {}, false, true});
 }
 
 namespace {
@@ -251,7 +257,8 @@ namespace {
 
 struct Checked {
   ImageRecord record;
-  std::string reject;  // reason, empty when accepted
+  std::string reject;               // reason, empty when accepted
+  std::vector<std::uint8_t> tile;   // the image at the cache options
 };
 
 bool read_whole_file(const fs::path& p, std::vector<std::uint8_t>& buf) {
@@ -274,7 +281,9 @@ bool read_whole_file(const fs::path& p, std::vector<std::uint8_t>& buf) {
   return true;
 }
 
-Checked check_file(const ScanCandidate& c, const ScanOptions& options) {
+// Verifying means decoding all image data; that decode is at the cache's size, so its result is
+// the tile the cache stage needs (kept when `keep_tile`).
+Checked check_file(const ScanCandidate& c, const ScanOptions& options, const TileOptions& tile, bool keep_tile) {
   Checked out;
   auto& r = out.record;
   r.path = c.path.string();
@@ -305,7 +314,9 @@ Checked check_file(const ScanCandidate& c, const ScanOptions& options) {
     out.reject = fmt::format("too many pixels ({}x{} = {}; limit scan.max_pixels = {})", probe.width, probe.height, pixels, options.max_pixels);
     return out;
   }
-  out.reject = verify_image(buf.data(), buf.size(), probe);
+  out.tile.resize(static_cast<std::size_t>(tile.resolution) * tile.resolution * tile.channels);
+  out.reject = decode_tile(buf.data(), buf.size(), probe.width, probe.height, tile, out.tile.data());
+  if (!keep_tile || !out.reject.empty()) out.tile = {};
   return out;
 }
 
@@ -341,10 +352,17 @@ class ScanStage final : public Stage {
     }
     if (walk.unmapped > 0) report.warn(fmt::format("{} images are under no source of the class map; they are ignored", walk.unmapped));
 
-    // Verify in parallel, bounded: each token carries one file's bytes at most.
+    // Verify in parallel, bounded: each token carries one file's bytes at most. Results are kept
+    // in order; tiles stream to scan/tiles.h5 in index order.
+    const auto dir = ctx.dir("scan");
+    ensure_directory(dir);
+    const TileOptions tile = tile_options(ctx.options<CacheOptions>());
+    std::unique_ptr<CacheWriter> tiles;
+    if (options.prefetch_tiles) tiles = std::make_unique<CacheWriter>(dir / "tiles.h5", CacheInfo{"", tile.resolution, tile.channels, {}, ""});
     std::vector<Checked> results(walk.files.size());
     Progress progress(report, "scan", static_cast<std::int64_t>(walk.files.size()), "img");
     std::size_t next = 0;
+    std::string tile_order;
     const auto tokens = static_cast<std::size_t>(4 * std::max(1, tbb::this_task_arena::max_concurrency()));
     tbb::parallel_pipeline(
         tokens,
@@ -356,8 +374,19 @@ class ScanStage final : public Stage {
                                               }
                                               return next++;
                                             }) &
-            tbb::make_filter<std::size_t, void>(tbb::filter_mode::parallel, [&](std::size_t i) {
-              results[i] = check_file(walk.files[i], options);
+            tbb::make_filter<std::size_t, std::size_t>(tbb::filter_mode::parallel,
+                                                       [&](std::size_t i) {
+                                                         results[i] = check_file(walk.files[i], options, tile, tiles != nullptr);
+                                                         return i;
+                                                       }) &
+            tbb::make_filter<std::size_t, void>(tbb::filter_mode::serial_in_order, [&](std::size_t i) {
+              auto& r = results[i];
+              if (tiles && r.reject.empty()) {
+                const std::int64_t label = -1, row = tiles->size();
+                tiles->append(r.tile.data(), &label, &row, 1);
+                tile_order += r.record.hash;
+              }
+              r.tile = {};
               progress.advance();
             }));
     check_stop();
@@ -377,8 +406,6 @@ class ScanStage final : public Stage {
         rejects.push_back({r.record.path, r.record.class_name, r.reject});
       }
     }
-    const auto dir = ctx.dir("scan");
-    ensure_directory(dir);
     write_rows(dir / "rejects.csv", {"path", "class", "reason"}, rejects);
     if (!rejects.empty()) {
       std::string first;
@@ -438,6 +465,10 @@ class ScanStage final : public Stage {
                               cross_class ? fmt::format("; {} groups span several classes (conflicting labels)", cross_class) : ""));
     }
 
+    if (tiles) {
+      tiles->set_key(tile_key(tile, tile_order));
+      tiles->commit();
+    }
     write_records_jsonl(dir / "index.jsonl", accepted);
     write_records_csv(dir / "index.csv", accepted, false);
     write_class_list(dir / "classes.json", classes);

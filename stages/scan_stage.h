@@ -22,6 +22,7 @@ struct ScanOptions {
   std::int64_t max_pixels = 178956970;  // refuse larger images (decompression bombs), as PIL does
   std::vector<std::string> extensions = {"jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm"};
   bool skip_hidden = true;          // ignore dot-files and dot-folders (.DS_Store, ._x.jpg, .git)
+  bool prefetch_tiles = true;       // keep each image's tile at the cache options, so cache needs no second decode
   static void bind(OptionBinder<ScanOptions>& b);
 };
 
