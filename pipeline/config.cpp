@@ -1,6 +1,7 @@
 #include "pipeline/config.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -19,6 +20,7 @@ namespace po = boost::program_options;
 
 std::string format_value(bool v) { return v ? "true" : "false"; }
 std::string format_value(std::int64_t v) { return std::to_string(v); }
+std::string format_value(int v) { return std::to_string(v); }
 std::string format_value(double v) {
   std::string s = fmt::format("{}", v);
   return s;
@@ -46,6 +48,13 @@ void parse_value(const std::string& text, std::int64_t& out) {
     used = 0;
   }
   if (used == 0 || used != text.size()) throw std::invalid_argument("'" + text + "' is not an integer");
+}
+
+void parse_value(const std::string& text, int& out) {
+  std::int64_t wide = 0;
+  parse_value(text, wide);
+  if (wide < INT32_MIN || wide > INT32_MAX) throw std::invalid_argument("'" + text + "' is out of range");
+  out = static_cast<int>(wide);
 }
 
 void parse_value(const std::string& text, double& out) {

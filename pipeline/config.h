@@ -85,6 +85,7 @@ void apply_ini_file(const std::filesystem::path& path, Config& config, bool over
 
 std::string format_value(bool v);
 std::string format_value(std::int64_t v);
+std::string format_value(int v);
 std::string format_value(double v);
 std::string format_value(const std::string& v);
 std::string format_value(const std::vector<std::string>& v);
@@ -92,6 +93,7 @@ std::string format_value(const std::vector<std::string>& v);
 // Parse helpers; each throws std::invalid_argument with a message saying what is accepted.
 void parse_value(const std::string& text, bool& out);
 void parse_value(const std::string& text, std::int64_t& out);
+void parse_value(const std::string& text, int& out);
 void parse_value(const std::string& text, double& out);
 void parse_value(const std::string& text, std::string& out);
 // Comma-separated, with CSV quoting for items that contain commas ("a,b",c).
@@ -179,41 +181,6 @@ class OptionBinder {
     }
   }
 
-  // Integer fields of other widths go through int64.
-  void add(std::string_view name, int S::*field, std::string help, Check<std::int64_t> check = {}, FieldOptions extra = {}) {
-    // Bind through a temporary int64 view of the struct.
-    const std::string key = full_key(name);
-    if (registry_) {
-      const S defaults{};
-      OptionInfo info;
-      info.key = key;
-      info.alias = extra.alias;
-      info.help = std::move(help);
-      info.type = "int";
-      info.default_text = format_value(static_cast<std::int64_t>(defaults.*field));
-      info.transient = extra.transient;
-      info.check = [check](const std::string& text) -> std::string {
-        std::int64_t value = 0;
-        try {
-          parse_value(text, value);
-        } catch (const std::invalid_argument& e) {
-          return e.what();
-        }
-        if (value < INT32_MIN || value > INT32_MAX) return "out of range";
-        return check ? check(value) : std::string();
-      };
-      registry_->declare(std::move(info));
-    }
-    if (config_) {
-      const auto& items = config_->values(key);
-      if (!items.empty()) {
-        std::int64_t v = 0;
-        parse_value(items.back(), v);
-        out_->*field = static_cast<int>(v);
-      }
-    }
-  }
-
  private:
   static std::string full_key(std::string_view name) {
     const std::string group = S::kGroup;
@@ -222,7 +189,7 @@ class OptionBinder {
   template <class T>
   static std::string type_name(const FieldOptions& extra) {
     if constexpr (std::is_same_v<T, bool>) return "bool";
-    else if constexpr (std::is_same_v<T, std::int64_t>) return "int";
+    else if constexpr (std::is_same_v<T, std::int64_t> || std::is_same_v<T, int>) return "int";
     else if constexpr (std::is_same_v<T, double>) return "float";
     else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "list";
     else return extra.choices.empty() ? "string" : "choice";

@@ -11,7 +11,7 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("config", &GlobalOptions::config, "INI file with options in sections per stage; the command line wins", {},
         {"", {}, false, true});
   b.add("seed", &GlobalOptions::seed, "seed for every random choice of the run", at_least<std::int64_t>(0));
-  b.add("threads", &GlobalOptions::threads, "worker threads for CPU stages (0: all cores)", at_least<std::int64_t>(0),
+  b.add("threads", &GlobalOptions::threads, "worker threads for CPU stages (0: all cores)", at_least(0),
         {"", {}, false, true});
   b.add("device", &GlobalOptions::device, "where models run: auto (CUDA when available), cpu, cuda, cuda:N", {},
         {"", {}, false, true});

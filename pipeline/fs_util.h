@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace augment {
 
@@ -26,6 +27,8 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
 void write_text_atomically(const fs::path& target, std::string_view text);
 
 std::string read_text_file(const fs::path& path);
+// Reads a whole binary file into `buf`; false when it cannot be opened or read completely.
+bool read_file_bytes(const fs::path& path, std::vector<std::uint8_t>& buf);
 
 void fsync_file(const fs::path& path);
 void fsync_directory(const fs::path& dir);

@@ -1,9 +1,5 @@
 #include "stages/cache_stage.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -44,25 +40,6 @@ std::string tile_key(const TileOptions& tile, const std::string& hashes_in_order
 }
 
 namespace {
-
-bool read_file(const std::string& path, std::vector<std::uint8_t>& buf) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return false;
-  }
-  buf.resize(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < buf.size()) {
-    const auto n = ::read(fd, buf.data() + got, buf.size() - got);
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  return got == buf.size();
-}
 
 // One image travelling through the pipeline.
 struct Tile {
@@ -246,7 +223,7 @@ class CacheStage final : public Stage {
                                            [&](Tile* t) {
                                              const auto& r = rows[members[t->row]];
                                              std::vector<std::uint8_t> buf;
-                                             if (!read_file(r.path, buf)) {
+                                             if (!read_file_bytes(r.path, buf)) {
                                                t->error = "cannot be read any more";
                                                return t;
                                              }

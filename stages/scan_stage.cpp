@@ -261,26 +261,6 @@ struct Checked {
   std::vector<std::uint8_t> tile;   // the image at the cache options
 };
 
-bool read_whole_file(const fs::path& p, std::vector<std::uint8_t>& buf) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return false;
-  }
-  buf.resize(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < buf.size()) {
-    const auto n = ::read(fd, buf.data() + got, buf.size() - got);
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  buf.resize(got);
-  return true;
-}
-
 // Verifying means decoding all image data; that decode is at the cache's size, so its result is
 // the tile the cache stage needs (kept when `keep_tile`).
 Checked check_file(const ScanCandidate& c, const ScanOptions& options, const TileOptions& tile, bool keep_tile) {
@@ -293,7 +273,7 @@ Checked check_file(const ScanCandidate& c, const ScanOptions& options, const Til
     return out;
   }
   std::vector<std::uint8_t> buf;
-  if (!read_whole_file(c.path, buf)) {
+  if (!read_file_bytes(c.path, buf)) {
     out.reject = "unreadable (permission denied or I/O error)";
     return out;
   }

@@ -110,26 +110,28 @@ static std::string slurp(int fd) {
   return s;
 }
 
-RunResult run_augment(const std::vector<std::string>& args) {
-  TempDir io;
-  const auto out_path = io / "out", err_path = io / "err";
+int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file) {
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    std::vector<char*> argv;
     std::string bin = AUGMENT_BINARY;
-    argv.push_back(bin.data());
     std::vector<std::string> copy = args;
+    std::vector<char*> argv = {bin.data()};
     for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
-    FILE* o = std::freopen(out_path.c_str(), "w", stdout);
-    FILE* e = std::freopen(err_path.c_str(), "w", stderr);
-    (void)o;
-    (void)e;
+    if (!out_file.empty() && !std::freopen(out_file.c_str(), "w", stdout)) ::_exit(127);
+    if (!err_file.empty() && !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
     ::execv(bin.c_str(), argv.data());
     ::_exit(127);
   }
+  return pid;
+}
+
+RunResult run_augment(const std::vector<std::string>& args) {
+  TempDir io;
+  const auto out_path = io / "out", err_path = io / "err";
+  const pid_t pid = spawn_augment(args, out_path.string(), err_path.string());
   int status = 0;
   ::waitpid(pid, &status, 0);
   RunResult r;

@@ -37,6 +37,9 @@ struct RunResult {
   std::string out;  // stdout
   std::string err;  // stderr
 };
+// Starts the augment binary with `args` (no shell) in the background, stdout/stderr to the given
+// files ("" keeps them); returns its pid.
+int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file);
 // Runs the augment binary with `args` (no shell), capturing output.
 RunResult run_augment(const std::vector<std::string>& args);
 // Runs a shell command line; returns its exit code and output.

@@ -280,29 +280,15 @@ TEST_SUITE("ingest cli") {
       }
     }
     const auto work = dir / "work";
-    const std::vector<std::string> args = {"AUGMENT", "run",         "--input",       input.string(), "--work", work.string(),
-                                           "--quiet", "--resolution", "32", "--cache.shard_size", "8", "--threads", "1",
-                                           "--scan.prefetch_tiles=false"};
+    const std::vector<std::string> args = {"run", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
+                                           "--cache.shard_size", "8", "--threads", "1", "--scan.prefetch_tiles=false"};
     // Without prefetched tiles, cache decodes every image itself, in resumable parts.
     REQUIRE(run_augment({"subsample", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
                          "--scan.prefetch_tiles=false"})
                 .code == 0);
 
     auto start_and_signal = [&](int sig) {
-      std::fflush(stdout);
-      std::fflush(stderr);
-      const pid_t pid = ::fork();
-      if (pid == 0) {
-        std::vector<char*> argv;
-        std::string bin = AUGMENT_BINARY;
-        std::vector<std::string> copy = args;
-        copy[0] = bin;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        ::freopen("/dev/null", "w", stderr);
-        ::execv(bin.c_str(), argv.data());
-        ::_exit(127);
-      }
+      const pid_t pid = spawn_augment(args, "", "/dev/null");
       // Wait until this run has finished a part of its own, then signal.
       auto parts = [&] {
         std::error_code ec;
