@@ -229,7 +229,19 @@ TEST_SUITE("ingest cli") {
     };
     auto r = run_augment(with({"status"}));
     CHECK(r.code == 66);  // nothing ran yet
-    REQUIRE(run_augment(with({"run"})).code == 0);
+    const auto events = dir / "events.jsonl";
+    r = run_augment(with({"run"}, {"--log-json", events.string()}));
+    REQUIRE(r.code == 0);
+    // Logs of batch jobs (stderr not a terminal) get whole lines, and --log-json one object per event.
+    CHECK(r.err.find('\r') == std::string::npos);
+    CHECK(r.err.find("scan: 10/10 (100%)") != std::string::npos);
+    std::ifstream ev(events);
+    std::string line;
+    std::set<std::string> kinds;
+    while (std::getline(ev, line)) kinds.insert(nlohmann::json::parse(line).at("event").get<std::string>());
+    CHECK(kinds.count("stage_start") == 1);
+    CHECK(kinds.count("stage_end") == 1);
+    CHECK(kinds.count("progress") == 1);
     r = run_augment(with({"status"}));
     CHECK(r.out.find("scan         done") != std::string::npos);
     CHECK(r.out.find("cache        done") != std::string::npos);
