@@ -57,6 +57,8 @@ void make_messy_dataset(const fs::path& root) {
   write_bytes(root / "R&D" / ".DS_Store", "junk");
   // The same bytes in two classes.
   fs::copy_file(root / "R&D" / "rgb0.jpg", root / "comma, class" / "copy_of_rd.jpg");
+  // A file name that is not UTF-8 cannot go into JSON manifests: rejected with the fix.
+  write_image(root / "R&D" / std::string("latin1-\xe9t\xe9.png"), 10, 10, 3, ++seed);
   // A symlink loop must not hang the walk.
   fs::create_directory_symlink("..", root / "with space" / "loop");
 }
@@ -85,12 +87,13 @@ TEST_SUITE("ingest cli") {
     REQUIRE(r.code == 0);
     CHECK(tree_hashes(input) == before);
 
-    // Rejects: empty, truncated, not an image, too many pixels; each with its reason.
+    // Rejects: empty, truncated, not an image, too many pixels, bad name; each with its reason.
     std::ifstream rej(work / "scan" / "rejects.csv");
     std::map<std::string, std::string> reasons;
     csv::read_row(rej);
     while (auto row = csv::read_row(rej)) reasons[fs::path((*row)[0]).filename().string()] = (*row)[2];
-    CHECK(reasons.size() == 4);
+    CHECK(reasons.size() == 5);
+    CHECK(reasons[std::string("latin1-\xe9t\xe9.png")].find("rename") != std::string::npos);
     CHECK(reasons["empty.jpg"].find("0 bytes") != std::string::npos);
     CHECK(reasons["truncated.jpg"].find("truncated") != std::string::npos);
     CHECK(reasons["notes.png"].find("not an image") != std::string::npos);
