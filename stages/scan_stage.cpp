@@ -296,7 +296,7 @@ Checked check_file(const ScanCandidate& c, const ScanOptions& options, const Til
   }
   out.tile.resize(static_cast<std::size_t>(tile.resolution) * tile.resolution * tile.channels);
   out.reject = decode_tile(buf.data(), buf.size(), probe.width, probe.height, tile, out.tile.data());
-  if (!keep_tile || !out.reject.empty()) out.tile = {};
+  if (!keep_tile || !out.reject.empty()) std::vector<std::uint8_t>().swap(out.tile);  // frees; = {} would keep capacity
   return out;
 }
 
@@ -366,7 +366,7 @@ class ScanStage final : public Stage {
                 tiles->append(r.tile.data(), &label, &row, 1);
                 tile_order += r.record.hash;
               }
-              r.tile = {};
+              std::vector<std::uint8_t>().swap(r.tile);
               progress.advance();
             }));
     check_stop();
