@@ -80,7 +80,7 @@ TEST_SUITE("ingest cli") {
     make_messy_dataset(input);
     const auto before = tree_hashes(input);
     const auto work = dir / "work";
-    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
+    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
     INFO(r.err);
     REQUIRE(r.code == 0);
     CHECK(tree_hashes(input) == before);
@@ -229,13 +229,13 @@ TEST_SUITE("ingest cli") {
     };
     auto r = run_augment(with({"status"}));
     CHECK(r.code == 66);  // nothing ran yet
-    REQUIRE(run_augment(with({"run"})).code == 0);
+    REQUIRE(run_augment(with({"cache"})).code == 0);
     r = run_augment(with({"status"}));
     CHECK(r.out.find("scan         done") != std::string::npos);
     CHECK(r.out.find("cache        done") != std::string::npos);
 
     // Everything is up to date: nothing reruns.
-    r = run_augment(with({"run"}));
+    r = run_augment(with({"cache"}));
     CHECK(r.err.find("scan: up to date") != std::string::npos);
     CHECK(r.err.find("cache: up to date") != std::string::npos);
 
@@ -248,16 +248,16 @@ TEST_SUITE("ingest cli") {
     write_image(input / "b" / "new.png", 16, 16, 3, 99);
     r = run_augment(with({"status"}));
     CHECK(r.out.find("scan         stale") != std::string::npos);
-    r = run_augment(with({"run"}));
+    r = run_augment(with({"cache"}));
     CHECK(r.code == 0);
     CHECK(r.err.find("== subsample done") != std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
 
-    r = run_augment(with({"run"}, {"--from", "subsample"}));
+    r = run_augment(with({"cache"}, {"--from", "subsample"}));
     CHECK(r.err.find("scan: up to date") != std::string::npos);
     CHECK(r.err.find("== subsample done") != std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
-    r = run_augment(with({"run"}, {"--only", "cache"}));
+    r = run_augment(with({"cache"}, {"--only", "cache"}));
     CHECK(r.err.find("scan") == std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
     // A modified output is noticed.
@@ -280,7 +280,7 @@ TEST_SUITE("ingest cli") {
       }
     }
     const auto work = dir / "work";
-    const std::vector<std::string> args = {"AUGMENT", "run",         "--input",       input.string(), "--work", work.string(),
+    const std::vector<std::string> args = {"AUGMENT", "cache",       "--input",       input.string(), "--work", work.string(),
                                            "--quiet", "--resolution", "32", "--cache.shard_size", "8", "--threads", "1",
                                            "--scan.prefetch_tiles=false"};
     // Without prefetched tiles, cache decodes every image itself, in resumable parts.
@@ -331,7 +331,7 @@ TEST_SUITE("ingest cli") {
     CHECK(WEXITSTATUS(status) == 130);
     CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
 
-    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8",
+    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8",
                           "--scan.prefetch_tiles=false"});
     INFO(r.err);
     REQUIRE(r.code == 0);
@@ -341,7 +341,7 @@ TEST_SUITE("ingest cli") {
 
     // The resumed cache equals an uninterrupted one made from the tiles prefetched by scan.
     const auto fresh = dir / "fresh";
-    REQUIRE(run_augment({"run", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
+    REQUIRE(run_augment({"cache", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
     for (const char* split : {"train", "val", "test"}) {
       CacheReader a(work / "cache" / (std::string(split) + ".h5")), b(fresh / "cache" / (std::string(split) + ".h5"));
       REQUIRE(a.size() == b.size());
