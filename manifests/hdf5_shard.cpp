@@ -39,6 +39,7 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
       hsize_t chunk[4] = {shape[0], shape[1], shape[2], shape[3]};
       hid_t space = H5Screate_simple(4, dims, nullptr);
       hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_obj_track_times(plist, false);  // no timestamps: the same content gives the same bytes
       if (n > 0) {
         // h5py's order: byte shuffle, then deflate, then the checksum of the compressed chunk.
         H5Pset_chunk(plist, 4, chunk);
@@ -54,7 +55,10 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
     auto vector_dataset = [&](const char* name, hid_t type) {
       hsize_t dims[1] = {n};
       hid_t space = H5Screate_simple(1, dims, nullptr);
-      hid_t d = H5Dcreate2(file_, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_obj_track_times(plist, false);
+      hid_t d = H5Dcreate2(file_, name, type, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+      H5Pclose(plist);
       H5Sclose(space);
       return check_id(d, "dataset create", tmp_);
     };

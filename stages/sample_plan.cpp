@@ -154,7 +154,7 @@ void write_sample_plan(const fs::path& path, const SamplePlan& plan) {
 SamplePlan read_sample_plan(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    throw UserError(ExitCode::kNoInput, fmt::format("no samples: {} is missing; run `augment sample` first", path.string()));
+    throw UserError(ExitCode::kNoInput, fmt::format("no samples: run `augment sample` first ({} is missing)", path.string()));
   }
   try {
     const auto j = json::parse(read_text_file(path));
