@@ -34,7 +34,7 @@ void EmitOptions::bind(OptionBinder<EmitOptions>& b) {
         "how real train images enter the output: link (hard link, copy when linking fails), copy, none (synthetic only)", {},
         {"real", {"link", "copy", "none"}});
   b.add("synthetic_weight", &EmitOptions::synthetic_weight, "value of the manifests' weight column for synthetic images (real: 1)",
-        in_range(0.0, 1e6), {"synthetic-weight"});
+        in_range(0.0, 1e6), {"synthetic-weight", {}});
 }
 
 std::string class_folder_name(const std::string& class_name) {

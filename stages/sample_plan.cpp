@@ -28,7 +28,7 @@ void SampleOptions::bind(OptionBinder<SampleOptions>& b) {
             return e.what();
           }
         }),
-        {"policy"});
+        {"policy", {}});
   b.add("batch_size", &SampleOptions::batch_size, "images generated per model call", in_range<std::int64_t>(1, 65536),
         {"", {}, false, true});
   b.add("shard", &SampleOptions::shard,
@@ -45,9 +45,9 @@ void SampleOptions::bind(OptionBinder<SampleOptions>& b) {
         {"shard", {}, false, true});
   b.add("min_confidence", &SampleOptions::min_confidence,
         "keep a sample only when the frozen classifier gives its class at least this probability (0: no filter)",
-        in_range(0.0, 1.0), {"min-confidence"});
+        in_range(0.0, 1.0), {"min-confidence", {}});
   b.add("max_tries", &SampleOptions::max_tries, "with the filter: tries per planned image before it is given up",
-        in_range<std::int64_t>(1, 1000), {"max-tries"});
+        in_range<std::int64_t>(1, 1000), {"max-tries", {}});
 }
 
 SamplePolicy parse_sample_policy(const std::string& text) {
