@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "manifests/hdf5_util.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
 
@@ -11,86 +12,12 @@ namespace augment {
 
 namespace {
 
-void check(herr_t rc, const char* what, const std::filesystem::path& path) {
-  if (rc < 0) throw UserError(ExitCode::kIoError, fmt::format("HDF5 {} failed for {}", what, path.string()));
-}
-
-hid_t check_id(hid_t id, const char* what, const std::filesystem::path& path) {
-  if (id < 0) throw UserError(ExitCode::kIoError, fmt::format("HDF5 {} failed for {}", what, path.string()));
-  return id;
-}
-
-struct Quiet {  // HDF5 prints its own error stack by default; we report errors ourselves.
-  Quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-};
-const Quiet quiet_hdf5;
-
-void write_int_attr(hid_t obj, const char* name, long long v, const std::filesystem::path& p) {
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = check_id(H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT), "attribute create", p);
-  check(H5Awrite(attr, H5T_NATIVE_LLONG, &v), "attribute write", p);
-  H5Aclose(attr);
-  H5Sclose(space);
-}
-
-hid_t utf8_string_type() {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  return t;
-}
-
-void write_string_attr(hid_t obj, const char* name, const std::string& v, const std::filesystem::path& p) {
-  hid_t t = utf8_string_type();
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = check_id(H5Acreate2(obj, name, t, space, H5P_DEFAULT, H5P_DEFAULT), "attribute create", p);
-  const char* s = v.c_str();
-  check(H5Awrite(attr, t, &s), "attribute write", p);
-  H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(t);
-}
-
-void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& v, const std::filesystem::path& p) {
-  hid_t t = utf8_string_type();
-  hsize_t n = v.size();
-  hid_t space = H5Screate_simple(1, &n, nullptr);
-  hid_t attr = check_id(H5Acreate2(obj, name, t, space, H5P_DEFAULT, H5P_DEFAULT), "attribute create", p);
-  std::vector<const char*> ptrs;
-  for (const auto& s : v) ptrs.push_back(s.c_str());
-  if (n > 0) check(H5Awrite(attr, t, ptrs.data()), "attribute write", p);
-  H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(t);
-}
-
-long long read_int_attr(hid_t obj, const char* name, const std::filesystem::path& p) {
-  hid_t attr = check_id(H5Aopen(obj, name, H5P_DEFAULT), "attribute open", p);
-  long long v = 0;
-  check(H5Aread(attr, H5T_NATIVE_LLONG, &v), "attribute read", p);
-  H5Aclose(attr);
-  return v;
-}
-
-std::vector<std::string> read_strings_attr(hid_t obj, const char* name, const std::filesystem::path& p) {
-  hid_t attr = check_id(H5Aopen(obj, name, H5P_DEFAULT), "attribute open", p);
-  hid_t space = H5Aget_space(attr);
-  const int rank = H5Sget_simple_extent_ndims(space);
-  hsize_t n = 1;
-  if (rank == 1) H5Sget_simple_extent_dims(space, &n, nullptr);
-  hid_t t = utf8_string_type();
-  std::vector<char*> ptrs(n, nullptr);
-  std::vector<std::string> out;
-  if (n > 0) {
-    check(H5Aread(attr, t, ptrs.data()), "attribute read", p);
-    for (auto* s : ptrs) out.emplace_back(s ? s : "");
-    H5Dvlen_reclaim(t, space, H5P_DEFAULT, ptrs.data());
-  }
-  H5Tclose(t);
-  H5Sclose(space);
-  H5Aclose(attr);
-  return out;
-}
+using h5::check;
+using h5::check_id;
+using h5::read_int_attr;
+using h5::read_strings_attr;
+using h5::write_int_attr;
+using h5::write_strings_attr;
 
 CacheInfo read_info(hid_t file, const std::filesystem::path& p) {
   CacheInfo info;
@@ -105,6 +32,7 @@ CacheInfo read_info(hid_t file, const std::filesystem::path& p) {
 }
 
 hid_t open_for_read(const std::filesystem::path& path) {
+  h5::silence_error_stack();
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
     throw UserError(ExitCode::kDataError, fmt::format("cannot open image cache {} (missing or damaged); rerun `augment cache --force`", path.string()));
@@ -116,6 +44,7 @@ hid_t open_for_read(const std::filesystem::path& path) {
 
 CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& info)
     : path_(path), tmp_(temp_path_for(path)), info_(info) {
+  h5::silence_error_stack();
   ensure_directory(path.parent_path());
   file_ = check_id(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "file create", tmp_);
   const hsize_t r = info.resolution, c = info.channels;

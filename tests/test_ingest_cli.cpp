@@ -82,7 +82,7 @@ TEST_SUITE("ingest cli") {
     make_messy_dataset(input);
     const auto before = tree_hashes(input);
     const auto work = dir / "work";
-    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
+    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
     INFO(r.err);
     REQUIRE(r.code == 0);
     CHECK(tree_hashes(input) == before);
@@ -233,7 +233,7 @@ TEST_SUITE("ingest cli") {
     auto r = run_augment(with({"status"}));
     CHECK(r.code == 66);  // nothing ran yet
     const auto events = dir / "events.jsonl";
-    r = run_augment(with({"run"}, {"--log-json", events.string()}));
+    r = run_augment(with({"cache"}, {"--log-json", events.string()}));
     REQUIRE(r.code == 0);
     // Logs of batch jobs (stderr not a terminal) get whole lines, and --log-json one object per event.
     CHECK(r.err.find('\r') == std::string::npos);
@@ -250,7 +250,7 @@ TEST_SUITE("ingest cli") {
     CHECK(r.out.find("cache        done") != std::string::npos);
 
     // Everything is up to date: nothing reruns.
-    r = run_augment(with({"run"}));
+    r = run_augment(with({"cache"}));
     CHECK(r.err.find("scan: up to date") != std::string::npos);
     CHECK(r.err.find("cache: up to date") != std::string::npos);
 
@@ -263,16 +263,16 @@ TEST_SUITE("ingest cli") {
     write_image(input / "b" / "new.png", 16, 16, 3, 99);
     r = run_augment(with({"status"}));
     CHECK(r.out.find("scan         stale") != std::string::npos);
-    r = run_augment(with({"run"}));
+    r = run_augment(with({"cache"}));
     CHECK(r.code == 0);
     CHECK(r.err.find("== subsample done") != std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
 
-    r = run_augment(with({"run"}, {"--from", "subsample"}));
+    r = run_augment(with({"cache"}, {"--from", "subsample"}));
     CHECK(r.err.find("scan: up to date") != std::string::npos);
     CHECK(r.err.find("== subsample done") != std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
-    r = run_augment(with({"run"}, {"--only", "cache"}));
+    r = run_augment(with({"cache"}, {"--only", "cache"}));
     CHECK(r.err.find("scan") == std::string::npos);
     CHECK(r.err.find("== cache done") != std::string::npos);
     // A modified output is noticed.
@@ -295,7 +295,7 @@ TEST_SUITE("ingest cli") {
       }
     }
     const auto work = dir / "work";
-    const std::vector<std::string> args = {"run", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
+    const std::vector<std::string> args = {"cache", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
                                            "--cache.shard_size", "8", "--threads", "1", "--scan.prefetch_tiles=false"};
     // Without prefetched tiles, cache decodes every image itself, in resumable parts.
     REQUIRE(run_augment({"subsample", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
@@ -332,7 +332,7 @@ TEST_SUITE("ingest cli") {
     CHECK(WEXITSTATUS(status) == 130);
     CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
 
-    auto r = run_augment({"run", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8",
+    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8",
                           "--scan.prefetch_tiles=false"});
     INFO(r.err);
     REQUIRE(r.code == 0);
@@ -342,7 +342,7 @@ TEST_SUITE("ingest cli") {
 
     // The resumed cache equals an uninterrupted one made from the tiles prefetched by scan.
     const auto fresh = dir / "fresh";
-    REQUIRE(run_augment({"run", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
+    REQUIRE(run_augment({"cache", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
     for (const char* split : {"train", "val", "test"}) {
       CacheReader a(work / "cache" / (std::string(split) + ".h5")), b(fresh / "cache" / (std::string(split) + ".h5"));
       REQUIRE(a.size() == b.size());

@@ -86,7 +86,7 @@ Timed run(const std::vector<std::string>& argv_in, bool quiet_stdout) {
 
 Timed ingest(const fs::path& augment, const fs::path& data, const fs::path& work) {
   fs::remove_all(work);
-  return run({augment.string(), "run", "--input", data.string(), "--work", work.string(), "--resolution", "64", "--quiet"}, true);
+  return run({augment.string(), "cache", "--input", data.string(), "--work", work.string(), "--resolution", "64", "--quiet"}, true);
 }
 
 }  // namespace

@@ -1,0 +1,180 @@
+#include "manifests/hdf5_shard.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "manifests/hdf5_util.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+
+namespace augment {
+
+using h5::check;
+using h5::check_id;
+
+std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int height, int width, int channels) {
+  constexpr unsigned long long kMin = 10 * 1024, kMax = 1024 * 1024;
+  const unsigned long long row = static_cast<unsigned long long>(width) * channels;
+  const unsigned long long image = row * height;
+  if (image > kMax) {
+    const auto rows = std::max<unsigned long long>(1, kMax / row);
+    return {1, std::min<unsigned long long>(rows, height), static_cast<unsigned long long>(width), static_cast<unsigned long long>(channels)};
+  }
+  unsigned long long k = (kMin + image - 1) / image;
+  k = std::max<unsigned long long>(1, std::min<unsigned long long>(k, static_cast<unsigned long long>(std::max<std::int64_t>(count, 1))));
+  return {k, static_cast<unsigned long long>(height), static_cast<unsigned long long>(width), static_cast<unsigned long long>(channels)};
+}
+
+ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level)
+    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count) {
+  h5::silence_error_stack();
+  ensure_directory(path.parent_path());
+  file_ = check_id(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "file create", tmp_);
+  try {
+    const hsize_t n = static_cast<hsize_t>(count), h = header.height, w = header.width, c = header.channels;
+    {
+      hsize_t dims[4] = {n, h, w, c};
+      const auto shape = image_chunk_shape(count, header.height, header.width, header.channels);
+      hsize_t chunk[4] = {shape[0], shape[1], shape[2], shape[3]};
+      hid_t space = H5Screate_simple(4, dims, nullptr);
+      hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_obj_track_times(plist, false);  // no timestamps: the same content gives the same bytes
+      if (n > 0) {
+        // h5py's order: byte shuffle, then deflate, then the checksum of the compressed chunk.
+        H5Pset_chunk(plist, 4, chunk);
+        H5Pset_shuffle(plist);
+        if (deflate_level > 0) H5Pset_deflate(plist, static_cast<unsigned>(deflate_level));
+        H5Pset_fletcher32(plist);
+      }
+      images_ = H5Dcreate2(file_, "images", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+      H5Pclose(plist);
+      H5Sclose(space);
+      check_id(images_, "dataset create", tmp_);
+    }
+    auto vector_dataset = [&](const char* name, hid_t type) {
+      hsize_t dims[1] = {n};
+      hid_t space = H5Screate_simple(1, dims, nullptr);
+      hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+      H5Pset_obj_track_times(plist, false);
+      hid_t d = H5Dcreate2(file_, name, type, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+      H5Pclose(plist);
+      H5Sclose(space);
+      return check_id(d, "dataset create", tmp_);
+    };
+    labels_ = vector_dataset("labels", H5T_STD_I64LE);
+    synthetic_ = vector_dataset("is_synthetic", H5T_STD_U8LE);
+    hid_t str = h5::utf8_string_type();
+    files_ = vector_dataset("files", str);
+    H5Tclose(str);
+  } catch (...) {
+    close_handles();
+    std::error_code ec;
+    std::filesystem::remove(tmp_, ec);
+    throw;
+  }
+}
+
+ShardWriter::~ShardWriter() {
+  close_handles();
+  if (!committed_) {
+    std::error_code ec;
+    std::filesystem::remove(tmp_, ec);
+  }
+}
+
+void ShardWriter::close_handles() {
+  for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
+    if (*id >= 0) H5Dclose(*id);
+    *id = -1;
+  }
+  if (file_ >= 0) H5Fclose(file_);
+  file_ = -1;
+}
+
+namespace {
+
+void write_rows(hid_t dset, int rank, hid_t mem_type, const void* data, hsize_t start, hsize_t n, const hsize_t* inner,
+                const std::filesystem::path& p) {
+  hid_t fspace = H5Dget_space(dset);
+  hsize_t offset[4] = {start, 0, 0, 0};
+  hsize_t size[4] = {n, inner[0], inner[1], inner[2]};
+  herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, offset, nullptr, size, nullptr);
+  hid_t mspace = H5Screate_simple(rank, size, nullptr);
+  if (rc >= 0) rc = H5Dwrite(dset, mem_type, mspace, fspace, H5P_DEFAULT, data);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  // HDF5's error stack is silenced; a failed write is most often a full disk.
+  if (rc < 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", p.string()));
+  }
+}
+
+}  // namespace
+
+void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels,
+                        const std::uint8_t* is_synthetic, const std::vector<std::string>& files) {
+  if (n <= 0) return;
+  if (start < 0 || start + n > count_ || static_cast<std::int64_t>(files.size()) != n) throw std::logic_error("ShardWriter::write out of range");
+  const hsize_t img[3] = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width), static_cast<hsize_t>(header_.channels)};
+  const hsize_t none[3] = {0, 0, 0};
+  write_rows(images_, 4, H5T_NATIVE_UINT8, pixels, start, n, img, tmp_);
+  write_rows(labels_, 1, H5T_NATIVE_INT64, labels, start, n, none, tmp_);
+  write_rows(synthetic_, 1, H5T_NATIVE_UINT8, is_synthetic, start, n, none, tmp_);
+  std::vector<const char*> ptrs;
+  for (const auto& f : files) ptrs.push_back(f.c_str());
+  hid_t str = h5::utf8_string_type();
+  try {
+    write_rows(files_, 1, str, ptrs.data(), start, n, none, tmp_);
+  } catch (...) {
+    H5Tclose(str);
+    throw;
+  }
+  H5Tclose(str);
+  written_ += n;
+}
+
+void ShardWriter::commit() {
+  if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
+  h5::write_strings_attr(file_, "class_names", header_.class_names, tmp_);
+  h5::write_int_attr(file_, "height", header_.height, tmp_);
+  h5::write_int_attr(file_, "width", header_.width, tmp_);
+  h5::write_int_attr(file_, "channels", header_.channels, tmp_);
+  h5::write_int_attr(file_, "format_version", kShardFormatVersion, tmp_);
+  h5::write_string_attr(file_, "name", header_.name, tmp_);
+  h5::write_int_attr(file_, "shard_index", header_.shard_index, tmp_);
+  h5::write_int_attr(file_, "shard_count", header_.shard_count, tmp_);
+  h5::write_int_attr(file_, "seed", static_cast<long long>(header_.seed), tmp_);
+  h5::write_string_attr(file_, "key", header_.key, tmp_);
+  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
+  }
+  close_handles();
+  fsync_file(tmp_);
+  std::error_code ec;
+  std::filesystem::rename(tmp_, path_, ec);
+  if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", path_.string(), ec.message()));
+  fsync_directory(path_.parent_path());
+  committed_ = true;
+}
+
+std::string read_shard_key(const std::filesystem::path& path) {
+  h5::silence_error_stack();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return "";
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return "";
+  std::string key;
+  try {
+    if (h5::read_int_attr(f, "format_version", path) == kShardFormatVersion) {
+      const auto k = h5::read_strings_attr(f, "key", path);
+      if (!k.empty()) key = k[0];
+    }
+  } catch (const std::exception&) {
+    key.clear();
+  }
+  H5Fclose(f);
+  return key;
+}
+
+}  // namespace augment

@@ -1,0 +1,60 @@
+// One HDF5 shard of `augment export`, laid out for training readers (h5py, PyTorch):
+//   images        uint8 [N, H, W, C]  chunked (10 KiB .. 1 MiB per chunk), shuffle + deflate + fletcher32
+//   labels        int64 [N]
+//   is_synthetic  uint8 [N]
+//   files         UTF-8 strings [N]   (file_name relative to the emitted folder)
+// Attributes: class_names (UTF-8), height, width, channels, format_version, name, shard_index,
+// shard_count, seed, key (identifies the content, for resuming).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace augment {
+
+inline constexpr int kShardFormatVersion = 1;
+
+struct ShardHeader {
+  std::vector<std::string> class_names;
+  int height = 0, width = 0, channels = 0;
+  std::string name;
+  int shard_index = 0, shard_count = 1;
+  std::uint64_t seed = 0;
+  std::string key;
+};
+
+// Chunk of the images dataset: whole images, as few as keep a chunk >= 10 KiB (at most `count`),
+// or for images over 1 MiB, bands of rows of one image that stay <= 1 MiB.
+std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int height, int width, int channels);
+
+// Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
+// `path` (fsync + rename). Destroyed without commit, it leaves nothing. One thread only.
+class ShardWriter {
+ public:
+  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level);
+  ~ShardWriter();
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  // Rows [start, start+n): n images of H*W*C bytes, labels, 0/1 flags and file names.
+  void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels, const std::uint8_t* is_synthetic,
+             const std::vector<std::string>& files);
+  void commit();
+
+ private:
+  void close_handles();
+
+  std::filesystem::path path_, tmp_;
+  ShardHeader header_;
+  std::int64_t count_ = 0, written_ = 0;
+  long long file_ = -1, images_ = -1, labels_ = -1, synthetic_ = -1, files_ = -1;
+  bool committed_ = false;
+};
+
+// The key attribute of a finished shard; "" when the file is missing, unreadable or of another format.
+std::string read_shard_key(const std::filesystem::path& path);
+
+}  // namespace augment

@@ -1,0 +1,139 @@
+// Where `augment sample` keeps its images so a killed run regenerates nothing already written:
+//   work/sample/images/<label, 3 digits>/<index, 6 digits>.png    one PNG per kept image, atomic
+//   work/sample/journal-<K>-of-<N>.jsonl                            one JSON line per finished image
+// A shard appends to its own journal only; lines are fsync'ed per batch, after the batch's PNGs.
+// An image counts as done only when its PNG and its journal line both exist (and agree in size).
+// Also the generation driver, which talks to the model only through a GenerateFn.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stages/sample_plan.h"
+
+namespace augment {
+
+class Reporter;
+
+// What shaped an image besides its seed; written into every journal line and the dataset card.
+struct SamplingSettings {
+  std::string sampler;       // e.g. "ddim"
+  std::int64_t steps = 0;
+  double guidance = 0.0;     // classifier-free guidance scale (0 when not used)
+  std::string conditioning;  // cfg | cbn | ac | none
+  std::string checkpoint;    // fingerprint of the model weights
+  int resolution = 0;        // side of the square images (the cache resolution)
+  int channels = 3;          // 3 RGB, 1 gray
+  std::string key() const;   // hash of all of the above
+};
+
+// One image the generator must produce: all its randomness must come from `seed`.
+struct SampleRequest {
+  int label = 0;
+  std::int64_t index = 0;
+  std::uint64_t seed = 0;
+  int attempt = 0;  // 0 for the first try; > 0 for retries of the confidence filter
+};
+
+struct GeneratedImage {
+  std::vector<std::uint8_t> pixels;  // resolution*resolution*channels bytes, row-major HWC, RGB order or gray
+  std::optional<double> confidence;  // frozen classifier's probability of the requested class, when computed
+};
+
+// Called with batches of at most SamplingJob::batch_size requests; returns one image per request,
+// in the same order. May throw StopRequested (or anything else): finished batches are kept.
+using GenerateFn = std::function<std::vector<GeneratedImage>(const std::vector<SampleRequest>&)>;
+
+struct JournalEntry {
+  std::string class_name;
+  int label = 0;
+  std::int64_t index = 0;
+  std::uint64_t run_seed = 0;
+  std::uint64_t seed = 0;  // seed of the kept try (of the last try when rejected)
+  int tries = 1;
+  bool accepted = true;    // false: the filter rejected every try; no PNG
+  std::optional<double> confidence;  // of the kept try (best try when rejected)
+  SamplingSettings settings;
+  std::string file;        // PNG relative to the sample dir; empty when rejected
+  std::uint64_t png_bytes = 0;
+  std::string png_hash;    // XXH3-128 of the PNG file
+};
+
+std::string sample_image_relpath(int label, std::int64_t index);  // images/003/000017.png
+std::filesystem::path journal_path(const std::filesystem::path& sample_dir, const ShardSpec& shard);
+// Journals present in `sample_dir` with the shard each names, sorted by (N, K).
+std::vector<std::pair<ShardSpec, std::filesystem::path>> find_journals(const std::filesystem::path& sample_dir);
+
+// Reads a journal, ignoring a torn tail (a last line cut short by kill -9 or power loss).
+// `torn_bytes` receives the length of the ignored tail. A damaged line before valid ones is an
+// error naming file and line.
+std::vector<JournalEntry> read_journal(const std::filesystem::path& path, std::uint64_t* torn_bytes = nullptr);
+
+// PNG bytes of an image (RGB or gray, HWC).
+std::vector<std::uint8_t> encode_png(const std::uint8_t* pixels, int resolution, int channels);
+// Decodes a PNG to HWC RGB/gray with exactly `channels`; "" on success, else why not.
+std::string decode_png(const std::vector<std::uint8_t>& png, int resolution, int channels, std::uint8_t* out);
+
+struct SamplingJob {
+  std::filesystem::path dir;  // work/sample
+  std::uint64_t run_seed = 0;
+  ShardSpec shard;
+  std::int64_t batch_size = 64;
+  double min_confidence = 0.0;  // 0: no filter
+  int max_tries = 1;
+  SamplingSettings settings;
+};
+
+struct ClassSamplingStats {
+  std::string name;
+  std::int64_t planned = 0;    // items of this shard
+  std::int64_t reused = 0;     // already done by an earlier run
+  std::int64_t accepted = 0;   // done now and kept
+  std::int64_t rejected = 0;   // done now and given up
+  std::int64_t tries = 0;      // generator calls for this class, images
+};
+
+struct SamplingSummary {
+  std::vector<ClassSamplingStats> classes;  // in label order
+  std::int64_t generated = 0;                // images the generator produced in this run
+  double seconds = 0.0;
+};
+
+// Generates this shard's items that are not done yet, in batches, writing PNGs and journal lines;
+// checks check_stop() between batches. Prints progress (images/s, ETA) and, with the filter, the
+// acceptance rate per class.
+SamplingSummary run_sampling(const SamplingJob& job, const SamplePlan& plan, const GenerateFn& generate, Reporter& report);
+
+}  // namespace augment
+
+namespace augment {
+
+// All finished samples of a sample dir, merged over the journals of every shard.
+struct MergedSamples {
+  std::vector<JournalEntry> accepted;  // planned items with a kept image, by (label, index)
+  std::vector<JournalEntry> rejected;  // planned items the filter gave up on
+  SamplingSettings settings;
+  std::uint64_t run_seed = 0;
+  int shard_count = 0;
+  std::vector<std::filesystem::path> journals;
+};
+
+// Checks that the journals form one complete set (shards 0..N-1 of one N, every planned item
+// present exactly once, one set of sampling settings) and returns the planned items' entries.
+// Throws UserError naming the missing shard, duplicated item or disagreeing journals.
+MergedSamples merge_journals(const std::filesystem::path& sample_dir, const SamplePlan& plan);
+
+}  // namespace augment
+
+namespace augment {
+
+class Context;
+// The job of this invocation: work/sample, the run seed, the sample.* options and the shard
+// (--shard, else SLURM's array variables). `settings` come from the model.
+SamplingJob sampling_job_for(const Context& ctx, const SamplingSettings& settings);
+
+}  // namespace augment

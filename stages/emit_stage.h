@@ -1,0 +1,30 @@
+// emit: the augmented image folder --output DIR/<class>/{real_*,synthetic_*.png} with manifest.csv,
+// metadata.jsonl (for `datasets.load_dataset("imagefolder", data_dir=DIR)`) and dataset.json.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "pipeline/config.h"
+#include "pipeline/stage.h"
+
+namespace augment {
+
+struct EmitOptions {
+  static constexpr const char* kGroup = "emit";
+  std::string real = "link";     // link | copy | none: how the real train images enter the folder
+  double synthetic_weight = 1.0;  // `weight` column of synthetic rows (real rows: 1)
+  static void bind(OptionBinder<EmitOptions>& b);
+};
+
+// Name of the file that marks an output folder as written by augment (so --force may replace it).
+inline constexpr const char* kOutputMarker = ".augment-dataset";
+
+// The folder a class's images go to: the class name, with '/' (and the names "." and "..")
+// made safe; everything else, spaces, quotes and non-ASCII included, is kept.
+std::string class_folder_name(const std::string& class_name);
+
+std::unique_ptr<Stage> make_emit_stage();
+
+}  // namespace augment

@@ -1,0 +1,279 @@
+#include "stages/export_stage.h"
+
+#include <algorithm>
+#include <map>
+#include <regex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <tbb/parallel_for.h>
+
+#include "manifests/hdf5_shard.h"
+#include "manifests/image_cache.h"
+#include "manifests/image_record.h"
+#include "manifests/sample_store.h"
+#include "pipeline/context.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
+#include "pipeline/rng.h"
+#include "pipeline/sha256.h"
+#include "pipeline/signals.h"
+
+namespace augment {
+
+using nlohmann::json;
+
+void ExportOptions::bind(OptionBinder<ExportOptions>& b) {
+  b.add("shard_size", &ExportOptions::shard_size, "images per HDF5 shard file", in_range<std::int64_t>(1, 100000000));
+  b.add("name", &ExportOptions::name, "shard file name prefix: NAME-00000-of-00008.h5",
+        Check<std::string>([](const std::string& v) -> std::string {
+          if (v.empty() || v.find('/') != std::string::npos || v[0] == '.') return "must be a plain file name prefix (no '/', not starting with '.')";
+          return "";
+        }));
+  b.add("dir", &ExportOptions::dir, "folder for the shards and index.json (default: OUTPUT/hdf5)");
+  b.add("deflate", &ExportOptions::deflate, "deflate level of the images dataset, 0 (none) to 9", in_range<std::int64_t>(0, 9));
+}
+
+namespace {
+
+// One image of the emitted dataset, as export needs it.
+struct Row {
+  std::string file_name;
+  int label = 0;
+  bool synthetic = false;
+  std::int64_t manifest_row = -1;  // real: row of subsample/manifest.jsonl
+  std::string sample_file;         // synthetic: PNG relative to work/sample
+  std::string content;             // content hash (source file or PNG)
+};
+
+std::vector<Row> read_rows(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw UserError(ExitCode::kNoInput, fmt::format("{} is missing: run `augment emit --output DIR` first", path.string()));
+  }
+  std::vector<Row> rows;
+  std::istringstream in(read_text_file(path));
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    try {
+      const auto j = json::parse(line);
+      Row r;
+      r.file_name = j.at("file_name").get<std::string>();
+      r.label = j.at("label").get<int>();
+      r.synthetic = j.at("source").get<std::string>() == "synthetic";
+      if (r.synthetic) r.sample_file = j.at("_sample_file").get<std::string>();
+      else r.manifest_row = j.at("_manifest_row").get<std::int64_t>();
+      r.content = j.at("_content").get<std::string>();
+      rows.push_back(std::move(r));
+    } catch (const std::exception& e) {
+      throw UserError(ExitCode::kDataError, fmt::format("{}:{}: damaged line ({}); rerun `augment emit --force`", path.string(), lineno, e.what()));
+    }
+  }
+  return rows;
+}
+
+fs::path export_dir(const Context& ctx) {
+  const auto o = ctx.options<ExportOptions>();
+  if (!o.dir.empty()) return fs::absolute(o.dir).lexically_normal();
+  if (ctx.global().output.empty()) {
+    throw UserError(ExitCode::kUsage, "export needs --output DIR (the emitted dataset; shards go to DIR/hdf5) or --export.dir");
+  }
+  return fs::absolute(ctx.global().output).lexically_normal() / "hdf5";
+}
+
+std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) { return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n); }
+
+class ExportStage final : public Stage {
+ public:
+  std::string name() const override { return "export"; }
+  std::string summary() const override { return "write the augmented dataset as HDF5 shards with an index (--output)"; }
+  std::vector<std::string> option_scopes() const override { return {"export", "seed", "output"}; }
+  std::vector<std::string> inputs(const Context&) const override {
+    return {"emit/rows.jsonl", "cache/train.h5", "subsample/classes.json"};
+  }
+  std::vector<std::string> outputs(const Context& ctx) const override {
+    std::vector<std::string> out = {"export/index.json"};
+    if (!ctx.options<ExportOptions>().dir.empty() || !ctx.global().output.empty()) out.push_back((export_dir(ctx) / "index.json").string());
+    return out;
+  }
+
+  void run(Context& ctx) override {
+    const auto o = ctx.options<ExportOptions>();
+    const auto dir = export_dir(ctx);
+    for (const auto& input : ctx.global().input) {
+      if (is_same_or_inside(dir, input.substr(input.find('=') == std::string::npos || fs::is_directory(input) ? 0 : input.find('=') + 1))) {
+        throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the input {}; augment never writes into your data", dir.string(), input));
+      }
+    }
+    if (is_same_or_inside(dir, ctx.work())) {
+      throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));
+    }
+    const auto rows = read_rows(ctx.dir("emit") / "rows.jsonl");
+    if (rows.empty()) throw UserError(ExitCode::kDataError, "the emitted dataset has no images; nothing to export");
+    const auto classes = read_class_list(ctx.dir("subsample") / "classes.json");
+    CacheReader cache(ctx.dir("cache") / "train.h5");
+    const int res = cache.info().resolution, channels = cache.info().channels;
+    const std::size_t image_bytes = cache.image_bytes();
+    // Manifest row -> cache row of the train split.
+    std::map<std::int64_t, std::int64_t> cache_row;
+    {
+      std::vector<std::int64_t> sources(static_cast<std::size_t>(cache.size()));
+      cache.read(0, cache.size(), nullptr, nullptr, sources.data());
+      for (std::size_t i = 0; i < sources.size(); ++i) cache_row[sources[i]] = static_cast<std::int64_t>(i);
+    }
+
+    // A seeded shuffle so every shard mixes classes, real and synthetic.
+    std::vector<std::size_t> order(rows.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    const auto seed = static_cast<std::uint64_t>(ctx.global().seed);
+    Rng(seed, "export").shuffle(order);
+    const std::int64_t total = static_cast<std::int64_t>(rows.size());
+    const std::int64_t nshards = (total + o.shard_size - 1) / o.shard_size;
+
+    ensure_directory(dir);
+    remove_stale_temp_files(dir);
+    const std::string base_key = fmt::format("{}|{}|{}|{}x{}x{}|{}|{}", kShardFormatVersion, o.name, o.deflate, res, res, channels,
+                                             hash_text(fmt::format("{}", fmt::join(classes.names, "\x1f"))), seed);
+    Progress progress(ctx.report(), "export", total, "img");
+    std::int64_t reused = 0;
+    json shards = json::array();
+    std::vector<std::int64_t> per_class(classes.names.size(), 0), synthetic_per_class(classes.names.size(), 0);
+    for (std::int64_t k = 0; k < nshards; ++k) {
+      const std::int64_t begin = k * o.shard_size, end = std::min(total, begin + o.shard_size);
+      std::string key_text = base_key;
+      std::int64_t synthetic = 0;
+      for (std::int64_t p = begin; p < end; ++p) {
+        const auto& r = rows[order[static_cast<std::size_t>(p)]];
+        key_text += fmt::format("\n{}\t{}\t{}", r.file_name, r.label, r.content);
+        synthetic += r.synthetic;
+        ++per_class[static_cast<std::size_t>(r.label)];
+        synthetic_per_class[static_cast<std::size_t>(r.label)] += r.synthetic;
+      }
+      const std::string key = hash_text(key_text);
+      const auto path = dir / shard_name(o.name, k, nshards);
+      if (read_shard_key(path) == key) {
+        reused += end - begin;
+        progress.advance(end - begin);
+      } else {
+        write_shard(ctx, path, ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed, key},
+                    rows, order, begin, end, cache, cache_row, image_bytes, static_cast<int>(o.deflate), progress);
+      }
+      shards.push_back({{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}});
+    }
+    progress.finish();
+    if (reused > 0) ctx.report().info(fmt::format("kept {} images in shards finished by an earlier, interrupted export", reused));
+
+    // Checksums for downstream users; shards of an older export with another count go.
+    std::uint64_t bytes = 0;
+    for (auto& s : shards) {
+      const auto path = dir / s["file"].get<std::string>();
+      s["bytes"] = fs::file_size(path);
+      s["sha256"] = sha256_file(path);
+      bytes += s["bytes"].get<std::uint64_t>();
+    }
+    const std::regex ours("^" + std::regex_replace(o.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + R"(-\d{5}-of-\d{5}\.h5$)");
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const auto fname = e.path().filename().string();
+      const bool current = std::any_of(shards.begin(), shards.end(), [&](const json& s) { return s["file"] == fname; });
+      if (!current && std::regex_match(fname, ours)) fs::remove(e.path(), ec);
+    }
+    json counts = json::object();
+    for (std::size_t c = 0; c < classes.names.size(); ++c) {
+      counts[classes.names[c]] = {{"total", per_class[c]}, {"synthetic", synthetic_per_class[c]}};
+    }
+    const json index = {{"format_version", kShardFormatVersion},
+                        {"name", o.name},
+                        {"class_names", classes.names},
+                        {"height", res},
+                        {"width", res},
+                        {"channels", channels},
+                        {"total", total},
+                        {"seed", seed},
+                        {"counts", counts},
+                        {"bytes", bytes},
+                        {"shards", shards}};
+    write_text_atomically(dir / "index.json", index.dump(2) + "\n");
+    write_text_atomically(ctx.dir("export") / "index.json", index.dump(2) + "\n");
+    ctx.report().info(fmt::format("{}: {} shards, {} images, {:.1f} MB", dir.string(), nshards, total, static_cast<double>(bytes) / 1e6));
+  }
+
+ private:
+  static void write_shard(const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<Row>& rows,
+                          const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const CacheReader& cache,
+                          const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, int deflate,
+                          Progress& progress) {
+    ShardWriter writer(path, header, end - begin, deflate);
+    constexpr std::int64_t kBlock = 512;
+    std::vector<std::uint8_t> pixels;
+    std::vector<std::int64_t> labels;
+    std::vector<std::uint8_t> flags;
+    std::vector<std::string> files;
+    for (std::int64_t b = begin; b < end; b += kBlock) {
+      check_stop();
+      const std::int64_t n = std::min(kBlock, end - b);
+      pixels.assign(static_cast<std::size_t>(n) * image_bytes, 0);
+      labels.resize(static_cast<std::size_t>(n));
+      flags.resize(static_cast<std::size_t>(n));
+      files.resize(static_cast<std::size_t>(n));
+      // Real images: read from the cache in row order (HDF5 on this thread only).
+      std::vector<std::pair<std::int64_t, std::size_t>> reads;
+      std::vector<std::size_t> decodes;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const auto& r = rows[order[static_cast<std::size_t>(b + i)]];
+        labels[static_cast<std::size_t>(i)] = r.label;
+        flags[static_cast<std::size_t>(i)] = r.synthetic ? 1 : 0;
+        files[static_cast<std::size_t>(i)] = r.file_name;
+        if (r.synthetic) {
+          decodes.push_back(static_cast<std::size_t>(i));
+        } else {
+          const auto it = cache_row.find(r.manifest_row);
+          if (it == cache_row.end()) {
+            throw UserError(ExitCode::kDataError, fmt::format("{} is not in {} (the cache is older than the emitted dataset); rerun `augment emit --force`",
+                                                              r.file_name, (ctx.dir("cache") / "train.h5").string()));
+          }
+          reads.emplace_back(it->second, static_cast<std::size_t>(i));
+        }
+      }
+      std::sort(reads.begin(), reads.end());
+      for (const auto& [crow, i] : reads) cache.read(crow, 1, pixels.data() + i * image_bytes, nullptr, nullptr);
+      // Synthetic images: PNG decoding in parallel; no HDF5 call in here.
+      std::vector<std::string> errors(decodes.size());
+      const auto sample_dir = ctx.dir("sample");
+      const int res = header.height, channels = header.channels;
+      tbb::parallel_for(std::size_t(0), decodes.size(), [&](std::size_t d) {
+        const auto i = decodes[d];
+        const auto& r = rows[order[static_cast<std::size_t>(b) + i]];
+        const auto file = sample_dir / r.sample_file;
+        std::string bytes;
+        try {
+          bytes = read_text_file(file);
+        } catch (const std::exception&) {
+          errors[d] = fmt::format("{} cannot be read; rerun `augment sample` and `augment emit --force`", file.string());
+          return;
+        }
+        const std::vector<std::uint8_t> png(bytes.begin(), bytes.end());
+        if (auto err = decode_png(png, res, channels, pixels.data() + i * image_bytes); !err.empty()) {
+          errors[d] = fmt::format("{} {}; rerun `augment sample` and `augment emit --force`", file.string(), err);
+        }
+      });
+      for (const auto& e : errors) {
+        if (!e.empty()) throw UserError(ExitCode::kDataError, e);
+      }
+      writer.write(b - begin, n, pixels.data(), labels.data(), flags.data(), files);
+      progress.advance(n);
+    }
+    check_stop();
+    writer.commit();
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_export_stage() { return std::make_unique<ExportStage>(); }
+
+}  // namespace augment
