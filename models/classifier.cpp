@@ -20,6 +20,15 @@ torch::nn::AnyModule make_norm(const std::string& kind, int channels) {
   return torch::nn::AnyModule(torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels)));
 }
 
+// Norms compute in their parameters' precision: under CPU autocast LibTorch 1.13 hands bf16
+// activations to GroupNorm with fp32 weights, which it rejects, and fp32 statistics are the
+// numerically safe choice anyway. The following convolution casts back to bf16 itself.
+torch::Tensor normalize(torch::nn::AnyModule& norm, const torch::Tensor& x) {
+  const auto params = norm.ptr()->parameters(false);
+  if (params.empty() || params.front().scalar_type() == x.scalar_type()) return norm.forward(x);
+  return norm.forward(x.to(params.front().scalar_type()));
+}
+
 // Pre-activation residual block: norm -> relu -> conv -> norm -> relu -> conv, plus shortcut.
 class PreActBlockImpl : public torch::nn::Module {
  public:
@@ -35,10 +44,10 @@ class PreActBlockImpl : public torch::nn::Module {
     }
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto h = torch::relu(norm1_.forward(x));
+    auto h = torch::relu(normalize(norm1_, x));
     auto skip = shortcut_ ? shortcut_->forward(h) : x;
     h = conv1_->forward(h);
-    h = conv2_->forward(torch::relu(norm2_.forward(h)));
+    h = conv2_->forward(torch::relu(normalize(norm2_, h)));
     return h + skip;
   }
 
@@ -72,7 +81,7 @@ ClassifierNetImpl::ClassifierNetImpl(const ClassifierConfig& config) : config_(c
 
 std::pair<torch::Tensor, torch::Tensor> ClassifierNetImpl::forward_features(const torch::Tensor& x) {
   auto h = body_->forward(stem_->forward(x));                     // [N, F, h, w]
-  h = torch::relu(final_norm_.forward(h));
+  h = torch::relu(normalize(final_norm_, h));
   auto features = h.mean({2, 3});                                 // [N, F]
   return {head_->forward(features), features};
 }

@@ -2,6 +2,7 @@
 
 #include "pipeline/context.h"
 #include "stages/cache_stage.h"
+#include "stages/classifier_stage.h"
 #include "stages/emit_stage.h"
 #include "stages/export_stage.h"
 #include "stages/sample_plan.h"
@@ -15,6 +16,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_scan_stage());
   stages.push_back(make_subsample_stage());
   stages.push_back(make_cache_stage());
+  stages.push_back(make_classifier_stage());
   stages.push_back(make_emit_stage());
   stages.push_back(make_export_stage());
   return stages;
@@ -25,6 +27,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<ScanOptions>(registry);
   declare_options<SubsampleOptions>(registry);
   declare_options<CacheOptions>(registry);
+  declare_options<ClassifierOptions>(registry);
   declare_options<SampleOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
