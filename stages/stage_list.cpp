@@ -4,6 +4,7 @@
 #include "stages/cache_stage.h"
 #include "stages/scan_stage.h"
 #include "stages/subsample_stage.h"
+#include "stages/train_stage.h"
 
 namespace augment {
 
@@ -12,6 +13,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_scan_stage());
   stages.push_back(make_subsample_stage());
   stages.push_back(make_cache_stage());
+  stages.push_back(make_train_stage());
   return stages;
 }
 
@@ -20,6 +22,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<ScanOptions>(registry);
   declare_options<SubsampleOptions>(registry);
   declare_options<CacheOptions>(registry);
+  declare_options<TrainOptions>(registry);
 }
 
 }  // namespace augment
