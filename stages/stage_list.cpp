@@ -8,6 +8,7 @@
 #include "stages/sample_plan.h"
 #include "stages/scan_stage.h"
 #include "stages/subsample_stage.h"
+#include "stages/train_stage.h"
 
 namespace augment {
 
@@ -17,6 +18,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_subsample_stage());
   stages.push_back(make_cache_stage());
   stages.push_back(make_classifier_stage());
+  stages.push_back(make_train_stage());
   stages.push_back(make_emit_stage());
   stages.push_back(make_export_stage());
   return stages;
@@ -28,6 +30,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<SubsampleOptions>(registry);
   declare_options<CacheOptions>(registry);
   declare_options<ClassifierOptions>(registry);
+  declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);

@@ -1,0 +1,339 @@
+#include "models/unet.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace augment {
+
+namespace {
+
+// Groups of at least two channels, at most 32 (GroupNorm32 at the widths of the papers).
+int group_count(int channels) {
+  int g = std::min(32, std::max(1, channels / 2));
+  while (channels % g) --g;
+  return g;
+}
+
+// Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
+// CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
+// parameters keeps the norm in bf16, which is where the speed is.
+torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
+  if (w.defined() && w.scalar_type() != x.scalar_type()) {
+    w = w.to(x.scalar_type());
+    b = b.to(x.scalar_type());
+  }
+  return torch::group_norm(x, groups, w, b, 1e-5, /*cudnn_enabled=*/true);
+}
+
+// GroupNorm with learned affine parameters, or, for cbn, a parameter-free norm whose scale and
+// shift are predicted per sample from the class embedding.
+class NormLayer : public UNetLayer {
+ public:
+  NormLayer(int channels, const UNetConfig& config, int emb_dim) : channels_(channels), groups_(group_count(channels)) {
+    conditional_ = config.conditioning == "cbn";
+    batch_ = conditional_ && config.cbn_norm == "batch";
+    if (conditional_) {
+      // Zero-initialised so a fresh model starts as the plain norm; the class signal is learned.
+      modulation_ = register_module("modulation", torch::nn::Linear(emb_dim, 2 * channels));
+      torch::NoGradGuard no_grad;
+      modulation_->weight.zero_();
+      modulation_->bias.zero_();
+    } else {
+      weight_ = register_parameter("weight", torch::ones({channels}));
+      bias_ = register_parameter("bias", torch::zeros({channels}));
+    }
+    if (batch_) {
+      running_mean_ = register_buffer("running_mean", torch::zeros({channels}));
+      running_var_ = register_buffer("running_var", torch::ones({channels}));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
+    if (!conditional_) return group_norm_in_input_type(x, groups_, weight_, bias_);
+    torch::Tensor h;
+    if (batch_) {
+      // Batch statistics need fp32 accumulation and the running stats stay fp32.
+      h = torch::batch_norm(x.to(torch::kFloat32), {}, {}, running_mean_, running_var_, is_training(), 0.1, 1e-5, true)
+              .to(x.scalar_type());
+    } else {
+      h = group_norm_in_input_type(x, groups_, {}, {});
+    }
+    auto gb = modulation_->forward(cond.class_emb).to(x.scalar_type());  // [N, 2C]
+    auto gamma = gb.slice(1, 0, channels_).unsqueeze(-1).unsqueeze(-1);
+    auto beta = gb.slice(1, channels_).unsqueeze(-1).unsqueeze(-1);
+    return h * (gamma + 1) + beta;
+  }
+
+ private:
+  int channels_, groups_;
+  bool conditional_ = false, batch_ = false;
+  torch::Tensor weight_, bias_, running_mean_, running_var_;
+  torch::nn::Linear modulation_{nullptr};
+};
+
+torch::nn::Conv2d conv3x3(int in, int out, int stride = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+}
+
+void zero_parameters(torch::nn::Module& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.parameters()) p.zero_();
+}
+
+class ConvIn : public UNetLayer {
+ public:
+  ConvIn(int in, int out) { conv_ = register_module("conv", conv3x3(in, out)); }
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond&) override { return conv_->forward(x); }
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+};
+
+class ResBlock : public UNetLayer {
+ public:
+  ResBlock(int in, int out, int emb_dim, const UNetConfig& config) : dropout_(config.dropout) {
+    norm1_ = register_module("norm1", std::make_shared<NormLayer>(in, config, emb_dim));
+    conv1_ = register_module("conv1", conv3x3(in, out));
+    emb_proj_ = register_module("emb_proj", torch::nn::Linear(emb_dim, out));
+    norm2_ = register_module("norm2", std::make_shared<NormLayer>(out, config, emb_dim));
+    conv2_ = register_module("conv2", conv3x3(out, out));
+    zero_parameters(*conv2_);  // each block starts as the identity
+    if (in != out) skip_ = register_module("skip", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
+    auto h = conv1_->forward(torch::silu(norm1_->forward(x, cond)));
+    auto e = emb_proj_->forward(torch::silu(cond.emb)).to(h.scalar_type());  // [N, out]
+    h = h + e.unsqueeze(-1).unsqueeze(-1);
+    h = torch::silu(norm2_->forward(h, cond));
+    if (dropout_ > 0) h = torch::dropout(h, dropout_, is_training());
+    h = conv2_->forward(h);
+    return (skip_ ? skip_->forward(x) : x) + h;
+  }
+
+ private:
+  double dropout_;
+  std::shared_ptr<NormLayer> norm1_, norm2_;
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
+  torch::nn::Linear emb_proj_{nullptr};
+};
+
+// Multi-head self-attention over the H*W positions. Works on [N, HW, C] tokens, which is a free
+// view of a channels-last feature map.
+class AttentionBlock : public UNetLayer {
+ public:
+  AttentionBlock(int channels, int heads, int emb_dim, const UNetConfig& config) : channels_(channels), heads_(heads) {
+    norm_ = register_module("norm", std::make_shared<NormLayer>(channels, config, emb_dim));
+    qkv_ = register_module("qkv", torch::nn::Linear(channels, 3 * channels));
+    proj_ = register_module("proj", torch::nn::Linear(channels, channels));
+    zero_parameters(*proj_);
+  }
+
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
+    const auto n = x.size(0), h = x.size(2), w = x.size(3);
+    const int64_t d = channels_ / heads_;
+    auto tokens = norm_->forward(x, cond).permute({0, 2, 3, 1}).reshape({n, h * w, channels_});  // [N, HW, C]
+    auto qkv = qkv_->forward(tokens).view({n, h * w, 3, heads_, d}).permute({2, 0, 3, 1, 4});  // [3, N, heads, HW, d]
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    auto weights = torch::softmax(torch::matmul(qkv[0] * scale, qkv[1].transpose(-1, -2)), -1);  // [N, heads, HW, HW]
+    auto out = torch::matmul(weights.to(qkv.scalar_type()), qkv[2]);                             // [N, heads, HW, d]
+    out = proj_->forward(out.permute({0, 2, 1, 3}).reshape({n, h * w, channels_}));              // [N, HW, C]
+    return x + out.view({n, h, w, channels_}).permute({0, 3, 1, 2}).to(x.scalar_type());
+  }
+
+ private:
+  int64_t channels_, heads_;
+  std::shared_ptr<NormLayer> norm_;
+  torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
+};
+
+class Downsample : public UNetLayer {
+ public:
+  explicit Downsample(int channels) { conv_ = register_module("conv", conv3x3(channels, channels, 2)); }
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond&) override { return conv_->forward(x); }
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+};
+
+class Upsample : public UNetLayer {
+ public:
+  explicit Upsample(int channels) { conv_ = register_module("conv", conv3x3(channels, channels)); }
+  torch::Tensor forward(const torch::Tensor& x, const LayerCond&) override {
+    return conv_->forward(torch::upsample_nearest2d(x, std::vector<int64_t>{x.size(2) * 2, x.size(3) * 2}));
+  }
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+};
+
+}  // namespace
+
+UNetConfig UNetConfig::named(const std::string& name, const std::string& conditioning) {
+  if (name == "ref32") {
+    UNetConfig c;
+    c.in_channels = 3;
+    c.resolution = 32;
+    c.base_channels = 64;
+    c.channel_mult = {1, 2, 2};
+    c.blocks = 2;
+    c.attention_resolutions = {16};
+    c.num_classes = 10;
+    c.conditioning = conditioning;
+    return c;
+  }
+  throw std::invalid_argument("unknown model configuration '" + name + "' (known: ref32)");
+}
+
+void UNetConfig::validate() const {
+  auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
+  if (conditioning != "none" && conditioning != "cbn" && conditioning != "ac" && conditioning != "cfg")
+    fail("conditioning must be none, cbn, ac or cfg, not '" + conditioning + "'");
+  if (cbn_norm != "batch" && cbn_norm != "group") fail("cbn norm must be batch or group, not '" + cbn_norm + "'");
+  if (conditioning != "none" && num_classes < 1) fail("a conditional model needs at least one class");
+  if (in_channels < 1 || in_channels > 4) fail(fmt::format("input channels must be 1 to 4, not {}", in_channels));
+  if (channel_mult.empty()) fail("channel multipliers must not be empty");
+  if (base_channels < 1 || blocks < 1 || heads < 1) fail("channels, blocks and heads must be positive");
+  const int factor = 1 << (channel_mult.size() - 1);
+  if (resolution % factor != 0)
+    fail(fmt::format("resolution {} is not divisible by 2^{} ({} levels of channel multipliers)", resolution, channel_mult.size() - 1,
+                     channel_mult.size()));
+  for (std::size_t level = 0; level < channel_mult.size(); ++level) {
+    const int side = resolution >> level;
+    const int ch = base_channels * channel_mult[level];
+    const bool attn = std::find(attention_resolutions.begin(), attention_resolutions.end(), side) != attention_resolutions.end();
+    if ((attn || level + 1 == channel_mult.size()) && ch % heads != 0)
+      fail(fmt::format("{} attention heads do not divide the {} channels at resolution {}", heads, ch, side));
+  }
+  if (dropout < 0 || dropout >= 1) fail("dropout must be in [0, 1)");
+}
+
+torch::Tensor timestep_embedding(const torch::Tensor& t, int dim, double max_period) {
+  const int half = dim / 2;
+  auto freqs = torch::exp(-std::log(max_period) * torch::arange(half, torch::dtype(torch::kFloat32).device(t.device())) / half);
+  auto args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);  // [N, half]
+  auto emb = torch::cat({torch::cos(args), torch::sin(args)}, 1);
+  if (dim % 2) emb = torch::cat({emb, torch::zeros({t.size(0), 1}, emb.options())}, 1);
+  return emb;
+}
+
+UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
+  config_.validate();
+  const int mc = config_.base_channels;
+  const int emb_dim = 4 * mc;
+  time_fc1_ = register_module("time_fc1", torch::nn::Linear(mc, emb_dim));
+  time_fc2_ = register_module("time_fc2", torch::nn::Linear(emb_dim, emb_dim));
+  if (config_.conditioning == "cfg") label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes + 1, emb_dim));
+  if (config_.conditioning == "cbn") label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes, emb_dim));
+  if (config_.conditioning == "ac") {
+    label_plane_ = register_module("label_plane",
+                                   torch::nn::Embedding(config_.num_classes, static_cast<int64_t>(config_.resolution) * config_.resolution));
+  }
+
+  auto has_attention = [&](int ds) {
+    const int side = config_.resolution / ds;
+    const auto& a = config_.attention_resolutions;
+    return std::find(a.begin(), a.end(), side) != a.end();
+  };
+  int layer_id = 0;
+  auto add = [&](Block& block, std::shared_ptr<UNetLayer> layer) {
+    block.push_back(register_module(fmt::format("layer{}", layer_id++), std::move(layer)));
+  };
+
+  const int in = config_.in_channels + (config_.conditioning == "ac" ? 1 : 0);
+  int ch = mc * config_.channel_mult[0];
+  input_blocks_.emplace_back();
+  add(input_blocks_.back(), std::make_shared<ConvIn>(in, ch));
+  std::vector<int> skip_channels{ch};
+  int ds = 1;
+  const int levels = static_cast<int>(config_.channel_mult.size());
+  for (int level = 0; level < levels; ++level) {
+    for (int b = 0; b < config_.blocks; ++b) {
+      input_blocks_.emplace_back();
+      const int out = mc * config_.channel_mult[level];
+      add(input_blocks_.back(), std::make_shared<ResBlock>(ch, out, emb_dim, config_));
+      ch = out;
+      if (has_attention(ds)) add(input_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
+      skip_channels.push_back(ch);
+    }
+    if (level + 1 < levels) {
+      input_blocks_.emplace_back();
+      add(input_blocks_.back(), std::make_shared<Downsample>(ch));
+      skip_channels.push_back(ch);
+      ds *= 2;
+    }
+  }
+  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_));
+  add(middle_, std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
+  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_));
+  for (int level = levels - 1; level >= 0; --level) {
+    for (int b = 0; b <= config_.blocks; ++b) {
+      output_blocks_.emplace_back();
+      const int skip = skip_channels.back();
+      skip_channels.pop_back();
+      const int out = mc * config_.channel_mult[level];
+      add(output_blocks_.back(), std::make_shared<ResBlock>(ch + skip, out, emb_dim, config_));
+      ch = out;
+      if (has_attention(ds)) add(output_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
+      if (level > 0 && b == config_.blocks) {
+        add(output_blocks_.back(), std::make_shared<Upsample>(ch));
+        ds /= 2;
+      }
+    }
+  }
+  out_norm_ = register_module("out_norm", std::make_shared<NormLayer>(ch, config_, emb_dim));
+  out_conv_ = register_module("out_conv", conv3x3(ch, config_.in_channels));
+  zero_parameters(*out_conv_);
+}
+
+torch::Tensor UNetImpl::run_block(Block& block, torch::Tensor h, const LayerCond& cond) {
+  for (auto& layer : block) h = layer->forward(h, cond);
+  return h;
+}
+
+torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+  const auto n = x.size(0);
+  if (uses_labels() && (!y.defined() || y.size(0) != n)) {
+    throw std::invalid_argument(fmt::format("a {} model needs one label per image", config_.conditioning));
+  }
+  LayerCond cond;
+  cond.emb = time_fc2_->forward(torch::silu(time_fc1_->forward(timestep_embedding(t, config_.base_channels))));  // [N, E]
+  if (config_.conditioning == "cfg") cond.emb = cond.emb + label_emb_->forward(y);
+  if (config_.conditioning == "cbn") cond.class_emb = label_emb_->forward(y);
+
+  auto h = x;
+  if (config_.conditioning == "ac") {
+    auto plane = label_plane_->forward(y).view({n, 1, config_.resolution, config_.resolution}).to(x.scalar_type());
+    h = torch::cat({x, plane}, 1).contiguous(x.suggest_memory_format());  // [N, C+1, H, W]
+  }
+  std::vector<torch::Tensor> skips;
+  skips.reserve(input_blocks_.size());
+  for (auto& block : input_blocks_) {
+    h = run_block(block, h, cond);
+    skips.push_back(h);
+  }
+  h = run_block(middle_, h, cond);
+  for (auto& block : output_blocks_) {
+    auto skip = std::move(skips.back());
+    skips.pop_back();
+    h = run_block(block, torch::cat({h, skip.to(h.scalar_type())}, 1), cond);  // [N, ch + skip, H, W]
+  }
+  return out_conv_->forward(torch::silu(out_norm_->forward(h, cond)));
+}
+
+std::int64_t UNetImpl::parameter_count() const {
+  std::int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+void UNetImpl::to_channels_last() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+}
+
+}  // namespace augment

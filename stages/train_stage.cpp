@@ -1,0 +1,126 @@
+#include "stages/train_stage.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "models/classifier.h"
+#include "models/denoiser_file.h"
+#include "models/device.h"
+#include "models/tensor_data.h"
+#include "pipeline/context.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "stages/trainer.h"
+
+namespace augment {
+
+void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
+  using I = std::int64_t;
+  const FieldOptions bookkeeping{"", {}, false, true};
+  b.add("steps", &TrainOptions::steps, "optimizer steps to train (raise it and rerun to train on from the last checkpoint)",
+        at_least<I>(1));
+  b.add("minutes", &TrainOptions::minutes, "wall-clock training budget in minutes over all resumed runs; 0: only train.steps counts",
+        at_least(0.0));
+  b.add("batch_size", &TrainOptions::batch_size, "images per micro-batch", at_least<I>(1));
+  b.add("accumulate", &TrainOptions::accumulate, "micro-batches whose gradients make one optimizer step", at_least<I>(1));
+  b.add("lr", &TrainOptions::lr, "AdamW learning rate", in_range(1e-8, 1.0));
+  b.add("warmup", &TrainOptions::warmup, "steps of linear learning-rate warm-up", at_least<I>(0));
+  b.add("lr_schedule", &TrainOptions::lr_schedule, "after warm-up: constant, or cosine decay to zero at train.steps", {},
+        {"", {"constant", "cosine"}});
+  b.add("weight_decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay", in_range(0.0, 1.0));
+  b.add("grad_clip", &TrainOptions::grad_clip, "clip the global gradient norm to this; 0: off", at_least(0.0));
+  b.add("ema_decay", &TrainOptions::ema_decay, "decay of the weight average used for sampling", in_range(0.0, 1.0));
+  b.add("ema_warmup", &TrainOptions::ema_warmup, "EMA decay ramps as (1+n)/(ema_warmup+n) up to ema_decay; 0: no ramp",
+        at_least<I>(0));
+  b.add("min_snr", &TrainOptions::min_snr, "min-SNR-gamma loss weighting (5 is typical); 0: plain MSE", at_least(0.0));
+  b.add("flip", &TrainOptions::flip, "random horizontal flips of the training images");
+  b.add("conditioning", &TrainOptions::conditioning,
+        "class conditioning: none (unconditional), cbn (class-conditional norms), ac (label plane + auxiliary classifier "
+        "loss), cfg (class embedding for classifier-free guidance)",
+        {}, {"", {"none", "cbn", "ac", "cfg"}});
+  b.add("cbn_norm", &TrainOptions::cbn_norm, "cbn: the conditional norm is batch norm (as in the research) or group norm", {},
+        {"", {"batch", "group"}});
+  b.add("cond_drop", &TrainOptions::cond_drop, "cfg: probability of replacing a label with the no-class token", in_range(0.0, 1.0));
+  b.add("ac_weight", &TrainOptions::ac_weight, "ac: weight of the classifier cross-entropy on the predicted clean image",
+        at_least(0.0));
+  b.add("ac_classifier", &TrainOptions::ac_classifier,
+        "ac: frozen (the pretrained classifier from `augment classifier`) or joint (a fresh classifier trained alongside, "
+        "the co-adapting variant)",
+        {}, {"", {"frozen", "joint"}});
+  b.add("channels", &TrainOptions::channels, "base channels of the U-Net", in_range<I>(4, 1024));
+  b.add("channel_mult", &TrainOptions::channel_mult, "channel multiplier per resolution level (one level per entry)");
+  b.add("blocks", &TrainOptions::blocks, "residual blocks per level", in_range<I>(1, 8));
+  b.add("attention", &TrainOptions::attention, "feature-map sides that get self-attention (e.g. 16,8)");
+  b.add("heads", &TrainOptions::heads, "attention heads", in_range<I>(1, 64));
+  b.add("dropout", &TrainOptions::dropout, "dropout in the residual blocks", in_range(0.0, 0.9));
+  b.add("diffusion_steps", &TrainOptions::diffusion_steps, "diffusion timesteps T", in_range<I>(2, 100000));
+  b.add("schedule", &TrainOptions::schedule, "noise schedule", {}, {"", {"linear", "cosine"}});
+  b.add("prediction", &TrainOptions::prediction, "what the denoiser predicts: eps (the noise) or v", {}, {"", {"eps", "v"}});
+  b.add("memory_format", &TrainOptions::memory_format,
+        "tensor layout: channels_last (NHWC), contiguous (NCHW), or auto (channels_last for bf16 and CUDA)", {},
+        {"", {"auto", "channels_last", "contiguous"}});
+  b.add("checkpoint_every", &TrainOptions::checkpoint_every, "steps between checkpoints", at_least<I>(1), bookkeeping);
+  b.add("keep_checkpoints", &TrainOptions::keep_checkpoints, "checkpoints kept (older ones are deleted)", at_least<I>(1),
+        bookkeeping);
+  b.add("log_every", &TrainOptions::log_every, "steps per row of train/loss.csv", at_least<I>(1), bookkeeping);
+}
+
+namespace {
+
+bool uses_frozen_classifier(const TrainOptions& o) { return o.conditioning == "ac" && o.ac_classifier == "frozen"; }
+
+class TrainStage final : public Stage {
+ public:
+  std::string name() const override { return "train"; }
+  std::string summary() const override { return "train the class-conditional diffusion model on the cached train split"; }
+  std::vector<std::string> option_scopes() const override { return {"train", "seed", "precision"}; }
+  std::vector<std::string> inputs(const Context& ctx) const override {
+    std::vector<std::string> in{"cache/train.h5"};
+    if (uses_frozen_classifier(ctx.options<TrainOptions>())) in.push_back("classifier/model.pt");
+    return in;
+  }
+  std::vector<std::string> outputs(const Context&) const override { return {"train/model.pt", "train/model.json"}; }
+
+  void run(Context& ctx) override {
+    const auto o = ctx.options<TrainOptions>();
+    if (ctx.global().threads > 0) torch::set_num_threads(ctx.global().threads);
+    const auto device = resolve_device(ctx.global().device);
+    const auto precision = resolve_precision(ctx.global().precision, device);
+    auto split = load_cached_split(ctx.dir("cache") / "train.h5");
+    const auto& info = split.info;
+
+    TrainerEnv env;
+    env.dir = ctx.dir("train");
+    env.device = device;
+    env.precision = precision;
+    env.seed = static_cast<std::uint64_t>(ctx.global().seed);
+    if (uses_frozen_classifier(o)) {
+      const auto path = ctx.dir("classifier") / "model.pt";
+      std::error_code ec;
+      if (!fs::exists(path, ec)) {
+        throw UserError(ExitCode::kNoInput, fmt::format("train.conditioning = ac needs the frozen classifier {}; run `augment "
+                                                        "classifier` first (or use --train.ac_classifier joint)",
+                                                        path.string()));
+      }
+      env.frozen_classifier = load_frozen_classifier(path, info.class_names, info.resolution, info.channels, device);
+    }
+    ensure_directory(env.dir);
+    Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
+    const auto meta = trainer.meta();
+    ctx.report().info(fmt::format("denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
+                                  "steps, on {}",
+                                  meta.parameters / 1e6, meta.model.conditioning, info.resolution, info.resolution, info.channels,
+                                  info.class_names.size(), meta.diffusion.schedule, meta.diffusion.prediction, meta.diffusion.steps,
+                                  describe(device, precision)));
+    const auto s = trainer.run();
+    ctx.report().info(fmt::format("trained steps {}..{} at {:.1f} images/s; final loss {:.4f}{}", s.start_step, s.end_step,
+                                  s.images_per_second, s.last_loss, s.time_budget_reached ? " (time budget reached)" : ""));
+    save_denoiser(trainer.ema(), trainer.meta(), env.dir / "model.pt", env.dir / "model.json");
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_train_stage() { return std::make_unique<TrainStage>(); }
+
+}  // namespace augment

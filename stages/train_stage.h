@@ -1,0 +1,59 @@
+// train: fit the class-conditional diffusion model on the cached train split, with rolling
+// checkpoints so a killed or preempted run continues where it stopped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/config.h"
+#include "pipeline/stage.h"
+
+namespace augment {
+
+struct TrainOptions {
+  static constexpr const char* kGroup = "train";
+  // budget
+  std::int64_t steps = 2000;  // optimizer steps
+  double minutes = 0;         // wall-clock budget over all resumed runs; 0: none
+  std::int64_t batch_size = 64;
+  std::int64_t accumulate = 1;  // micro-batches per optimizer step
+  // optimizer
+  double lr = 2e-4;
+  std::int64_t warmup = 200;  // linear LR warm-up steps
+  std::string lr_schedule = "constant";  // constant | cosine (cosine decays to 0 at `steps`)
+  double weight_decay = 0.0;
+  double grad_clip = 1.0;  // max global gradient norm; 0: off
+  double ema_decay = 0.999;
+  std::int64_t ema_warmup = 10;  // decay ramps as (1+n)/(ema_warmup+n); 0: constant decay
+  double min_snr = 0.0;          // min-SNR-gamma loss weighting; 0: plain MSE
+  bool flip = true;              // random horizontal flips
+  // conditioning
+  std::string conditioning = "cfg";  // none | cbn | ac | cfg
+  std::string cbn_norm = "batch";    // batch | group
+  double cond_drop = 0.1;            // cfg: probability of dropping the label
+  double ac_weight = 0.1;            // ac: weight of the classifier's cross-entropy
+  std::string ac_classifier = "frozen";  // frozen | joint
+  // model
+  std::int64_t channels = 64;
+  std::vector<std::string> channel_mult = {"1", "2", "2"};
+  std::int64_t blocks = 2;
+  std::vector<std::string> attention = {"16"};  // feature-map sides with self-attention
+  std::int64_t heads = 4;
+  double dropout = 0.1;
+  // diffusion
+  std::int64_t diffusion_steps = 1000;
+  std::string schedule = "linear";  // linear | cosine
+  std::string prediction = "eps";   // eps | v
+  std::string memory_format = "auto";  // auto | channels_last | contiguous
+  // bookkeeping (does not change the result)
+  std::int64_t checkpoint_every = 250;
+  std::int64_t keep_checkpoints = 2;
+  std::int64_t log_every = 10;
+  static void bind(OptionBinder<TrainOptions>& b);
+};
+
+std::unique_ptr<Stage> make_train_stage();
+
+}  // namespace augment

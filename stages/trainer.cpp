@@ -1,0 +1,413 @@
+#include "stages/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "models/autocast.h"
+#include "models/checkpoint.h"
+#include "models/ema.h"
+#include "models/tensor_data.h"
+#include "pipeline/errors.h"
+#include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
+#include "pipeline/report.h"
+#include "pipeline/rng.h"
+#include "pipeline/signals.h"
+
+namespace augment {
+
+namespace {
+
+std::vector<int> to_ints(const std::vector<std::string>& items, const std::string& key) {
+  std::vector<int> out;
+  for (const auto& s : items) {
+    try {
+      std::size_t used = 0;
+      const int v = std::stoi(s, &used);
+      if (used != s.size() || v < 1) throw std::invalid_argument(s);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UserError(ExitCode::kConfig, fmt::format("train.{}: '{}' is not a positive integer", key, s));
+    }
+  }
+  return out;
+}
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+UNetConfig unet_config_from(const TrainOptions& o, int channels, int resolution, int num_classes) {
+  UNetConfig c;
+  c.in_channels = channels;
+  c.resolution = resolution;
+  c.base_channels = static_cast<int>(o.channels);
+  c.channel_mult = to_ints(o.channel_mult, "channel_mult");
+  c.blocks = static_cast<int>(o.blocks);
+  c.attention_resolutions = to_ints(o.attention, "attention");
+  c.heads = static_cast<int>(o.heads);
+  c.dropout = o.dropout;
+  c.num_classes = num_classes;
+  c.conditioning = o.conditioning;
+  c.cbn_norm = o.cbn_norm;
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UserError(ExitCode::kConfig, fmt::format("train options do not make a valid denoiser for {}x{}x{} images: {}", resolution,
+                                                   resolution, channels, e.what()));
+  }
+  return c;
+}
+
+DiffusionConfig diffusion_config_from(const TrainOptions& o) {
+  DiffusionConfig d;
+  d.steps = static_cast<int>(o.diffusion_steps);
+  d.schedule = o.schedule;
+  d.prediction = o.prediction;
+  return d;
+}
+
+Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Reporter& reporter)
+    : o_(options),
+      data_(std::move(data)),
+      env_(std::move(env)),
+      reporter_(reporter),
+      model_config_(unet_config_from(o_, static_cast<int>(data_.images.size(1)), static_cast<int>(data_.images.size(2)),
+                                     static_cast<int>(data_.class_names.size()))),
+      diffusion_config_(diffusion_config_from(o_)),
+      diffusion_(diffusion_config_) {
+  const auto n = data_.images.size(0);
+  if (data_.images.size(2) != data_.images.size(3)) throw UserError(ExitCode::kDataError, "training images must be square");
+  if (n < o_.batch_size) {
+    throw UserError(ExitCode::kDataError,
+                    fmt::format("the train split has {} images, fewer than train.batch_size = {}; lower --train.batch_size (and "
+                                "raise --train.accumulate to keep the effective batch) or add images",
+                                n, o_.batch_size));
+  }
+  if (n > 0) {
+    const auto lo = data_.labels.min().item<std::int64_t>(), hi = data_.labels.max().item<std::int64_t>();
+    if (lo < 0 || hi >= static_cast<std::int64_t>(data_.class_names.size())) {
+      throw UserError(ExitCode::kDataError, fmt::format("labels {}..{} do not fit the {} classes", lo, hi, data_.class_names.size()));
+    }
+  }
+
+  torch::manual_seed(env_.seed);
+  model_ = UNet(model_config_);
+  ema_ = UNet(model_config_);
+  model_->to(env_.device);
+  ema_->to(env_.device);
+  const bool want_cl = o_.memory_format == "channels_last" ||
+                       (o_.memory_format == "auto" && (env_.device.is_cuda() || env_.precision != torch::kFloat32));
+  channels_last_ = want_cl;
+  if (channels_last_) model_->to_channels_last();
+  ema_reset(*ema_, *model_);
+  ema_->eval();
+
+  params_ = model_->parameters();
+  if (o_.conditioning == "ac") {
+    joint_classifier_ = o_.ac_classifier == "joint";
+    if (joint_classifier_) {
+      // The research's first attempt: a fresh classifier learning on the denoiser's own
+      // predictions, which lets the two co-adapt instead of the denoiser matching real data.
+      ClassifierConfig cc;
+      cc.channels = model_config_.in_channels;
+      cc.resolution = model_config_.resolution;
+      cc.num_classes = model_config_.num_classes;
+      classifier_ = ClassifierNet(cc);
+      classifier_->to(env_.device);
+      for (auto& p : classifier_->parameters()) params_.push_back(p);
+    } else {
+      if (!env_.frozen_classifier) {
+        throw UserError(ExitCode::kNoInput,
+                        "train.conditioning = ac needs the frozen classifier; run `augment classifier` first (or set "
+                        "--train.ac_classifier joint)");
+      }
+      classifier_ = env_.frozen_classifier;
+      classifier_->eval();
+      for (auto& p : classifier_->parameters()) p.set_requires_grad(false);
+    }
+  }
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      params_, torch::optim::AdamWOptions(o_.lr).betas({0.9, 0.999}).weight_decay(o_.weight_decay));
+
+  // Everything that makes a checkpoint's weights meaningful for this run; optimizer settings are
+  // left out so that a diverged run can resume from its last checkpoint with a lower LR.
+  nlohmann::json key = to_json(meta());
+  key.erase("steps_trained");
+  key["data"] = hash_bytes(data_.images.data_ptr(), static_cast<std::size_t>(data_.images.numel())) +
+                hash_bytes(data_.labels.data_ptr(), static_cast<std::size_t>(data_.labels.numel() * 8));
+  key["seed"] = env_.seed;
+  key["batch"] = {o_.batch_size, o_.accumulate};
+  key["ac"] = {o_.ac_weight, o_.ac_classifier, o_.min_snr, o_.flip};
+  key["precision"] = env_.precision == torch::kFloat32 ? "fp32" : "bf16";
+  key_ = key.dump();
+}
+
+DenoiserMeta Trainer::meta() const {
+  DenoiserMeta m;
+  m.model = model_config_;
+  m.diffusion = diffusion_config_;
+  m.class_names = data_.class_names;
+  m.steps_trained = step_;
+  m.parameters = model_->parameter_count();
+  m.cond_drop = o_.conditioning == "cfg" ? o_.cond_drop : 0.0;
+  return m;
+}
+
+double Trainer::lr_at(std::int64_t step) const {
+  const double warm = o_.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o_.warmup)) : 1.0;
+  if (o_.lr_schedule != "cosine" || step < o_.warmup) return o_.lr * warm;
+  const double span = std::max<double>(1.0, static_cast<double>(o_.steps - o_.warmup));
+  const double progress = std::min(1.0, static_cast<double>(step - o_.warmup) / span);
+  return o_.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+torch::Tensor Trainer::batch_indices(std::int64_t step, int micro) {
+  // Epochs of fixed permutations derived from (seed, epoch): a batch is a pure function of its
+  // number, so a resumed run sees exactly the batches the uninterrupted one would have.
+  const std::int64_t n = data_.images.size(0), b = o_.batch_size;
+  const std::int64_t per_epoch = n / b;
+  const std::int64_t global = step * o_.accumulate + micro;
+  const std::int64_t epoch = global / per_epoch, index = global % per_epoch;
+  if (epoch != epoch_cached_) {
+    permutation_.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) permutation_[static_cast<std::size_t>(i)] = i;
+    Rng rng(env_.seed, fmt::format("train-epoch-{}", epoch));
+    rng.shuffle(permutation_);
+    epoch_cached_ = epoch;
+  }
+  return torch::from_blob(permutation_.data() + index * b, {b}, torch::kInt64).clone();
+}
+
+double Trainer::train_step(std::int64_t step) {
+  model_->train();
+  if (joint_classifier_) classifier_->train();
+  const double lr = lr_at(step);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+
+  double loss_sum = 0.0;
+  const auto b = o_.batch_size;
+  const auto dev = env_.device;
+  for (int micro = 0; micro < o_.accumulate; ++micro) {
+    // All random draws come from the CPU generator in a fixed order (its state is checkpointed).
+    const auto idx = batch_indices(step, micro);
+    auto x0 = to_model_range(data_.images.index_select(0, idx));  // [B, C, H, W] in [-1, 1]
+    auto y = data_.labels.index_select(0, idx);
+    if (o_.flip) {
+      auto flip = (torch::rand({b}) < 0.5).view({b, 1, 1, 1});
+      x0 = torch::where(flip, x0.flip({3}), x0);
+    }
+    auto t = torch::randint(diffusion_.steps(), {b}, torch::kInt64);
+    auto noise = torch::randn_like(x0);
+    auto y_in = y;
+    if (o_.conditioning == "cfg" && o_.cond_drop > 0) {
+      y_in = torch::where(torch::rand({b}) < o_.cond_drop, torch::full_like(y, model_->null_label()), y);
+    }
+    const auto format = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+    x0 = x0.to(dev).contiguous(format);
+    noise = noise.to(dev).contiguous(format);
+    t = t.to(dev);
+    y = y.to(dev);
+    y_in = y_in.to(dev);
+
+    auto x_t = diffusion_.q_sample(x0, t, noise);
+    torch::Tensor out;
+    {
+      AutocastScope autocast(dev, env_.precision);
+      out = model_->forward(x_t, t, y_in);  // [B, C, H, W]
+    }
+    auto loss = diffusion_.loss_per_example(out, x0, t, noise, o_.min_snr).mean();
+    if (classifier_) {
+      // ac: the classifier judges the denoiser's estimate of the clean image. It runs in fp32:
+      // its plain GroupNorm layers do not accept bf16 activations under CPU autocast.
+      auto x0_hat = diffusion_.denoise(out, x_t, t).x0.clamp(-1.0, 1.0);
+      auto ce = torch::nn::functional::cross_entropy(classifier_->forward(x0_hat), y);
+      loss = loss + o_.ac_weight * ce;
+    }
+    (loss / static_cast<double>(o_.accumulate)).backward();
+    loss_sum += loss.item<double>();
+  }
+  const double mean_loss = loss_sum / static_cast<double>(o_.accumulate);
+  if (!std::isfinite(mean_loss)) return mean_loss;  // the caller stops before the update
+  if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params_, o_.grad_clip);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  ema_update(*ema_, *model_, ema_decay_at(o_.ema_decay, o_.ema_warmup, step));
+  return mean_loss;
+}
+
+void Trainer::save(std::int64_t step) {
+  save_checkpoint(
+      checkpoint_dir(), step,
+      [&](torch::serialize::OutputArchive& a) {
+        a.write("key", c10::IValue(key_));
+        torch::serialize::OutputArchive model, ema, optimizer;
+        model_->save(model);
+        ema_->save(ema);
+        optimizer_->save(optimizer);
+        a.write("model", model);
+        a.write("ema", ema);
+        a.write("optimizer", optimizer);
+        if (joint_classifier_) {
+          torch::serialize::OutputArchive classifier;
+          classifier_->save(classifier);
+          a.write("classifier", classifier);
+        }
+        a.write("step", c10::IValue(step));
+        a.write("elapsed", c10::IValue(elapsed_));
+        auto gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        a.write("cpu_rng", c10::IValue(gen.get_state()));
+      },
+      static_cast<int>(o_.keep_checkpoints));
+}
+
+bool Trainer::restore() {
+  auto restored = restore_latest_checkpoint(checkpoint_dir(), env_.device, [&](torch::serialize::InputArchive& a) {
+    c10::IValue key;
+    a.read("key", key);
+    if (key.toStringRef() != key_) return RestoreResult::kIncompatible;
+    torch::serialize::InputArchive model, ema, optimizer;
+    a.read("model", model);
+    a.read("ema", ema);
+    a.read("optimizer", optimizer);
+    model_->load(model);
+    ema_->load(ema);
+    optimizer_->load(optimizer);
+    if (joint_classifier_) {
+      torch::serialize::InputArchive classifier;
+      a.read("classifier", classifier);
+      classifier_->load(classifier);
+    }
+    c10::IValue step, elapsed, rng;
+    a.read("step", step);
+    a.read("elapsed", elapsed);
+    a.read("cpu_rng", rng);
+    step_ = step.toInt();
+    elapsed_ = elapsed.toDouble();
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng.toTensor().to(torch::kCPU));
+    return RestoreResult::kRestored;
+  });
+  if (!restored) {
+    if (!list_checkpoints(checkpoint_dir()).empty()) {
+      reporter_.warn(fmt::format("no usable checkpoint in {} (written with other options, or damaged); training from scratch",
+                                 checkpoint_dir().string()));
+      for (const auto& p : list_checkpoints(checkpoint_dir())) fs::remove(p);
+    }
+    return false;
+  }
+  for (const auto& why : restored->skipped) reporter_.warn("skipped checkpoint " + why);
+  if (channels_last_) {
+    model_->to_channels_last();
+    ema_->to_channels_last();
+  }
+  for (auto& p : ema_->parameters()) p.set_requires_grad(false);
+  reporter_.info(fmt::format("resuming from {} (step {})", restored->path.string(), step_));
+  return true;
+}
+
+void Trainer::rewrite_loss_curve(std::int64_t up_to_step) {
+  // Rows past the checkpoint belong to steps that will be trained again.
+  std::string kept = "step,loss,lr,images_per_second\n";
+  std::ifstream in(loss_csv());
+  std::string line;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (header) {
+      header = false;
+      continue;
+    }
+    if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
+  }
+  write_text_atomically(loss_csv(), kept);
+}
+
+void Trainer::append_loss_row(std::int64_t step, double loss, double lr, double images_per_second) {
+  std::ofstream out(loss_csv(), std::ios::app);
+  out << fmt::format("{},{:.6g},{:.6g},{:.2f}\n", step, loss, lr, images_per_second);
+  if (!out) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}", loss_csv().string()));
+}
+
+TrainSummary Trainer::run() {
+  ensure_directory(env_.dir);
+  TrainSummary summary;
+  restore();
+  summary.start_step = step_;
+  rewrite_loss_curve(step_);
+
+  const std::int64_t images_per_step = o_.batch_size * o_.accumulate;
+  const double budget = o_.minutes > 0 ? o_.minutes * 60.0 : 0.0;
+  Progress progress(reporter_, "train", std::max<std::int64_t>(0, o_.steps - step_), "step");
+  std::int64_t last_saved = step_;
+  double interval_loss = 0.0, interval_seconds = 0.0;
+  std::int64_t interval_steps = 0;
+  double run_seconds = 0.0;
+  std::int64_t run_steps = 0;
+
+  auto checkpoint = [&]() {
+    if (last_saved != step_) save(step_);
+    last_saved = step_;
+  };
+
+  while (step_ < o_.steps) {
+    if (budget > 0 && elapsed_ >= budget) {
+      summary.time_budget_reached = true;
+      break;
+    }
+    const auto start = Clock::now();
+    const double loss = train_step(step_);
+    if (!std::isfinite(loss)) {
+      const auto kept = list_checkpoints(checkpoint_dir());
+      throw UserError(ExitCode::kFailure,
+                      fmt::format("training diverged: the loss is {} at step {}. {}; lower --train.lr (now {:g}) or raise "
+                                  "--train.warmup and rerun to continue from it",
+                                  loss, step_ + 1,
+                                  kept.empty() ? std::string("No checkpoint was written yet")
+                                               : fmt::format("The last good checkpoint {} is kept", kept.front().string()),
+                                  o_.lr));
+    }
+    const double secs = seconds_since(start);
+    ++step_;
+    elapsed_ += secs;
+    run_seconds += secs;
+    ++run_steps;
+    interval_loss += loss;
+    interval_seconds += secs;
+    ++interval_steps;
+    progress.advance();
+    if (interval_steps == o_.log_every || step_ == o_.steps) {
+      const double ips = static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds);
+      summary.last_loss = interval_loss / static_cast<double>(interval_steps);
+      append_loss_row(step_, summary.last_loss, lr_at(step_ - 1), ips);
+      progress.set_figure(fmt::format("loss {:.4f}, {:.1f} img/s", summary.last_loss, ips));
+      interval_loss = interval_seconds = 0.0;
+      interval_steps = 0;
+    }
+    if (step_ % o_.checkpoint_every == 0) checkpoint();
+    if (stop_signal()) {
+      checkpoint();
+      check_stop();
+    }
+  }
+  if (interval_steps > 0) {
+    summary.last_loss = interval_loss / static_cast<double>(interval_steps);
+    append_loss_row(step_, summary.last_loss, lr_at(step_ - 1),
+                    static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds));
+  }
+  checkpoint();
+  progress.finish();
+  summary.end_step = step_;
+  summary.images_per_second = run_seconds > 0 ? static_cast<double>(run_steps * images_per_step) / run_seconds : 0.0;
+  return summary;
+}
+
+}  // namespace augment

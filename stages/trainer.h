@@ -1,0 +1,98 @@
+// The training loop of the denoiser, separate from the stage wiring so tests can drive it on
+// generated tensors: batches, loss (diffusion + the conditioning method's extras), AdamW with
+// warm-up and clipping, EMA, rolling checkpoints with exact resume, and the loss curve.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "models/classifier.h"
+#include "models/denoiser_file.h"
+#include "models/diffusion.h"
+#include "models/unet.h"
+#include "stages/train_stage.h"
+
+namespace augment {
+
+class Reporter;
+
+struct TrainData {
+  torch::Tensor images;  // uint8 [N, C, H, W]
+  torch::Tensor labels;  // int64 [N], 0..K-1
+  std::vector<std::string> class_names;
+};
+
+struct TrainerEnv {
+  std::filesystem::path dir;  // receives checkpoints/ and loss.csv
+  torch::Device device = torch::kCPU;
+  torch::ScalarType precision = torch::kFloat32;
+  std::uint64_t seed = 0;
+  ClassifierNet frozen_classifier{nullptr};  // required for ac with ac_classifier = frozen
+};
+
+struct TrainSummary {
+  std::int64_t start_step = 0;  // where this run began (> 0 after a resume)
+  std::int64_t end_step = 0;
+  double last_loss = 0.0;  // mean over the last logging interval
+  double images_per_second = 0.0;
+  bool time_budget_reached = false;
+};
+
+// Model and diffusion settings as the options describe them, for data of the given geometry.
+// Throws UserError(kConfig) for inconsistent options.
+UNetConfig unet_config_from(const TrainOptions& o, int channels, int resolution, int num_classes);
+DiffusionConfig diffusion_config_from(const TrainOptions& o);
+
+class Trainer {
+ public:
+  // Throws UserError for data that cannot be trained on (too few images for the batch size,
+  // labels outside the classes, missing classifier for ac).
+  Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Reporter& reporter);
+
+  // Resumes from the newest usable checkpoint, trains to the step or time budget, and writes a
+  // final checkpoint. Throws UserError on a non-finite loss (keeping the last good checkpoint)
+  // and StopRequested after checkpointing when a stop was requested.
+  TrainSummary run();
+
+  UNet& model() { return model_; }
+  UNet& ema() { return ema_; }
+  DenoiserMeta meta() const;
+  std::filesystem::path checkpoint_dir() const { return env_.dir / "checkpoints"; }
+  std::filesystem::path loss_csv() const { return env_.dir / "loss.csv"; }
+
+ private:
+  double lr_at(std::int64_t step) const;
+  // One optimizer step (all micro-batches); returns the mean loss.
+  double train_step(std::int64_t step);
+  torch::Tensor batch_indices(std::int64_t step, int micro);
+  void save(std::int64_t step);
+  bool restore();
+  void rewrite_loss_curve(std::int64_t up_to_step);
+  void append_loss_row(std::int64_t step, double loss, double lr, double images_per_second);
+
+  TrainOptions o_;
+  TrainData data_;
+  TrainerEnv env_;
+  Reporter& reporter_;
+  UNetConfig model_config_;
+  DiffusionConfig diffusion_config_;
+  GaussianDiffusion diffusion_;
+  UNet model_{nullptr}, ema_{nullptr};
+  ClassifierNet classifier_{nullptr};
+  bool joint_classifier_ = false;
+  bool channels_last_ = false;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::string key_;  // what a compatible checkpoint must have been written under
+  std::int64_t step_ = 0;
+  double elapsed_ = 0.0;  // training seconds over all runs (for the time budget)
+  std::int64_t epoch_cached_ = -1;
+  std::vector<std::int64_t> permutation_;
+};
+
+}  // namespace augment

@@ -1,0 +1,296 @@
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include "models/checkpoint.h"
+#include "models/classifier.h"
+#include "models/denoiser_file.h"
+#include "pipeline/errors.h"
+#include "pipeline/report.h"
+#include "pipeline/signals.h"
+#include "stages/trainer.h"
+
+using namespace augment;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("augment_test_train_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// Two classes a model can tell apart: a bright square in the top-left or bottom-right corner of a
+// dark, slightly noisy 16x16 image.
+TrainData two_class_data(int per_class, int channels = 1) {
+  torch::manual_seed(123);
+  auto images = (torch::rand({2 * per_class, channels, 16, 16}) * 40).to(torch::kUInt8);
+  auto labels = torch::empty({2 * per_class}, torch::kInt64);
+  for (int i = 0; i < 2 * per_class; ++i) {
+    const int c = i % 2;
+    labels[i] = c;
+    const int o = c == 0 ? 2 : 8;
+    images[i].slice(1, o, o + 6).slice(2, o, o + 6).fill_(220);
+  }
+  return {images, labels, {"top_left", "bottom_right"}};
+}
+
+TrainOptions tiny_options() {
+  TrainOptions o;
+  o.steps = 8;
+  o.batch_size = 8;
+  o.lr = 2e-3;
+  o.warmup = 5;
+  o.channels = 8;
+  o.channel_mult = {"1", "2"};
+  o.blocks = 1;
+  o.attention = {"8"};
+  o.heads = 2;
+  o.dropout = 0.1;
+  o.diffusion_steps = 100;
+  o.checkpoint_every = 100;
+  o.keep_checkpoints = 3;
+  o.log_every = 2;
+  return o;
+}
+
+TrainerEnv env_for(const fs::path& dir) {
+  TrainerEnv e;
+  e.dir = dir;
+  e.seed = 7;
+  return e;
+}
+
+Reporter& quiet_reporter() {
+  static Reporter r(true, "");
+  return r;
+}
+
+double max_difference(torch::nn::Module& a, torch::nn::Module& b) {
+  double worst = 0;
+  auto pa = a.parameters(), pb = b.parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (std::size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - pb[i]).abs().max().item<double>());
+  auto ba = a.buffers(), bb = b.buffers();
+  for (std::size_t i = 0; i < ba.size(); ++i) worst = std::max(worst, (ba[i] - bb[i]).abs().max().item<double>());
+  return worst;
+}
+
+std::vector<double> loss_column(const fs::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> out;
+  while (std::getline(in, line)) {
+    const auto a = line.find(','), b = line.find(',', a + 1);
+    out.push_back(std::stod(line.substr(a + 1, b - a - 1)));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("train: the loss decreases on a generated two-class dataset") {
+  const auto dir = fresh_dir("loss");
+  auto o = tiny_options();
+  o.steps = 120;
+  o.log_every = 20;
+  o.dropout = 0.0;
+  Trainer trainer(o, two_class_data(32), env_for(dir), quiet_reporter());
+  const auto s = trainer.run();
+  CHECK(s.end_step == 120);
+  const auto losses = loss_column(trainer.loss_csv());
+  REQUIRE(losses.size() == 6);
+  CAPTURE(losses.front());
+  CAPTURE(losses.back());
+  CHECK(losses.back() < 0.6 * losses.front());
+  CHECK(list_checkpoints(trainer.checkpoint_dir()).size() == 2);  // step 100 and the final one
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: an interrupted and resumed run ends with the weights of an uninterrupted one") {
+  for (const char* cond : {"cfg", "cbn"}) {
+    CAPTURE(cond);
+    auto o = tiny_options();
+    o.conditioning = cond;
+    const auto data = two_class_data(16);
+    const auto straight_dir = fresh_dir(std::string("straight_") + cond), split_dir = fresh_dir(std::string("split_") + cond);
+
+    Trainer straight(o, data, env_for(straight_dir), quiet_reporter());
+    straight.run();
+
+    // First half: a run with a smaller step budget (as if the user raised train.steps later).
+    auto half = o;
+    half.steps = 4;
+    Trainer first(half, data, env_for(split_dir), quiet_reporter());
+    CHECK(first.run().end_step == 4);
+    // Then a stop request (SIGUSR1, as SLURM sends before preemption): one more step, a
+    // checkpoint, and StopRequested.
+    install_stop_handlers();
+    std::raise(SIGUSR1);
+    Trainer second(o, data, env_for(split_dir), quiet_reporter());
+    CHECK_THROWS_AS(second.run(), StopRequested);
+    clear_stop_request();
+    CHECK(list_checkpoints(second.checkpoint_dir()).front().filename() == "step-00000005.pt");
+    // And the rest in a fresh process-like trainer.
+    Trainer third(o, data, env_for(split_dir), quiet_reporter());
+    const auto s = third.run();
+    CHECK(s.start_step == 5);
+    CHECK(s.end_step == 8);
+
+    CHECK(max_difference(*straight.model(), *third.model()) <= 1e-6);
+    CHECK(max_difference(*straight.ema(), *third.ema()) <= 1e-6);
+    CHECK(max_difference(*straight.model(), *first.model()) > 1e-6);  // the comparison can fail
+    // The loss curve of the resumed run has one row per logged step, no duplicates.
+    CHECK(loss_column(third.loss_csv()).size() == loss_column(straight.loss_csv()).size());
+    fs::remove_all(straight_dir);
+    fs::remove_all(split_dir);
+  }
+}
+
+TEST_CASE("train: a truncated checkpoint is detected and the previous one is used") {
+  auto o = tiny_options();
+  o.steps = 6;
+  o.checkpoint_every = 3;
+  const auto data = two_class_data(16);
+  const auto ref_dir = fresh_dir("trunc_ref"), dir = fresh_dir("trunc");
+  Trainer reference(o, data, env_for(ref_dir), quiet_reporter());
+  reference.run();
+
+  Trainer first(o, data, env_for(dir), quiet_reporter());
+  first.run();
+  auto files = list_checkpoints(first.checkpoint_dir());
+  REQUIRE(files.size() == 2);
+  REQUIRE(files[0].filename() == "step-00000006.pt");
+  fs::resize_file(files[0], fs::file_size(files[0]) / 2);  // as a crash during a non-atomic copy would leave it
+
+  std::vector<std::string> skipped;
+  auto found = restore_latest_checkpoint(first.checkpoint_dir(), torch::kCPU,
+                                         [](torch::serialize::InputArchive&) { return RestoreResult::kRestored; }, &skipped);
+  REQUIRE(found.has_value());
+  CHECK(found->path.filename() == "step-00000003.pt");
+  REQUIRE(skipped.size() == 1);
+  CHECK(skipped[0].find("step-00000006.pt") != std::string::npos);
+
+  Trainer resumed(o, data, env_for(dir), quiet_reporter());
+  const auto s = resumed.run();
+  CHECK(s.start_step == 3);
+  CHECK(s.end_step == 6);
+  CHECK(max_difference(*reference.model(), *resumed.model()) <= 1e-6);
+  fs::remove_all(ref_dir);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: a non-finite loss stops training and keeps the last good checkpoint") {
+  auto o = tiny_options();
+  o.steps = 4;
+  o.checkpoint_every = 4;
+  const auto data = two_class_data(16);
+  const auto dir = fresh_dir("nan");
+  Trainer good(o, data, env_for(dir), quiet_reporter());
+  good.run();
+
+  auto bad = o;
+  bad.steps = 20;
+  bad.lr = 1e30;  // the first update throws the weights to ~1e30, the next forward overflows
+  bad.warmup = 0;
+  bad.grad_clip = 0;
+  Trainer diverging(bad, data, env_for(dir), quiet_reporter());
+  CHECK_THROWS_WITH_AS(diverging.run(), doctest::Contains("diverged"), UserError);
+  const auto files = list_checkpoints(diverging.checkpoint_dir());
+  REQUIRE(!files.empty());
+  CHECK(files.front().filename() == "step-00000004.pt");
+
+  // The kept checkpoint resumes with a sane learning rate (optimizer settings may change).
+  auto calm = o;
+  calm.steps = 6;
+  Trainer recovered(calm, data, env_for(dir), quiet_reporter());
+  const auto s = recovered.run();
+  CHECK(s.start_step == 4);
+  CHECK(std::isfinite(s.last_loss));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: checkpoints written under other options are not resumed") {
+  auto o = tiny_options();
+  o.steps = 2;
+  const auto data = two_class_data(16);
+  const auto dir = fresh_dir("compat");
+  Trainer a(o, data, env_for(dir), quiet_reporter());
+  a.run();
+  auto wider = o;
+  wider.channels = 16;
+  Trainer b(wider, data, env_for(dir), quiet_reporter());
+  CHECK(b.run().start_step == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: too little data for the batch size is a clear error") {
+  auto o = tiny_options();
+  o.batch_size = 64;
+  const auto dir = fresh_dir("small");
+  CHECK_THROWS_WITH_AS(Trainer(o, two_class_data(8), env_for(dir), quiet_reporter()), doctest::Contains("batch_size"), UserError);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: ac trains against a frozen classifier, or a joint one that learns too") {
+  const auto data = two_class_data(16, 3);
+  for (const char* mode : {"frozen", "joint"}) {
+    CAPTURE(mode);
+    auto o = tiny_options();
+    o.conditioning = "ac";
+    o.ac_classifier = mode;
+    o.ac_weight = 0.5;
+    o.steps = 3;
+    const auto dir = fresh_dir(std::string("ac_") + mode);
+    auto env = env_for(dir);
+    ClassifierConfig cc;
+    cc.channels = 3;
+    cc.resolution = 16;
+    cc.num_classes = 2;
+    cc.width = 8;
+    cc.blocks = 1;
+    ClassifierNet judge(cc);
+    std::vector<torch::Tensor> before;
+    for (auto& p : judge->parameters()) before.push_back(p.detach().clone());
+    if (std::string(mode) == "frozen") env.frozen_classifier = judge;
+    Trainer trainer(o, data, env, quiet_reporter());
+    const auto s = trainer.run();
+    CHECK(std::isfinite(s.last_loss));
+    if (std::string(mode) == "frozen") {
+      auto after = judge->parameters();
+      for (std::size_t i = 0; i < after.size(); ++i) CHECK(torch::equal(after[i], before[i]));
+    }
+    fs::remove_all(dir);
+  }
+  auto o = tiny_options();
+  o.conditioning = "ac";
+  const auto dir = fresh_dir("ac_missing");
+  CHECK_THROWS_WITH_AS(Trainer(o, data, env_for(dir), quiet_reporter()), doctest::Contains("augment classifier"), UserError);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: the saved denoiser reloads with its meta and the EMA weights") {
+  auto o = tiny_options();
+  o.steps = 3;
+  const auto dir = fresh_dir("save");
+  Trainer trainer(o, two_class_data(16, 3), env_for(dir), quiet_reporter());
+  trainer.run();
+  save_denoiser(trainer.ema(), trainer.meta(), dir / "model.pt", dir / "model.json");
+  auto loaded = load_denoiser(dir / "model.pt", dir / "model.json", torch::kCPU);
+  CHECK(loaded.meta.class_names == std::vector<std::string>{"top_left", "bottom_right"});
+  CHECK(loaded.meta.model.conditioning == "cfg");
+  CHECK(loaded.meta.model.in_channels == 3);
+  CHECK(loaded.meta.diffusion.steps == 100);
+  CHECK(loaded.meta.steps_trained == 3);
+  CHECK(max_difference(*loaded.model, *trainer.ema()) == 0.0);
+  CHECK_THROWS_AS(load_denoiser(dir / "nothing.pt", dir / "model.json", torch::kCPU), UserError);
+  fs::remove_all(dir);
+}

@@ -1,0 +1,162 @@
+// Speed of the denoiser on the reference configuration: training images/s (forward, backward,
+// AdamW step) and denoiser forward images/s, per precision and memory layout, as JSON.
+//
+//   bench_unet [--config ref32] [--conditioning cfg] [--batch 64] [--iters 3] [--threads N]
+//              [--precisions fp32,bf16] [--formats contiguous,channels_last] [--device cpu]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "models/autocast.h"
+#include "models/device.h"
+#include "models/unet.h"
+
+using namespace augment;
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
+
+std::string read_first(const char* path, const std::string& prefix) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return line.substr(line.find(':') + 1);
+  }
+  return "";
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double v = 0;
+  in >> v;
+  return v;
+}
+
+struct Measured {
+  double train = 0, denoise = 0;
+};
+
+Measured measure(const UNetConfig& config, int batch, int iters, const torch::Device& device, torch::ScalarType precision,
+                 bool channels_last) {
+  torch::manual_seed(0);
+  UNet net(config);
+  net->to(device);
+  if (channels_last) net->to_channels_last();
+  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-4));
+  const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  auto x = torch::randn({batch, config.in_channels, config.resolution, config.resolution}).to(device).contiguous(format);
+  auto target = torch::randn_like(x);
+  auto t = torch::randint(1000, {batch}, torch::kInt64).to(device);
+  auto y = torch::randint(config.num_classes, {batch}, torch::kInt64).to(device);
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  using Clock = std::chrono::steady_clock;
+  Measured m;
+
+  net->train();
+  auto train_step = [&] {
+    torch::Tensor out;
+    {
+      AutocastScope autocast(device, precision);
+      out = net->forward(x, t, y);
+    }
+    auto loss = (out.to(torch::kFloat32) - target).pow(2).mean();
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  train_step();  // warm-up: oneDNN primitive creation, allocator
+  sync();
+  auto start = Clock::now();
+  for (int i = 0; i < iters; ++i) train_step();
+  sync();
+  m.train = batch * iters / std::chrono::duration<double>(Clock::now() - start).count();
+
+  net->eval();
+  torch::NoGradGuard no_grad;
+  auto forward = [&] {
+    AutocastScope autocast(device, precision);
+    return net->forward(x, t, y);
+  };
+  forward();
+  sync();
+  start = Clock::now();
+  const int fiters = iters * 2;
+  for (int i = 0; i < fiters; ++i) forward();
+  sync();
+  m.denoise = batch * fiters / std::chrono::duration<double>(Clock::now() - start).count();
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_name = "ref32", conditioning = "cfg", precisions = "fp32,bf16", formats = "contiguous,channels_last",
+              device_name = "cpu";
+  int batch = 64, iters = 3, threads = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--config") config_name = v;
+    else if (k == "--conditioning") conditioning = v;
+    else if (k == "--batch") batch = std::stoi(v);
+    else if (k == "--iters") iters = std::stoi(v);
+    else if (k == "--threads") threads = std::stoi(v);
+    else if (k == "--precisions") precisions = v;
+    else if (k == "--formats") formats = v;
+    else if (k == "--device") device_name = v;
+    else {
+      std::cerr << "unknown option " << k << "\n";
+      return 64;
+    }
+  }
+  if (threads > 0) torch::set_num_threads(threads);
+  const auto config = UNetConfig::named(config_name, conditioning);
+  const auto device = resolve_device(device_name);
+  UNet probe(config);
+
+  nlohmann::json out;
+  out["config"] = config_name;
+  out["conditioning"] = conditioning;
+  out["parameters"] = probe->parameter_count();
+  out["batch"] = batch;
+  out["iterations"] = iters;
+  out["device"] = device.str();
+  out["threads"] = torch::get_num_threads();
+  out["cpu"] = read_first("/proc/cpuinfo", "model name");
+  out["cpu_fast_bf16"] = cpu_has_fast_bf16();
+  out["load_average_before"] = load_average();
+  out["results"] = nlohmann::json::array();
+  nlohmann::json best_train, best_denoise;
+  for (const auto& p : split_list(precisions)) {
+    const auto precision = resolve_precision(p, device);
+    for (const auto& f : split_list(formats)) {
+      const auto m = measure(config, batch, iters, device, precision, f == "channels_last");
+      nlohmann::json row{{"precision", p}, {"memory_format", f}, {"train_images_per_s", m.train}, {"denoise_images_per_s", m.denoise}};
+      std::cerr << row.dump() << "\n";
+      out["results"].push_back(row);
+      if (best_train.is_null() || m.train > best_train["train_images_per_s"].get<double>()) best_train = row;
+      if (best_denoise.is_null() || m.denoise > best_denoise["denoise_images_per_s"].get<double>()) best_denoise = row;
+    }
+  }
+  out["best_train"] = best_train;
+  out["best_denoise"] = best_denoise;
+  out["load_average_after"] = load_average();
+  std::cout << out.dump(2) << std::endl;
+  return 0;
+}
