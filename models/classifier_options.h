@@ -13,13 +13,13 @@ namespace augment {
 struct ClassifierOptions {
   static constexpr const char* kGroup = "classifier";
   // Architecture (see models/classifier.h).
-  std::int64_t width = 32;
+  std::int64_t width = 16;
   std::int64_t blocks = 1;
   std::string norm = "group";
   // Optimisation.
-  std::int64_t epochs = 15;        // upper bound; early stopping usually ends sooner
-  std::int64_t patience = 4;       // epochs without a better val score before stopping (0: never stop early)
-  std::int64_t batch_size = 128;
+  std::int64_t epochs = 20;        // upper bound; early stopping may end sooner
+  std::int64_t patience = 8;       // epochs without a better val score before stopping (0: never stop early)
+  std::int64_t batch_size = 32;
   std::string optimizer = "adamw";  // adamw | sgd
   double lr = 0;                    // 0: 2e-3 for adamw, 0.05 for sgd
   double weight_decay = -1;         // -1: 0.05 for adamw (decoupled), 5e-4 for sgd

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -24,6 +25,20 @@ namespace augment {
 namespace {
 
 using nlohmann::json;
+
+// Training with several threads on cores that other processes also use slows down by an order
+// of magnitude (every layer waits for its slowest thread), so say so when the machine is busy.
+void warn_if_busy(Context& ctx, int threads) {
+  std::ifstream in("/proc/loadavg");
+  double load = 0;
+  if (threads <= 1 || !(in >> load)) return;
+  const auto cores = std::max(1u, std::thread::hardware_concurrency());
+  if (load > 0.75 * cores) {
+    ctx.report().warn(fmt::format("the machine is busy (load {:.1f} on {} cores): training with {} threads may run far slower than with "
+                                  "--threads 1; results are reproducible for a given thread count",
+                                  load, cores, threads));
+  }
+}
 
 std::string percent(double v) { return std::isnan(v) ? std::string("-") : fmt::format("{:.2f}%", 100.0 * v); }
 
@@ -56,6 +71,7 @@ class ClassifierStage final : public Stage {
     }
     // LibTorch may start with a single intra-op thread; --threads 0 means all cores here too.
     torch::set_num_threads(g.threads > 0 ? g.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    warn_if_busy(ctx, torch::get_num_threads());
     const auto device = resolve_device(g.device);
     const auto precision = resolve_precision(g.precision, device);
 
