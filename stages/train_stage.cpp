@@ -12,6 +12,7 @@
 #include "pipeline/context.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
 #include "stages/trainer.h"
 
 namespace augment {
@@ -108,6 +109,7 @@ class TrainStage final : public Stage {
                                                         path.string()));
       }
       env.frozen_classifier = load_frozen_classifier(path, info.class_names, info.resolution, info.channels, device);
+      env.classifier_fingerprint = hash_file(path);
     }
     ensure_directory(env.dir);
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());

@@ -146,6 +146,7 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   key["seed"] = env_.seed;
   key["batch"] = {o_.batch_size, o_.accumulate};
   key["ac"] = {o_.ac_weight, o_.ac_classifier, o_.min_snr, o_.flip};
+  key["classifier"] = env_.classifier_fingerprint;
   key["precision"] = env_.precision == torch::kFloat32 ? "fp32" : "bf16";
   key_ = key.dump();
 }
@@ -326,7 +327,11 @@ void Trainer::rewrite_loss_curve(std::int64_t up_to_step) {
       header = false;
       continue;
     }
-    if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
+    try {
+      if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
+    } catch (const std::exception&) {
+      // a row cut short by a kill: dropped
+    }
   }
   write_text_atomically(loss_csv(), kept);
 }
