@@ -63,6 +63,9 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
         "tensor layout: channels_last (NHWC), contiguous (NCHW), or auto (channels_last for bf16 and CUDA)", {},
         {"", {"auto", "channels_last", "contiguous"}});
   b.add("checkpoint_every", &TrainOptions::checkpoint_every, "steps between checkpoints", at_least<I>(1), bookkeeping);
+  b.add("checkpoint_minutes", &TrainOptions::checkpoint_minutes,
+        "also checkpoint when this many minutes passed since the last checkpoint (a hard kill loses at most this); 0: off",
+        at_least(0.0), bookkeeping);
   b.add("keep_checkpoints", &TrainOptions::keep_checkpoints, "checkpoints kept (older ones are deleted)", at_least<I>(1),
         bookkeeping);
   b.add("log_every", &TrainOptions::log_every, "steps per row of train/loss.csv", at_least<I>(1), bookkeeping);

@@ -358,9 +358,11 @@ TrainSummary Trainer::run() {
   double run_seconds = 0.0;
   std::int64_t run_steps = 0;
 
+  auto last_saved_at = Clock::now();
   auto checkpoint = [&]() {
     if (last_saved != step_) save(step_);
     last_saved = step_;
+    last_saved_at = Clock::now();
   };
 
   while (step_ < o_.steps) {
@@ -397,7 +399,10 @@ TrainSummary Trainer::run() {
       interval_loss = interval_seconds = 0.0;
       interval_steps = 0;
     }
-    if (step_ % o_.checkpoint_every == 0) checkpoint();
+    if (step_ % o_.checkpoint_every == 0 ||
+        (o_.checkpoint_minutes > 0 && seconds_since(last_saved_at) >= o_.checkpoint_minutes * 60.0)) {
+      checkpoint();
+    }
     if (stop_signal()) {
       checkpoint();
       check_stop();

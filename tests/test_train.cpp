@@ -255,6 +255,20 @@ TEST_CASE("train: the time budget ends training early and counts resumed runs") 
   fs::remove_all(dir);
 }
 
+TEST_CASE("train: checkpoints also follow the clock") {
+  auto o = tiny_options();
+  o.steps = 5;
+  o.checkpoint_every = 100;
+  o.checkpoint_minutes = 1e-9;  // every step is "long enough"
+  const auto dir = fresh_dir("clock");
+  Trainer trainer(o, two_class_data(16), env_for(dir), quiet_reporter());
+  trainer.run();
+  const auto kept = list_checkpoints(trainer.checkpoint_dir());
+  REQUIRE(kept.size() == 3);
+  CHECK(kept[2].filename() == "step-00000003.pt");
+  fs::remove_all(dir);
+}
+
 TEST_CASE("train: too little data for the batch size is a clear error") {
   auto o = tiny_options();
   o.batch_size = 64;
