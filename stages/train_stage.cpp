@@ -1,5 +1,7 @@
 #include "stages/train_stage.h"
 
+#include <thread>
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -10,6 +12,7 @@
 #include "pipeline/context.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
 #include "stages/trainer.h"
 
 namespace augment {
@@ -60,6 +63,9 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
         "tensor layout: channels_last (NHWC), contiguous (NCHW), or auto (channels_last for bf16 and CUDA)", {},
         {"", {"auto", "channels_last", "contiguous"}});
   b.add("checkpoint_every", &TrainOptions::checkpoint_every, "steps between checkpoints", at_least<I>(1), bookkeeping);
+  b.add("checkpoint_minutes", &TrainOptions::checkpoint_minutes,
+        "also checkpoint when this many minutes passed since the last checkpoint (a hard kill loses at most this); 0: off",
+        at_least(0.0), bookkeeping);
   b.add("keep_checkpoints", &TrainOptions::keep_checkpoints, "checkpoints kept (older ones are deleted)", at_least<I>(1),
         bookkeeping);
   b.add("log_every", &TrainOptions::log_every, "steps per row of train/loss.csv", at_least<I>(1), bookkeeping);
@@ -83,7 +89,10 @@ class TrainStage final : public Stage {
 
   void run(Context& ctx) override {
     const auto o = ctx.options<TrainOptions>();
-    if (ctx.global().threads > 0) torch::set_num_threads(ctx.global().threads);
+    // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the
+    // VMs measured here; all cores is what a training run wants unless --threads says otherwise.
+    const int threads = ctx.global().threads > 0 ? ctx.global().threads : static_cast<int>(std::thread::hardware_concurrency());
+    if (threads > 0) torch::set_num_threads(threads);
     const auto device = resolve_device(ctx.global().device);
     const auto precision = resolve_precision(ctx.global().precision, device);
     auto split = load_cached_split(ctx.dir("cache") / "train.h5");
@@ -103,6 +112,7 @@ class TrainStage final : public Stage {
                                                         path.string()));
       }
       env.frozen_classifier = load_frozen_classifier(path, info.class_names, info.resolution, info.channels, device);
+      env.classifier_fingerprint = hash_file(path);
     }
     ensure_directory(env.dir);
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());

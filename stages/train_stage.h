@@ -49,6 +49,7 @@ struct TrainOptions {
   std::string memory_format = "auto";  // auto | channels_last | contiguous
   // bookkeeping (does not change the result)
   std::int64_t checkpoint_every = 250;
+  double checkpoint_minutes = 10;  // also checkpoint when this long has passed since the last one
   std::int64_t keep_checkpoints = 2;
   std::int64_t log_every = 10;
   static void bind(OptionBinder<TrainOptions>& b);

@@ -146,6 +146,7 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   key["seed"] = env_.seed;
   key["batch"] = {o_.batch_size, o_.accumulate};
   key["ac"] = {o_.ac_weight, o_.ac_classifier, o_.min_snr, o_.flip};
+  key["classifier"] = env_.classifier_fingerprint;
   key["precision"] = env_.precision == torch::kFloat32 ? "fp32" : "bf16";
   key_ = key.dump();
 }
@@ -326,7 +327,11 @@ void Trainer::rewrite_loss_curve(std::int64_t up_to_step) {
       header = false;
       continue;
     }
-    if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
+    try {
+      if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
+    } catch (const std::exception&) {
+      // a row cut short by a kill: dropped
+    }
   }
   write_text_atomically(loss_csv(), kept);
 }
@@ -353,9 +358,11 @@ TrainSummary Trainer::run() {
   double run_seconds = 0.0;
   std::int64_t run_steps = 0;
 
+  auto last_saved_at = Clock::now();
   auto checkpoint = [&]() {
     if (last_saved != step_) save(step_);
     last_saved = step_;
+    last_saved_at = Clock::now();
   };
 
   while (step_ < o_.steps) {
@@ -392,7 +399,10 @@ TrainSummary Trainer::run() {
       interval_loss = interval_seconds = 0.0;
       interval_steps = 0;
     }
-    if (step_ % o_.checkpoint_every == 0) checkpoint();
+    if (step_ % o_.checkpoint_every == 0 ||
+        (o_.checkpoint_minutes > 0 && seconds_since(last_saved_at) >= o_.checkpoint_minutes * 60.0)) {
+      checkpoint();
+    }
     if (stop_signal()) {
       checkpoint();
       check_stop();

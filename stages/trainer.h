@@ -33,6 +33,7 @@ struct TrainerEnv {
   torch::ScalarType precision = torch::kFloat32;
   std::uint64_t seed = 0;
   ClassifierNet frozen_classifier{nullptr};  // required for ac with ac_classifier = frozen
+  std::string classifier_fingerprint;        // content hash of its file: a retrained one restarts training
 };
 
 struct TrainSummary {

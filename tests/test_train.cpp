@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -103,6 +105,8 @@ TEST_CASE("train: the loss decreases on a generated two-class dataset") {
   o.steps = 120;
   o.log_every = 20;
   o.dropout = 0.0;
+  o.checkpoint_every = 20;
+  o.keep_checkpoints = 3;
   Trainer trainer(o, two_class_data(32), env_for(dir), quiet_reporter());
   const auto s = trainer.run();
   CHECK(s.end_step == 120);
@@ -111,7 +115,10 @@ TEST_CASE("train: the loss decreases on a generated two-class dataset") {
   CAPTURE(losses.front());
   CAPTURE(losses.back());
   CHECK(losses.back() < 0.6 * losses.front());
-  CHECK(list_checkpoints(trainer.checkpoint_dir()).size() == 2);  // step 100 and the final one
+  const auto kept = list_checkpoints(trainer.checkpoint_dir());  // train.keep_checkpoints caps them
+  REQUIRE(kept.size() == 3);
+  CHECK(kept[0].filename() == "step-00000120.pt");
+  CHECK(kept[2].filename() == "step-00000080.pt");
   fs::remove_all(dir);
 }
 
@@ -229,6 +236,36 @@ TEST_CASE("train: checkpoints written under other options are not resumed") {
   wider.channels = 16;
   Trainer b(wider, data, env_for(dir), quiet_reporter());
   CHECK(b.run().start_step == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: the time budget ends training early and counts resumed runs") {
+  auto o = tiny_options();
+  o.steps = 1000;
+  o.minutes = 1e-9;  // spent by the first step
+  const auto dir = fresh_dir("budget");
+  Trainer first(o, two_class_data(16), env_for(dir), quiet_reporter());
+  auto s = first.run();
+  CHECK(s.time_budget_reached);
+  CHECK(s.end_step == 1);
+  Trainer again(o, two_class_data(16), env_for(dir), quiet_reporter());
+  s = again.run();  // the budget was used up by the first run
+  CHECK(s.start_step == 1);
+  CHECK(s.end_step == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: checkpoints also follow the clock") {
+  auto o = tiny_options();
+  o.steps = 5;
+  o.checkpoint_every = 100;
+  o.checkpoint_minutes = 1e-9;  // every step is "long enough"
+  const auto dir = fresh_dir("clock");
+  Trainer trainer(o, two_class_data(16), env_for(dir), quiet_reporter());
+  trainer.run();
+  const auto kept = list_checkpoints(trainer.checkpoint_dir());
+  REQUIRE(kept.size() == 3);
+  CHECK(kept[2].filename() == "step-00000003.pt");
   fs::remove_all(dir);
 }
 

@@ -3,6 +3,7 @@
 //
 //   bench_unet [--config ref32] [--conditioning cfg] [--batch 64] [--iters 3] [--threads N]
 //              [--precisions fp32,bf16] [--formats contiguous,channels_last] [--device cpu]
+//              [--profile trace.json]   (one training step of the first combination, Chrome trace format)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "models/autocast.h"
@@ -52,7 +54,7 @@ struct Measured {
 };
 
 Measured measure(const UNetConfig& config, int batch, int iters, const torch::Device& device, torch::ScalarType precision,
-                 bool channels_last) {
+                 bool channels_last, const std::string& profile = "") {
   torch::manual_seed(0);
   UNet net(config);
   net->to(device);
@@ -83,6 +85,11 @@ Measured measure(const UNetConfig& config, int batch, int iters, const torch::De
   };
   train_step();  // warm-up: oneDNN primitive creation, allocator
   sync();
+  if (!profile.empty()) {
+    torch::autograd::profiler::RecordProfile guard(profile);
+    train_step();
+    return {};
+  }
   auto start = Clock::now();
   for (int i = 0; i < iters; ++i) train_step();
   sync();
@@ -108,7 +115,7 @@ Measured measure(const UNetConfig& config, int batch, int iters, const torch::De
 
 int main(int argc, char** argv) {
   std::string config_name = "ref32", conditioning = "cfg", precisions = "fp32,bf16", formats = "contiguous,channels_last",
-              device_name = "cpu";
+              device_name = "cpu", profile;
   int batch = 64, iters = 3, threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -120,6 +127,7 @@ int main(int argc, char** argv) {
     else if (k == "--precisions") precisions = v;
     else if (k == "--formats") formats = v;
     else if (k == "--device") device_name = v;
+    else if (k == "--profile") profile = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 64;
@@ -129,6 +137,11 @@ int main(int argc, char** argv) {
   const auto config = UNetConfig::named(config_name, conditioning);
   const auto device = resolve_device(device_name);
   UNet probe(config);
+  if (!profile.empty()) {
+    measure(config, batch, iters, device, resolve_precision(split_list(precisions).front(), device),
+            split_list(formats).front() == "channels_last", profile);
+    return 0;
+  }
 
   nlohmann::json out;
   out["config"] = config_name;

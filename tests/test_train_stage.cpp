@@ -1,0 +1,77 @@
+// `augment train` end to end through the binary: image folder -> cache -> train/model.pt.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "augment_test_paths.h"
+#include "pipeline/fs_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int run(const std::string& args, const fs::path& log) {
+  const std::string cmd = std::string(AUGMENT_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("train stage: trains from an image folder, writes the model files, and is up to date on rerun") {
+  const auto root = fs::temp_directory_path() / ("augment_train_stage_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const auto input = root / "in", work = root / "work";
+  for (int c = 0; c < 2; ++c) {
+    const auto dir = input / (c == 0 ? "circle" : "bar");
+    fs::create_directories(dir);
+    for (int i = 0; i < 24; ++i) {
+      cv::Mat img(20, 20, CV_8UC3, cv::Scalar(20 + i, 30, 40));
+      if (c == 0) cv::circle(img, {10, 10}, 4 + i % 4, cv::Scalar(200, 80, 60), -1);
+      else cv::rectangle(img, {3 + i % 5, 4}, {8 + i % 5, 16}, cv::Scalar(60, 200, 90), -1);
+      cv::imwrite((dir / (std::to_string(i) + ".png")).string(), img);
+    }
+  }
+  const std::string common = "--work " + work.string() + " --input " + input.string() +
+                             " --cache.resolution 16 --train.channels 8 "
+                             "--train.channel_mult 1,2 --train.blocks 1 --train.attention 8 --train.heads 2 "
+                             "--train.diffusion_steps 50 --train.checkpoint_every 3 --threads 1";
+  const auto log = root / "log.txt";
+  REQUIRE(run("train " + common + " --train.steps 6 --train.batch_size 8", log) == 0);
+  const auto log_text = augment::read_text_file(log);
+  CAPTURE(log_text);
+  CHECK(log_text.find("M parameters") != std::string::npos);
+  REQUIRE(fs::exists(work / "train" / "model.pt"));
+  const auto meta = nlohmann::json::parse(augment::read_text_file(work / "train" / "model.json"));
+  CHECK(meta["class_names"] == nlohmann::json({"bar", "circle"}));
+  CHECK(meta["channels"] == 3);
+  CHECK(meta["resolution"] == 16);
+  CHECK(meta["conditioning"] == "cfg");
+  CHECK(meta["diffusion"]["steps"] == 50);
+  CHECK(meta["steps_trained"] == 6);
+  CHECK(fs::exists(work / "train" / "loss.csv"));
+
+  REQUIRE(run("train " + common + " --train.steps 6 --train.batch_size 8", log) == 0);
+  CHECK(augment::read_text_file(log).find("up to date") != std::string::npos);
+
+  // More steps: the stage is stale and continues from the last checkpoint instead of restarting.
+  REQUIRE(run("train " + common + " --train.steps 8 --train.batch_size 8", log) == 0);
+  CHECK(augment::read_text_file(log).find("resuming from") != std::string::npos);
+  CHECK(nlohmann::json::parse(augment::read_text_file(work / "train" / "model.json"))["steps_trained"] == 8);
+
+  // ac without a trained classifier names the command to run.
+  CHECK(run("train " + common + " --train.steps 6 --train.batch_size 8 --train.conditioning ac", log) == 66);
+  CHECK(augment::read_text_file(log).find("augment classifier") != std::string::npos);
+  // A batch larger than the train split is a clear error.
+  CHECK(run("train " + common + " --train.steps 6 --train.batch_size 500", log) == 65);
+  CHECK(augment::read_text_file(log).find("batch_size") != std::string::npos);
+  fs::remove_all(root);
+}
