@@ -214,15 +214,19 @@ void Runner::run(Context& ctx, const std::string& target) {
   for (std::size_t i = 0; i <= last; ++i) {
     Stage& stage = *stages_[i];
     const bool only_this = !g.only.empty();
-    if (only_this && i != last) {
-      // --only: earlier stages are not run, but their outputs must be there.
-      for (const auto& rel : stage.outputs(ctx)) {
-        if (!fs::exists(ctx.work() / rel)) {
-          throw UserError(ExitCode::kNoInput, fmt::format("--only {} needs the output of stage '{}' ({}); run `augment {}` first",
-                                                          g.only, stage.name(), (ctx.work() / rel).string(), stage.name()));
+    if (only_this && i != last) continue;
+    if (only_this) {
+      // --only: earlier stages are not run, but what this stage reads must be there.
+      for (const auto& rel : stage.inputs(ctx)) {
+        if (fs::exists(ctx.work() / rel)) continue;
+        std::string producer = "the stage that writes it";
+        for (const auto& other : stages_) {
+          for (const auto& out : other->outputs(ctx)) {
+            if (out == rel) producer = "`augment " + other->name() + "`";
+          }
         }
+        throw UserError(ExitCode::kNoInput, fmt::format("--only {} needs {}; run {} first", g.only, (ctx.work() / rel).string(), producer));
       }
-      continue;
     }
     const bool selected = target.empty() || i == last;
     // --from and --only name stages the user wants rerun, up to date or not.

@@ -203,7 +203,9 @@ class EmitStage final : public Stage {
   std::string summary() const override { return "write the augmented image folder with manifests and a dataset card (--output)"; }
   std::vector<std::string> option_scopes() const override { return {"emit", "output"}; }
   std::vector<std::string> inputs(const Context& ctx) const override {
-    std::vector<std::string> in = {"subsample/manifest.jsonl", "subsample/classes.json", "sample/plan.json", "evaluate/metrics.json"};
+    std::vector<std::string> in = {"subsample/manifest.jsonl", "subsample/classes.json", "sample/plan.json"};
+    // Optional: the card carries the evaluation figures when they exist (and goes stale when they appear).
+    if (fs::exists(ctx.work() / "evaluate" / "metrics.json")) in.push_back("evaluate/metrics.json");
     for (const auto& j : find_journals(ctx.dir("sample"))) in.push_back("sample/" + j.second.filename().string());
     return in;
   }

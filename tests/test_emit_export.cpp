@@ -320,6 +320,7 @@ TEST_SUITE("emit and export") {
     const auto r = run_augment({"emit", "--input", input.string(), "--work", work.string(), "--resolution", std::to_string(kRes),
                                 "--subsample.val_fraction", "0", "--subsample.test_fraction", "0", "--only", "emit", "--output",
                                 out.string(), "--emit.real", "copy", "--quiet"});
+    INFO(r.err);
     CHECK(r.code == 66);
     CHECK(r.err.find("img3.png") != std::string::npos);
     CHECK_FALSE(fs::exists(out));
