@@ -29,7 +29,8 @@ namespace augment {
 using nlohmann::json;
 
 std::string SamplingSettings::key() const {
-  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, guidance, conditioning, checkpoint, resolution, channels));
+  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, eta, clip, guidance, conditioning,
+                               checkpoint, resolution, channels));
 }
 
 std::string sample_image_relpath(int label, std::int64_t index) { return fmt::format("images/{:03}/{:06}.png", label, index); }
@@ -68,6 +69,8 @@ json entry_to_json(const JournalEntry& e) {
             {"confidence", e.confidence ? json(*e.confidence) : json(nullptr)},
             {"sampler", e.settings.sampler},
             {"steps", e.settings.steps},
+            {"eta", e.settings.eta},
+            {"clip", e.settings.clip},
             {"guidance", e.settings.guidance},
             {"conditioning", e.settings.conditioning},
             {"checkpoint", e.settings.checkpoint},
@@ -93,6 +96,8 @@ JournalEntry entry_from_json(const json& j) {
   if (!j.at("confidence").is_null()) e.confidence = j.at("confidence").get<double>();
   e.settings.sampler = j.at("sampler").get<std::string>();
   e.settings.steps = j.at("steps").get<std::int64_t>();
+  e.settings.eta = j.value("eta", 0.0);
+  e.settings.clip = j.value("clip", true);
   e.settings.guidance = j.at("guidance").get<double>();
   e.settings.conditioning = j.at("conditioning").get<std::string>();
   e.settings.checkpoint = j.at("checkpoint").get<std::string>();

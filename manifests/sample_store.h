@@ -23,6 +23,8 @@ class Reporter;
 struct SamplingSettings {
   std::string sampler;       // e.g. "ddim"
   std::int64_t steps = 0;
+  double eta = 0.0;          // ddim's noise share
+  bool clip = true;          // predicted clean image clamped at every step
   double guidance = 0.0;     // classifier-free guidance scale (0 when not used)
   std::string conditioning;  // cfg | cbn | ac | none
   std::string checkpoint;    // fingerprint of the model weights

@@ -177,8 +177,10 @@ int run_cli(const std::vector<std::string>& args) {
     }
 
     ensure_directory(ctx.work());
-    DirectoryLock lock(ctx.work());
-    if (const int stale = remove_stale_temp_files(ctx.work())) {
+    const Stage* target = runner.find(command);
+    const bool alongside = target != nullptr && target->runs_alongside_others(ctx);
+    DirectoryLock lock(ctx.work(), alongside);
+    if (const int stale = alongside ? 0 : remove_stale_temp_files(ctx.work())) {
       reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
     }
     write_text_atomically(ctx.work() / "config.ini", config.to_ini());

@@ -159,17 +159,18 @@ std::string iso_time_now() {
   return buf;
 }
 
-DirectoryLock::DirectoryLock(const fs::path& dir) {
+DirectoryLock::DirectoryLock(const fs::path& dir, bool shared) {
   const auto path = dir / ".lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     throw UserError(ExitCode::kCantCreate, fmt::format("cannot create lock file {}: {}", path.string(), std::strerror(errno)));
   }
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  if (::flock(fd_, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     ::close(fd_);
     fd_ = -1;
     throw UserError(ExitCode::kCantCreate,
-                    fmt::format("another augment process is using the work directory {}; wait for it to finish or use another --work", dir.string()));
+                    fmt::format("another augment process is using the work directory {}; wait for it to finish or use another --work{}",
+                                dir.string(), shared ? " (shards of one sampling run may share it; other commands may not)" : ""));
   }
 }
 

@@ -45,10 +45,12 @@ void ensure_directory(const fs::path& dir);
 // Seconds since the epoch as an ISO-8601 UTC string.
 std::string iso_time_now();
 
-// Exclusive advisory lock on a file in the work dir, so two runs cannot share one work dir.
+// Advisory lock on a file in the work dir, so two runs cannot share one work dir. `shared`: the
+// processes of one job that work side by side (the shards of a sampling array) share it, while
+// any ordinary run still excludes them all.
 class DirectoryLock {
  public:
-  explicit DirectoryLock(const fs::path& dir);
+  explicit DirectoryLock(const fs::path& dir, bool shared = false);
   ~DirectoryLock();
   DirectoryLock(const DirectoryLock&) = delete;
   DirectoryLock& operator=(const DirectoryLock&) = delete;

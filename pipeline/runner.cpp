@@ -229,6 +229,18 @@ void Runner::run(Context& ctx, const std::string& target) {
       }
     }
     const bool selected = target.empty() || i == last;
+    if (!selected && stages_[last]->runs_alongside_others(ctx)) {
+      // Concurrent processes must not race to produce the same earlier outputs.
+      const auto st = status(ctx, stage);
+      if (st.state != StageState::kDone) {
+        throw UserError(ExitCode::kNoInput,
+                        fmt::format("`augment {}` runs alongside other processes here and does not run earlier stages, but `{}` is {} "
+                                    "({}): run `augment {}` with the same options first (in a batch system, as the job this one "
+                                    "depends on)",
+                                    stages_[last]->name(), stage.name(), state_name(st.state), st.reason, stage.name()));
+      }
+      continue;
+    }
     // --from and --only name stages the user wants rerun, up to date or not.
     const bool forced = (g.force && selected) || i >= first_forced || only_this;
     if (!forced) {

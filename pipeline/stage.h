@@ -24,6 +24,10 @@ class Stage {
   virtual std::string external_fingerprint(const Context& ctx) const { return ""; }
   // Final output files, relative to the work dir.
   virtual std::vector<std::string> outputs(const Context& ctx) const = 0;
+  // True when this invocation is one of several processes working in the work dir at once (a
+  // shard of a sampling array): it takes the work-dir lock shared, leaves temporary files of
+  // other processes alone, and needs the stages before it done instead of running them.
+  virtual bool runs_alongside_others(const Context& ctx) const { return false; }
   // Produces the outputs. Must be safe to kill at any point and rerun: finished items are kept.
   virtual void run(Context& ctx) = 0;
 };

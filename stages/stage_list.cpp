@@ -6,6 +6,7 @@
 #include "stages/emit_stage.h"
 #include "stages/export_stage.h"
 #include "stages/sample_plan.h"
+#include "stages/sample_stage.h"
 #include "stages/scan_stage.h"
 #include "stages/subsample_stage.h"
 #include "stages/train_stage.h"
@@ -19,6 +20,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_cache_stage());
   stages.push_back(make_classifier_stage());
   stages.push_back(make_train_stage());
+  stages.push_back(make_sample_stage());
   stages.push_back(make_emit_stage());
   stages.push_back(make_export_stage());
   return stages;
@@ -32,6 +34,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<ClassifierOptions>(registry);
   declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
+  declare_options<SamplerOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
 }

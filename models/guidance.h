@@ -1,0 +1,22 @@
+// The trained denoiser as a sampler's ModelFn for one batch of class labels, with classifier-free
+// guidance for cfg models: out = out(no class) + scale * (out(class) - out(no class)).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "models/sampler.h"
+#include "models/unet.h"
+
+namespace augment {
+
+struct ModelCall {
+  torch::ScalarType precision = torch::kFloat32;  // bf16: autocast around the forward pass
+  bool channels_last = false;
+  double guidance = 1.0;  // cfg only; 1 = the conditional prediction alone, 0 = unconditional
+};
+
+// `labels` int64 [N] on the model's device. For cfg with guidance != 1 the conditional and the
+// unconditional pass run as one batch of 2N. Other conditioning methods use the labels plainly.
+ModelFn denoiser_model_fn(UNet model, torch::Tensor labels, const ModelCall& call);
+
+}  // namespace augment
