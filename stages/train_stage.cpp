@@ -71,6 +71,9 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   b.add("keep_checkpoints", &TrainOptions::keep_checkpoints, "checkpoints kept (older ones are deleted)", at_least<I>(1),
         bookkeeping);
   b.add("log_every", &TrainOptions::log_every, "steps per row of train/loss.csv", at_least<I>(1), bookkeeping);
+  b.add("bucket_mb", &TrainOptions::bucket_mb,
+        "data-parallel: MiB of gradients per all-reduce bucket (smaller: more overlap with the backward pass, more messages)",
+        in_range(0.001, 1024.0), bookkeeping);
 }
 
 namespace {
@@ -137,6 +140,7 @@ class TrainStage final : public Stage {
     if (dist) {
       ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank", dist->world_size(),
                                     dist->env().launcher, dist->backend(), o.batch_size, o.batch_size / dist->world_size()));
+      ctx.report().info(fmt::format("gradient all-reduce in {} buckets of up to {:g} MiB", trainer.gradient_buckets(), o.bucket_mb));
     }
     const auto s = trainer.run();
     ctx.report().info(fmt::format("trained steps {}..{} at {:.1f} images/s{}; final loss {:.4f}{}", s.start_step, s.end_step,

@@ -178,7 +178,8 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
     ema_reset(*ema_, *model_);
     Distributed* dist = env_.dist;
     model_->set_rank_sum([dist](const torch::Tensor& x) { return dist->sum_across_ranks(x); });
-    averager_ = std::make_unique<GradientAverager>(*env_.dist, params_);
+    averager_ = std::make_unique<GradientAverager>(*env_.dist, params_,
+                                                   std::max<std::int64_t>(1, static_cast<std::int64_t>(o_.bucket_mb * (1 << 20))));
   }
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       params_, torch::optim::AdamWOptions(o_.lr).betas({0.9, 0.999}).weight_decay(o_.weight_decay));
@@ -200,6 +201,8 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
 Trainer::~Trainer() = default;
 
 bool Trainer::is_root() const { return rank_ == 0; }
+
+std::size_t Trainer::gradient_buckets() const { return averager_ ? averager_->bucket_count() : 0; }
 
 DenoiserMeta Trainer::meta() const {
   DenoiserMeta m;

@@ -75,6 +75,8 @@ class Trainer {
   TrainSummary run();
 
   UNet& model() { return model_; }
+  // Data-parallel: how many all-reduce buckets the gradients form (0 for one process).
+  std::size_t gradient_buckets() const;
   UNet& ema() { return ema_; }
   DenoiserMeta meta() const;
   std::filesystem::path checkpoint_dir() const { return env_.dir / "checkpoints"; }

@@ -240,12 +240,14 @@ TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical, match 1 process
   REQUIRE(single.codes[0] == 0);
 
   // Two ranks, 4 images each; rank 0 runs scan..classifier first while rank 1 waits for it.
-  auto job = run_job(train_args(input, two, 6), 2, root / "logs2");
+  // Small buckets: the ~200 KB of gradients go through several all-reduces that overlap backward.
+  auto job = run_job(train_args(input, two, 6, {{"--train.bucket_mb", "0.04"}}), 2, root / "logs2");
   CAPTURE(job.logs[0]);
   CAPTURE(job.logs[1]);
   REQUIRE(job.codes == std::vector<int>{0, 0});
   CHECK(job.logs[0].find("data-parallel: 2 ranks (torchrun, gloo backend), global batch 8 = 4 per rank") != std::string::npos);
   CHECK(job.logs[0].find("weights identical on all 2 ranks") != std::string::npos);
+  CHECK(job.logs[0].find("gradient all-reduce in 5 buckets") != std::string::npos);
   CHECK(job.logs[1].find("M parameters") == std::string::npos);  // rank 1 is quiet
   auto a = load(one), b = load(two);
   CHECK(a.meta.steps_trained == 6);
