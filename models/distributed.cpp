@@ -36,6 +36,13 @@ c10d::ReduceOp to_op(ReduceKind kind) {
   return c10d::ReduceOp::SUM;
 }
 
+// c10::Error appends a C++ backtrace after the first line; the first line says what happened.
+std::string first_line(const std::exception& e) {
+  std::string what = e.what();
+  if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return what;
+}
+
 bool is_loopback(const std::string& host) { return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"; }
 
 }  // namespace
@@ -62,7 +69,7 @@ Distributed::Distributed(const LaunchEnv& env, std::chrono::seconds timeout, boo
     throw UserError(ExitCode::kFailure,
                     fmt::format("rank {} of {}: no rendezvous with the other ranks at {} within {} s ({}): check MASTER_ADDR / "
                                 "MASTER_PORT (or the SLURM node list), that every rank was started, and that the port is free",
-                                env_.rank, env_.world_size, where, timeout_.count(), e.what()));
+                                env_.rank, env_.world_size, where, timeout_.count(), first_line(e)));
   }
   try {
     auto store = c10::make_intrusive<c10d::PrefixStore>("augment/pg", impl_->store);
@@ -92,7 +99,7 @@ Distributed::Distributed(const LaunchEnv& env, std::chrono::seconds timeout, boo
     }
   } catch (const std::exception& e) {
     throw UserError(ExitCode::kFailure, fmt::format("rank {} of {}: cannot set up the process group through {}: {}", env_.rank,
-                                                    env_.world_size, where, e.what()));
+                                                    env_.world_size, where, first_line(e)));
   }
 }
 
@@ -101,12 +108,9 @@ Distributed::~Distributed() = default;
 std::string Distributed::backend() const { return impl_->nccl ? "nccl" : "gloo"; }
 
 std::string Distributed::describe_failure(const std::exception& e) const {
-  std::string what = e.what();
-  // c10::Error appends a C++ backtrace after the first line; the first line says what happened.
-  if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
   return fmt::format("rank {} of {}: lost the other ranks of the data-parallel job (a rank died or stopped answering for {} s): "
                      "{}. Rerun the job: it resumes from the last checkpoint",
-                     env_.rank, env_.world_size, timeout_.count(), what);
+                     env_.rank, env_.world_size, timeout_.count(), first_line(e));
 }
 
 void Distributed::publish(const std::string& key, const std::string& value) {
@@ -125,7 +129,7 @@ std::string Distributed::wait_for(const std::string& key, std::chrono::seconds t
   } catch (const std::exception& e) {
     throw UserError(ExitCode::kFailure,
                     fmt::format("rank {} of {}: waited for rank 0 ({}) and it did not answer within {} s or is gone: {}", env_.rank,
-                                env_.world_size, key, timeout.count(), std::string(e.what()).substr(0, std::string(e.what()).find('\n'))));
+                                env_.world_size, key, timeout.count(), first_line(e)));
   }
 }
 
@@ -156,10 +160,15 @@ class StagedWork final : public Distributed::Pending {
   std::function<std::string(const std::exception&)> describe_;
 };
 
+// The tensor itself when the group can work on it in place, else a contiguous copy on its device.
+torch::Tensor staged_for(const torch::Tensor& t, const torch::Device& device) {
+  return t.device() == device && t.is_contiguous() ? t : t.to(device).contiguous();
+}
+
 }  // namespace
 
 std::unique_ptr<Distributed::Pending> Distributed::all_reduce_async(torch::Tensor& tensor) {
-  auto staged = tensor.device() == impl_->device && tensor.is_contiguous() ? tensor : tensor.to(impl_->device).contiguous();
+  auto staged = staged_for(tensor, impl_->device);
   std::vector<at::Tensor> list{staged};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::SUM;
@@ -173,7 +182,7 @@ std::unique_ptr<Distributed::Pending> Distributed::all_reduce_async(torch::Tenso
 }
 
 void Distributed::all_reduce(torch::Tensor& tensor, ReduceKind kind) {
-  auto staged = tensor.device() == impl_->device && tensor.is_contiguous() ? tensor : tensor.to(impl_->device).contiguous();
+  auto staged = staged_for(tensor, impl_->device);
   std::vector<at::Tensor> list{staged};
   c10d::AllreduceOptions options;
   options.reduceOp = to_op(kind);
@@ -188,7 +197,7 @@ void Distributed::all_reduce(torch::Tensor& tensor, ReduceKind kind) {
 void Distributed::broadcast_from_root(std::vector<torch::Tensor> tensors) {
   torch::NoGradGuard no_grad;
   for (auto& t : tensors) {
-    auto staged = t.device() == impl_->device && t.is_contiguous() ? t : t.to(impl_->device).contiguous();
+    auto staged = staged_for(t, impl_->device);
     std::vector<at::Tensor> list{staged};
     c10d::BroadcastOptions options;
     options.rootRank = 0;
@@ -270,7 +279,7 @@ void GradientAverager::on_gradient(std::size_t k, const torch::Tensor& grad) {
   torch::NoGradGuard no_grad;
   const auto& p = params_[k];
   auto& b = buckets_[bucket_of_[k]];
-  auto slot = b.flat.narrow(0, static_cast<std::int64_t>(offset_of_[k]), p.numel()).view(p.sizes());
+  auto slot = slot_of(k);
   // The hook sees this pass's gradient before it is added to .grad, which holds the earlier
   // micro-batches of the step.
   slot.copy_(grad);
@@ -278,6 +287,11 @@ void GradientAverager::on_gradient(std::size_t k, const torch::Tensor& grad) {
   got_[k] = true;
   ++b.ready;
   launch_ready();
+}
+
+torch::Tensor GradientAverager::slot_of(std::size_t k) {
+  const auto& p = params_[k];
+  return buckets_[bucket_of_[k]].flat.narrow(0, static_cast<std::int64_t>(offset_of_[k]), p.numel()).view(p.sizes());
 }
 
 void GradientAverager::launch_ready() {
@@ -296,7 +310,7 @@ double GradientAverager::finish() {
     for (const auto k : b.members) {
       if (got_[k]) continue;
       const auto& p = params_[k];
-      auto slot = b.flat.narrow(0, static_cast<std::int64_t>(offset_of_[k]), p.numel()).view(p.sizes());
+      auto slot = slot_of(k);
       if (p.grad().defined()) slot.copy_(p.grad());
       else slot.zero_();
       ++b.ready;
@@ -313,9 +327,7 @@ double GradientAverager::finish() {
   for (auto& b : buckets_) b.flat.mul_(scale);
   for (std::size_t k = 0; k < params_.size(); ++k) {
     auto& p = params_[k];
-    if (!p.grad().defined()) continue;
-    const auto& b = buckets_[bucket_of_[k]];
-    p.mutable_grad().copy_(b.flat.narrow(0, static_cast<std::int64_t>(offset_of_[k]), p.numel()).view(p.sizes()));
+    if (p.grad().defined()) p.mutable_grad().copy_(slot_of(k));
   }
   armed_ = false;
   return waited;

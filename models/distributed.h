@@ -87,6 +87,8 @@ class GradientAverager {
     std::unique_ptr<Distributed::Pending> pending;
   };
   void on_gradient(std::size_t param, const torch::Tensor& grad);
+  // Parameter k's place in its bucket, shaped like the parameter.
+  torch::Tensor slot_of(std::size_t k);
   void launch_ready();
 
   Distributed& dist_;
