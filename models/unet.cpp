@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "pipeline/rng.h"
+
 namespace augment {
 
 namespace {
@@ -53,7 +55,9 @@ class NormLayer : public UNetLayer {
   torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
     if (!conditional_) return group_norm_in_input_type(x, groups_, weight_, bias_);
     torch::Tensor h;
-    if (batch_) {
+    if (batch_ && cond.rank_sum && is_training()) {
+      h = synchronised_batch_norm(x.to(torch::kFloat32), *cond.rank_sum).to(x.scalar_type());
+    } else if (batch_) {
       // Batch statistics need fp32 accumulation and the running stats stay fp32.
       h = torch::batch_norm(x.to(torch::kFloat32), {}, {}, running_mean_, running_var_, is_training(), 0.1, 1e-5, true)
               .to(x.scalar_type());
@@ -67,6 +71,26 @@ class NormLayer : public UNetLayer {
   }
 
  private:
+  // Training-mode batch norm over the batches of all ranks: per-channel sums of x and x^2 and
+  // the count go through one all-reduce; the running statistics get the global mean and the
+  // unbiased global variance, so they stay identical on every rank.
+  torch::Tensor synchronised_batch_norm(const torch::Tensor& x, const RankSum& rank_sum) {
+    const double eps = 1e-5, momentum = 0.1;
+    const auto c = x.size(1);
+    auto count = torch::full({1}, static_cast<double>(x.numel() / c), x.options());
+    auto stats = rank_sum(torch::cat({x.sum({0, 2, 3}), (x * x).sum({0, 2, 3}), count}));  // [2C + 1]
+    const auto n = stats.slice(0, 2 * c).detach();
+    auto mean = stats.slice(0, 0, c) / n;
+    auto var = (stats.slice(0, c, 2 * c) / n - mean * mean).clamp_min(0.0);
+    {
+      torch::NoGradGuard no_grad;
+      const double total = n.item<double>();
+      running_mean_.mul_(1 - momentum).add_(mean.detach(), momentum);
+      running_var_.mul_(1 - momentum).add_(var.detach() * (total / std::max(1.0, total - 1)), momentum);
+    }
+    return (x - mean.view({1, c, 1, 1})) * torch::rsqrt(var + eps).view({1, c, 1, 1});
+  }
+
   int channels_, groups_;
   bool conditional_ = false, batch_ = false;
   torch::Tensor weight_, bias_, running_mean_, running_var_;
@@ -91,9 +115,32 @@ class ConvIn : public UNetLayer {
   torch::nn::Conv2d conv_{nullptr};
 };
 
+// Dropout whose mask for sample i comes from a generator seeded by (sample_seeds[i], stream):
+// the same sample gets the same mask whatever its batch, so a data-parallel run matches a
+// single-process one, and each layer (stream) draws independently.
+torch::Tensor per_sample_dropout(const torch::Tensor& h, double p, const torch::Tensor& sample_seeds, std::uint64_t stream) {
+  auto keep = torch::empty(h.sizes(), h.options().dtype(torch::kFloat32).memory_format(h.suggest_memory_format()));
+  const auto seeds = sample_seeds.accessor<std::int64_t, 1>();
+  for (std::int64_t i = 0; i < h.size(0); ++i) {
+    const auto seed = mix_seed(static_cast<std::uint64_t>(seeds[i]), stream);
+    if (h.device().is_cpu()) {
+      keep[i].bernoulli_(1.0 - p, at::detail::createCPUGenerator(seed));
+    } else {
+      // One generator per device: reseeding it per sample keeps the draw a function of the seed.
+      auto gen = at::globalContext().defaultGenerator(h.device());
+      {
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_current_seed(seed);
+      }
+      keep[i].bernoulli_(1.0 - p, gen);
+    }
+  }
+  return h * (keep / (1.0 - p)).to(h.scalar_type());
+}
+
 class ResBlock : public UNetLayer {
  public:
-  ResBlock(int in, int out, int emb_dim, const UNetConfig& config) : dropout_(config.dropout) {
+  ResBlock(int in, int out, int emb_dim, const UNetConfig& config, int stream) : dropout_(config.dropout), stream_(stream) {
     norm1_ = register_module("norm1", std::make_shared<NormLayer>(in, config, emb_dim));
     conv1_ = register_module("conv1", conv3x3(in, out));
     emb_proj_ = register_module("emb_proj", torch::nn::Linear(emb_dim, out));
@@ -108,13 +155,18 @@ class ResBlock : public UNetLayer {
     auto e = emb_proj_->forward(torch::silu(cond.emb)).to(h.scalar_type());  // [N, out]
     h = h + e.unsqueeze(-1).unsqueeze(-1);
     h = torch::silu(norm2_->forward(h, cond));
-    if (dropout_ > 0) h = torch::dropout(h, dropout_, is_training());
+    if (dropout_ > 0 && is_training() && cond.sample_seeds.defined()) {
+      h = per_sample_dropout(h, dropout_, cond.sample_seeds, static_cast<std::uint64_t>(stream_));
+    } else if (dropout_ > 0) {
+      h = torch::dropout(h, dropout_, is_training());
+    }
     h = conv2_->forward(h);
     return (skip_ ? skip_->forward(x) : x) + h;
   }
 
  private:
   double dropout_;
+  int stream_;  // this block's dropout stream within a sample
   std::shared_ptr<NormLayer> norm1_, norm2_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
   torch::nn::Linear emb_proj_{nullptr};
@@ -253,7 +305,7 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
     for (int b = 0; b < config_.blocks; ++b) {
       input_blocks_.emplace_back();
       const int out = mc * config_.channel_mult[level];
-      add(input_blocks_.back(), std::make_shared<ResBlock>(ch, out, emb_dim, config_));
+      add(input_blocks_.back(), std::make_shared<ResBlock>(ch, out, emb_dim, config_, layer_id));
       ch = out;
       if (has_attention(ds)) add(input_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
       skip_channels.push_back(ch);
@@ -265,16 +317,16 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
       ds *= 2;
     }
   }
-  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_));
+  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_, layer_id));
   add(middle_, std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
-  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_));
+  add(middle_, std::make_shared<ResBlock>(ch, ch, emb_dim, config_, layer_id));
   for (int level = levels - 1; level >= 0; --level) {
     for (int b = 0; b <= config_.blocks; ++b) {
       output_blocks_.emplace_back();
       const int skip = skip_channels.back();
       skip_channels.pop_back();
       const int out = mc * config_.channel_mult[level];
-      add(output_blocks_.back(), std::make_shared<ResBlock>(ch + skip, out, emb_dim, config_));
+      add(output_blocks_.back(), std::make_shared<ResBlock>(ch + skip, out, emb_dim, config_, layer_id));
       ch = out;
       if (has_attention(ds)) add(output_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
       if (level > 0 && b == config_.blocks) {
@@ -293,12 +345,18 @@ torch::Tensor UNetImpl::run_block(Block& block, torch::Tensor h, const LayerCond
   return h;
 }
 
-torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y) {
+torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
+                               const torch::Tensor& sample_seeds) {
   const auto n = x.size(0);
   if (uses_labels() && (!y.defined() || y.size(0) != n)) {
     throw std::invalid_argument(fmt::format("a {} model needs one label per image", config_.conditioning));
   }
   LayerCond cond;
+  if (sample_seeds.defined()) {
+    if (sample_seeds.size(0) != n) throw std::invalid_argument("one dropout seed per image is needed");
+    cond.sample_seeds = sample_seeds.to(torch::kCPU, torch::kInt64).contiguous();
+  }
+  if (rank_sum_) cond.rank_sum = &rank_sum_;
   cond.emb = time_fc2_->forward(torch::silu(time_fc1_->forward(timestep_embedding(t, config_.base_channels))));  // [N, E]
   if (config_.conditioning == "cfg") cond.emb = cond.emb + label_emb_->forward(y);
   if (config_.conditioning == "cbn") cond.class_emb = label_emb_->forward(y);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,10 +33,15 @@ struct UNetConfig {
   void validate() const;
 };
 
+// Sums a tensor over the ranks of a data-parallel job, differentiably (see models/distributed.h).
+using RankSum = std::function<torch::Tensor(const torch::Tensor&)>;
+
 // The conditioning signal shared by every layer of one forward pass.
 struct LayerCond {
   torch::Tensor emb;        // [N, E] time (+ class for cfg) embedding
   torch::Tensor class_emb;  // [N, E] class embedding for cbn norms; undefined otherwise
+  torch::Tensor sample_seeds;          // int64 [N] on the CPU: per-sample dropout streams; undefined: plain dropout
+  const RankSum* rank_sum = nullptr;   // set: training batch norm uses statistics over all ranks
 };
 
 // A layer of the U-Net that sees the conditioning.
@@ -49,8 +55,15 @@ class UNetImpl : public torch::nn::Module {
   explicit UNetImpl(const UNetConfig& config);
 
   // x [N, C, H, W] (noisy image in model range), t int64 [N] (0..T-1), y int64 [N] class
-  // labels (cfg: null_label() for "no class"; ignored by none) -> [N, C, H, W]
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y = {});
+  // labels (cfg: null_label() for "no class"; ignored by none) -> [N, C, H, W].
+  // sample_seeds int64 [N] (CPU): each sample's dropout masks come from its own seed, so a
+  // sample is treated the same whichever batch or rank it lands in.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y = {},
+                        const torch::Tensor& sample_seeds = {});
+
+  // Data-parallel training: cbn's batch norm then normalises with statistics over the global
+  // batch (synchronised batch norm). An empty function restores per-process statistics.
+  void set_rank_sum(RankSum sum) { rank_sum_ = std::move(sum); }
 
   const UNetConfig& config() const { return config_; }
   // The extra label index of a cfg model that means "unconditional".
@@ -65,6 +78,7 @@ class UNetImpl : public torch::nn::Module {
   torch::Tensor run_block(Block& block, torch::Tensor h, const LayerCond& cond);
 
   UNetConfig config_;
+  RankSum rank_sum_;
   torch::nn::Linear time_fc1_{nullptr}, time_fc2_{nullptr};
   torch::nn::Embedding label_emb_{nullptr};  // cfg: added to the time embedding; cbn: feeds the norms
   torch::nn::Embedding label_plane_{nullptr};  // ac: one H x W plane per class

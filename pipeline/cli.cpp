@@ -12,6 +12,7 @@
 #include "pipeline/context.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
+#include "pipeline/launch.h"
 #include "pipeline/runner.h"
 #include "pipeline/signals.h"
 #include "stages/stage_list.h"
@@ -164,7 +165,11 @@ int run_cli(const std::vector<std::string>& args) {
     Config config(registry);
     parse_command_line(rest, config);
     const auto global = load_options<GlobalOptions>(config);
-    reporter = std::make_unique<Reporter>(global.quiet, global.log_json);
+    // Launcher variables (torchrun, srun) make this process one rank of a data-parallel job.
+    // Only training is data-parallel; `status` just reads.
+    const LaunchEnv launch = command == "train" ? detect_launch_env() : LaunchEnv{};
+    // Rank 0 speaks for the job; the others print only warnings and errors.
+    reporter = std::make_unique<Reporter>(global.quiet || !launch.is_root(), launch.is_root() ? global.log_json : std::string());
     Context ctx(config, *reporter);
     check_paths(ctx);
 
@@ -176,20 +181,53 @@ int run_cli(const std::vector<std::string>& args) {
       return 0;
     }
 
-    ensure_directory(ctx.work());
-    const Stage* target = runner.find(command);
-    const bool alongside = target != nullptr && target->runs_alongside_others(ctx);
-    DirectoryLock lock(ctx.work(), alongside);
-    if (const int stale = alongside ? 0 : remove_stale_temp_files(ctx.work())) {
-      reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
+    std::unique_ptr<JobGroup> job;
+    if (launch.distributed()) {
+      job = join_job(launch, std::chrono::seconds(global.dist_timeout), global.device != "cpu");
+      ctx.set_job(job.get());
     }
-    write_text_atomically(ctx.work() / "config.ini", config.to_ini());
     install_stop_handlers();
     std::unique_ptr<tbb::global_control> threads;
     if (global.threads > 0) {
       threads = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, global.threads);
     }
-    runner.run(ctx, command == "run" ? std::string() : command);
+    // The key through which rank 0 tells the other ranks whether the stage runs.
+    const std::string ready_key = "augment/" + command;
+    if (job && !job->is_root()) {
+      // Rank 0 holds the work-dir lock for the whole job, runs the stages before this one and
+      // writes every file; the other ranks wait for it, then train on their slices and write
+      // nothing. A week: earlier stages on a large dataset take long, and if rank 0 dies the
+      // store goes with it and the wait ends at once.
+      const auto answer = job->wait_for(ready_key, std::chrono::hours(24 * 7));
+      if (answer == "skip") return 0;
+      if (answer != "run") {
+        throw UserError(ExitCode::kFailure, fmt::format("rank {}: rank 0 stopped before `{}` ({}); see its log", job->rank(), command, answer));
+      }
+      runner.run_unrecorded(ctx, command);
+      return 0;
+    }
+    try {
+      ensure_directory(ctx.work());
+      const Stage* target = runner.find(command);
+      const bool alongside = target != nullptr && target->runs_alongside_others(ctx);
+      DirectoryLock lock(ctx.work(), alongside);
+      if (const int stale = alongside ? 0 : remove_stale_temp_files(ctx.work())) {
+        reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
+      }
+      write_text_atomically(ctx.work() / "config.ini", config.to_ini());
+      runner.run(ctx, command == "run" ? std::string() : command, [&](bool runs) {
+        if (job) job->publish(ready_key, runs ? "run" : "skip");
+      });
+    } catch (const std::exception& e) {
+      if (job) {
+        try {
+          job->publish(ready_key, std::string("failed: ") + e.what());
+        } catch (const std::exception&) {
+          // the others find out when the store closes
+        }
+      }
+      throw;
+    }
     return 0;
   } catch (const StopRequested& stop) {
     const bool interrupt = stop.signal() == SIGINT;

@@ -25,6 +25,9 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("force", &GlobalOptions::force, "rerun the selected stages even when they are up to date", {},
         {"", {}, false, true});
   b.add("from", &GlobalOptions::from, "rerun this stage and every stage after it", {}, {"", {}, false, true});
+  b.add("dist_timeout", &GlobalOptions::dist_timeout,
+        "data-parallel jobs: seconds to wait for the other ranks (rendezvous, each collective) before failing", at_least(5),
+        {"dist-timeout", {}, false, true});
   b.add("only", &GlobalOptions::only, "rerun this stage alone (the outputs of the stages before it must exist)", {}, {"", {}, false, true});
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pipeline/config.h"
+#include "pipeline/launch.h"
 #include "pipeline/report.h"
 
 namespace augment {
@@ -30,6 +31,7 @@ struct GlobalOptions {
   bool force = false;              // rerun selected stages even when up to date
   std::string from;                // force this stage and the ones after it
   std::string only;                // run this stage alone
+  int dist_timeout = 300;          // seconds a data-parallel rank waits for the others before failing
   static void bind(OptionBinder<GlobalOptions>& b);
 };
 
@@ -49,7 +51,12 @@ class Context {
     return load_options<S>(config_);
   }
 
+  // The ranks of a data-parallel job this process belongs to; null for a single process.
+  JobGroup* job() const { return job_; }
+  void set_job(JobGroup* job) { job_ = job; }
+
  private:
+  JobGroup* job_ = nullptr;
   const Config& config_;
   Reporter& reporter_;
   GlobalOptions global_;

@@ -12,6 +12,15 @@
 
 namespace augment {
 
+// A well-mixed 64-bit seed from two numbers (splitmix64's finaliser over their combination), for
+// streams keyed by position: (run seed, sample index), (sample seed, layer).
+inline std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t z = a + 0x9E3779B97F4A7C15ULL * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 class Rng {
  public:
   explicit Rng(std::uint64_t seed) : engine_(seed) {}

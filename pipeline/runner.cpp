@@ -187,7 +187,17 @@ void Runner::run_stage(Context& ctx, Stage& stage) {
   report.event("stage_end", {{"stage", stage.name()}, {"seconds", seconds}});
 }
 
-void Runner::run(Context& ctx, const std::string& target) {
+void Runner::run_unrecorded(Context& ctx, const std::string& name) {
+  for (auto& s : stages_) {
+    if (s->name() == name) {
+      s->run(ctx);
+      return;
+    }
+  }
+  throw std::logic_error("no stage " + name);
+}
+
+void Runner::run(Context& ctx, const std::string& target, const std::function<void(bool runs)>& before_target) {
   const auto& g = ctx.global();
   auto index_of = [&](const std::string& name, const char* what) -> std::size_t {
     for (std::size_t i = 0; i < stages_.size(); ++i) {
@@ -247,11 +257,13 @@ void Runner::run(Context& ctx, const std::string& target) {
       const auto st = status(ctx, stage);
       if (st.state == StageState::kDone) {
         ctx.report().info(fmt::format("== {}: up to date (finished {}), skipped", stage.name(), st.finished_at));
+        if (i == last && before_target) before_target(false);
         continue;
       }
       if (st.state == StageState::kStale) ctx.report().info(fmt::format("== {}: stale ({})", stage.name(), st.reason));
     }
     check_stop();
+    if (i == last && before_target) before_target(true);
     run_stage(ctx, stage);
   }
 }

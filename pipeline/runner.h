@@ -1,6 +1,7 @@
 // Sequences stages, skips the ones whose record still matches, and records the ones it runs.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,7 +33,12 @@ class Runner {
 
   // Runs the pipeline up to and including `target` ("" = every stage): stages that are done are
   // skipped; --force, --from and --only (in ctx's global options) select stages to rerun.
-  void run(Context& ctx, const std::string& target);
+  // `before_target` (if set) is told, just before the target stage would run, whether it runs
+  // (true) or is skipped as up to date (false).
+  void run(Context& ctx, const std::string& target, const std::function<void(bool runs)>& before_target = {});
+  // Runs one stage's work without reading or writing its record: the other ranks of a
+  // data-parallel job, whose rank 0 runs the stage through `run` and records it.
+  void run_unrecorded(Context& ctx, const std::string& name);
   // The `status` table.
   std::string status_table(const Context& ctx) const;
 

@@ -3,11 +3,13 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "models/classifier.h"
 #include "models/denoiser_file.h"
 #include "models/device.h"
+#include "models/distributed.h"
 #include "models/tensor_data.h"
 #include "pipeline/context.h"
 #include "pipeline/errors.h"
@@ -69,6 +71,9 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   b.add("keep_checkpoints", &TrainOptions::keep_checkpoints, "checkpoints kept (older ones are deleted)", at_least<I>(1),
         bookkeeping);
   b.add("log_every", &TrainOptions::log_every, "steps per row of train/loss.csv", at_least<I>(1), bookkeeping);
+  b.add("bucket_mb", &TrainOptions::bucket_mb,
+        "data-parallel: MiB of gradients per all-reduce bucket (smaller: more overlap with the backward pass, more messages)",
+        in_range(0.001, 1024.0), bookkeeping);
 }
 
 namespace {
@@ -89,11 +94,20 @@ class TrainStage final : public Stage {
 
   void run(Context& ctx) override {
     const auto o = ctx.options<TrainOptions>();
+    Distributed* dist = as_distributed(ctx.job());
+    const int local_ranks = dist ? dist->env().local_world_size : 1;
     // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the
     // VMs measured here; all cores is what a training run wants unless --threads says otherwise.
-    const int threads = ctx.global().threads > 0 ? ctx.global().threads : static_cast<int>(std::thread::hardware_concurrency());
+    // Ranks sharing a node share its cores.
+    const int threads = ctx.global().threads > 0
+                            ? ctx.global().threads
+                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
     if (threads > 0) torch::set_num_threads(threads);
-    const auto device = resolve_device(ctx.global().device);
+    auto device = resolve_device(ctx.global().device);
+    if (dist && device.is_cuda() && (ctx.global().device == "auto" || ctx.global().device == "cuda")) {
+      // One GPU per rank on a node: LOCAL_RANK / SLURM_LOCALID picks it.
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist->env().local_rank % torch::cuda::device_count()));
+    }
     const auto precision = resolve_precision(ctx.global().precision, device);
     auto split = load_cached_split(ctx.dir("cache") / "train.h5");
     const auto& info = split.info;
@@ -103,6 +117,7 @@ class TrainStage final : public Stage {
     env.device = device;
     env.precision = precision;
     env.seed = static_cast<std::uint64_t>(ctx.global().seed);
+    env.dist = dist;
     if (uses_frozen_classifier(o)) {
       const auto path = ctx.dir("classifier") / "model.pt";
       std::error_code ec;
@@ -114,7 +129,7 @@ class TrainStage final : public Stage {
       env.frozen_classifier = load_frozen_classifier(path, info.class_names, info.resolution, info.channels, device);
       env.classifier_fingerprint = hash_file(path);
     }
-    ensure_directory(env.dir);
+    if (!dist || dist->is_root()) ensure_directory(env.dir);
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();
     ctx.report().info(fmt::format("denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
@@ -122,10 +137,22 @@ class TrainStage final : public Stage {
                                   meta.parameters / 1e6, meta.model.conditioning, info.resolution, info.resolution, info.channels,
                                   info.class_names.size(), meta.diffusion.schedule, meta.diffusion.prediction, meta.diffusion.steps,
                                   describe(device, precision)));
+    if (dist) {
+      ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank", dist->world_size(),
+                                    dist->env().launcher, dist->backend(), o.batch_size, o.batch_size / dist->world_size()));
+      ctx.report().info(fmt::format("gradient all-reduce in {} buckets of up to {:g} MiB", trainer.gradient_buckets(), o.bucket_mb));
+    }
     const auto s = trainer.run();
-    ctx.report().info(fmt::format("trained steps {}..{} at {:.1f} images/s; final loss {:.4f}{}", s.start_step, s.end_step,
-                                  s.images_per_second, s.last_loss, s.time_budget_reached ? " (time budget reached)" : ""));
-    save_denoiser(trainer.ema(), trainer.meta(), env.dir / "model.pt", env.dir / "model.json");
+    ctx.report().info(fmt::format("trained steps {}..{} at {:.1f} images/s{}; final loss {:.4f}{}", s.start_step, s.end_step,
+                                  s.images_per_second,
+                                  dist ? fmt::format(" ({:.1f} ms/step waiting for gradient all-reduce)", s.allreduce_ms_per_step)
+                                       : std::string(),
+                                  s.last_loss, s.time_budget_reached ? " (time budget reached)" : ""));
+    ctx.report().event("train_summary", {{"images_per_second", s.images_per_second},
+                                         {"allreduce_ms_per_step", s.allreduce_ms_per_step},
+                                         {"ranks", dist ? dist->world_size() : 1},
+                                         {"steps", s.end_step - s.start_step}});
+    if (!dist || dist->is_root()) save_denoiser(trainer.ema(), trainer.meta(), env.dir / "model.pt", env.dir / "model.json");
   }
 };
 

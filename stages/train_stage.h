@@ -52,6 +52,7 @@ struct TrainOptions {
   double checkpoint_minutes = 10;  // also checkpoint when this long has passed since the last one
   std::int64_t keep_checkpoints = 2;
   std::int64_t log_every = 10;
+  double bucket_mb = 4;  // data-parallel: gradient all-reduce bucket size
   static void bind(OptionBinder<TrainOptions>& b);
 };
 

@@ -10,6 +10,7 @@
 
 #include "models/autocast.h"
 #include "models/checkpoint.h"
+#include "models/distributed.h"
 #include "models/ema.h"
 #include "models/tensor_data.h"
 #include "pipeline/errors.h"
@@ -42,7 +43,29 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+double unit_interval(Rng& rng) { return static_cast<double>(rng.next() >> 11) * 0x1.0p-53; }
+
 }  // namespace
+
+std::vector<std::int64_t> batch_for_rank(std::uint64_t seed, std::int64_t n, std::int64_t batch, std::int64_t global_micro,
+                                         int rank, int world) {
+  // A batch is a pure function of its number, so a resumed run (with any world size) sees exactly
+  // the batches the uninterrupted one would have.
+  const std::int64_t per_epoch = n / batch;
+  const std::int64_t epoch = global_micro / per_epoch, index = global_micro % per_epoch;
+  thread_local std::vector<std::int64_t> permutation;
+  thread_local std::tuple<std::uint64_t, std::int64_t, std::int64_t> cached{0, -1, -1};
+  if (cached != std::make_tuple(seed, n, epoch)) {
+    permutation.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) permutation[static_cast<std::size_t>(i)] = i;
+    Rng rng(seed, fmt::format("train-epoch-{}", epoch));
+    rng.shuffle(permutation);
+    cached = {seed, n, epoch};
+  }
+  const std::int64_t local = batch / world;
+  const auto begin = permutation.begin() + index * batch + rank * local;
+  return {begin, begin + local};
+}
 
 UNetConfig unet_config_from(const TrainOptions& o, int channels, int resolution, int num_classes) {
   UNetConfig c;
@@ -84,6 +107,15 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
       diffusion_config_(diffusion_config_from(o_)),
       diffusion_(diffusion_config_) {
   const auto n = data_.images.size(0);
+  if (env_.dist) {
+    rank_ = env_.dist->rank();
+    world_ = env_.dist->world_size();
+    if (o_.batch_size % world_ != 0) {
+      throw UserError(ExitCode::kConfig, fmt::format("train.batch_size = {} is the global batch and must split evenly over the {} "
+                                                     "ranks; use a multiple of {}",
+                                                     o_.batch_size, world_, world_));
+    }
+  }
   if (data_.images.size(2) != data_.images.size(3)) throw UserError(ExitCode::kDataError, "training images must be square");
   if (n < o_.batch_size) {
     throw UserError(ExitCode::kDataError,
@@ -134,6 +166,21 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
       for (auto& p : classifier_->parameters()) p.set_requires_grad(false);
     }
   }
+  if (env_.dist) {
+    // Same seed, same initial weights on every rank already; the broadcast makes it a guarantee.
+    std::vector<torch::Tensor> state = model_->parameters();
+    for (auto& b : model_->buffers()) state.push_back(b);
+    if (joint_classifier_) {
+      for (auto& p : classifier_->parameters()) state.push_back(p);
+      for (auto& b : classifier_->buffers()) state.push_back(b);
+    }
+    env_.dist->broadcast_from_root(state);
+    ema_reset(*ema_, *model_);
+    Distributed* dist = env_.dist;
+    model_->set_rank_sum([dist](const torch::Tensor& x) { return dist->sum_across_ranks(x); });
+    averager_ = std::make_unique<GradientAverager>(*env_.dist, params_,
+                                                   std::max<std::int64_t>(1, static_cast<std::int64_t>(o_.bucket_mb * (1 << 20))));
+  }
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       params_, torch::optim::AdamWOptions(o_.lr).betas({0.9, 0.999}).weight_decay(o_.weight_decay));
 
@@ -150,6 +197,12 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   key["precision"] = env_.precision == torch::kFloat32 ? "fp32" : "bf16";
   key_ = key.dump();
 }
+
+Trainer::~Trainer() = default;
+
+bool Trainer::is_root() const { return rank_ == 0; }
+
+std::size_t Trainer::gradient_buckets() const { return averager_ ? averager_->bucket_count() : 0; }
 
 DenoiserMeta Trainer::meta() const {
   DenoiserMeta m;
@@ -170,23 +223,6 @@ double Trainer::lr_at(std::int64_t step) const {
   return o_.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
-torch::Tensor Trainer::batch_indices(std::int64_t step, int micro) {
-  // Epochs of fixed permutations derived from (seed, epoch): a batch is a pure function of its
-  // number, so a resumed run sees exactly the batches the uninterrupted one would have.
-  const std::int64_t n = data_.images.size(0), b = o_.batch_size;
-  const std::int64_t per_epoch = n / b;
-  const std::int64_t global = step * o_.accumulate + micro;
-  const std::int64_t epoch = global / per_epoch, index = global % per_epoch;
-  if (epoch != epoch_cached_) {
-    permutation_.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) permutation_[static_cast<std::size_t>(i)] = i;
-    Rng rng(env_.seed, fmt::format("train-epoch-{}", epoch));
-    rng.shuffle(permutation_);
-    epoch_cached_ = epoch;
-  }
-  return torch::from_blob(permutation_.data() + index * b, {b}, torch::kInt64).clone();
-}
-
 double Trainer::train_step(std::int64_t step) {
   model_->train();
   if (joint_classifier_) classifier_->train();
@@ -194,23 +230,36 @@ double Trainer::train_step(std::int64_t step) {
   for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
   double loss_sum = 0.0;
-  const auto b = o_.batch_size;
+  const std::int64_t b = o_.batch_size / world_, first = rank_ * b;
   const auto dev = env_.device;
+  const auto c = data_.images.size(1), side = data_.images.size(2);
   for (int micro = 0; micro < o_.accumulate; ++micro) {
-    // All random draws come from the CPU generator in a fixed order (its state is checkpointed).
-    const auto idx = batch_indices(step, micro);
-    auto x0 = to_model_range(data_.images.index_select(0, idx));  // [B, C, H, W] in [-1, 1]
+    const std::int64_t global_micro = step * o_.accumulate + micro;
+    auto local = batch_for_rank(env_.seed, data_.images.size(0), o_.batch_size, global_micro, rank_, world_);
+    const auto idx = torch::from_blob(local.data(), {b}, torch::kInt64).clone();
+    auto x0 = to_model_range(data_.images.index_select(0, idx));  // [b, C, H, W] in [-1, 1]
     auto y = data_.labels.index_select(0, idx);
-    if (o_.flip) {
-      auto flip = (torch::rand({b}) < 0.5).view({b, 1, 1, 1});
-      x0 = torch::where(flip, x0.flip({3}), x0);
+    // Every random choice about a sample comes from a stream keyed by its position in the global
+    // batch sequence, not by the rank or the local batch: one rank with batch 2B and two ranks
+    // with B each draw the same flips, timesteps, label drops, noise and dropout masks, and a
+    // resumed run draws what the uninterrupted one would have.
+    auto flip = torch::empty({b}, torch::kBool), drop = torch::empty({b}, torch::kBool);
+    auto t = torch::empty({b}, torch::kInt64), seeds = torch::empty({b}, torch::kInt64);
+    auto noise = torch::empty({b, c, side, side});
+    auto flip_a = flip.accessor<bool, 1>(), drop_a = drop.accessor<bool, 1>();
+    auto t_a = t.accessor<std::int64_t, 1>(), seeds_a = seeds.accessor<std::int64_t, 1>();
+    for (std::int64_t j = 0; j < b; ++j) {
+      Rng rng(mix_seed(env_.seed, static_cast<std::uint64_t>(global_micro * o_.batch_size + first + j)));
+      flip_a[j] = unit_interval(rng) < 0.5;
+      t_a[j] = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(diffusion_.steps())));
+      drop_a[j] = unit_interval(rng) < o_.cond_drop;
+      const auto noise_seed = rng.next();
+      seeds_a[j] = static_cast<std::int64_t>(rng.next() >> 1);
+      noise[j].normal_(0.0, 1.0, at::detail::createCPUGenerator(noise_seed));  // [C, H, W]
     }
-    auto t = torch::randint(diffusion_.steps(), {b}, torch::kInt64);
-    auto noise = torch::randn_like(x0);
+    if (o_.flip) x0 = torch::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
     auto y_in = y;
-    if (o_.conditioning == "cfg" && o_.cond_drop > 0) {
-      y_in = torch::where(torch::rand({b}) < o_.cond_drop, torch::full_like(y, model_->null_label()), y);
-    }
+    if (o_.conditioning == "cfg" && o_.cond_drop > 0) y_in = torch::where(drop, torch::full_like(y, model_->null_label()), y);
     const auto format = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
     x0 = x0.to(dev).contiguous(format);
     noise = noise.to(dev).contiguous(format);
@@ -222,7 +271,7 @@ double Trainer::train_step(std::int64_t step) {
     torch::Tensor out;
     {
       AutocastScope autocast(dev, env_.precision);
-      out = model_->forward(x_t, t, y_in);  // [B, C, H, W]
+      out = model_->forward(x_t, t, y_in, seeds);  // [b, C, H, W]
     }
     auto loss = diffusion_.loss_per_example(out, x0, t, noise, o_.min_snr).mean();
     if (classifier_) {
@@ -232,8 +281,15 @@ double Trainer::train_step(std::int64_t step) {
       auto ce = torch::nn::functional::cross_entropy(classifier_->forward(x0_hat), y);
       loss = loss + o_.ac_weight * ce;
     }
+    if (averager_ && micro + 1 == o_.accumulate) averager_->arm();
     (loss / static_cast<double>(o_.accumulate)).backward();
     loss_sum += loss.item<double>();
+  }
+  if (averager_) {
+    allreduce_seconds_ += averager_->finish();
+    auto total = torch::full({1}, loss_sum, torch::kFloat64);
+    env_.dist->all_reduce(total, ReduceKind::kSum);
+    loss_sum = total.item<double>() / world_;
   }
   const double mean_loss = loss_sum / static_cast<double>(o_.accumulate);
   if (!std::isfinite(mean_loss)) return mean_loss;  // the caller stops before the update
@@ -262,6 +318,8 @@ void Trainer::save(std::int64_t step) {
           a.write("classifier", classifier);
         }
         a.write("step", c10::IValue(step));
+        // Randomness is keyed by sample position; the generator state is kept for checkpoints
+        // that older builds read.
         a.write("elapsed", c10::IValue(elapsed_));
         auto gen = at::detail::getDefaultCPUGenerator();
         std::lock_guard<std::mutex> lock(gen.mutex());
@@ -300,13 +358,18 @@ bool Trainer::restore() {
   });
   if (!restored) {
     if (!list_checkpoints(checkpoint_dir()).empty()) {
-      reporter_.warn(fmt::format("no usable checkpoint in {} (written with other options, or damaged); training from scratch",
-                                 checkpoint_dir().string()));
-      for (const auto& p : list_checkpoints(checkpoint_dir())) fs::remove(p);
+      if (is_root()) {
+        reporter_.warn(fmt::format("no usable checkpoint in {} (written with other options, or damaged); training from scratch",
+                                   checkpoint_dir().string()));
+      }
+      // Removed by run() once every rank has read the folder.
+      discard_checkpoints_ = true;
     }
     return false;
   }
-  for (const auto& why : restored->skipped) reporter_.warn("skipped checkpoint " + why);
+  if (is_root()) {
+    for (const auto& why : restored->skipped) reporter_.warn("skipped checkpoint " + why);
+  }
   if (channels_last_) {
     model_->to_channels_last();
     ema_->to_channels_last();
@@ -314,6 +377,41 @@ bool Trainer::restore() {
   for (auto& p : ema_->parameters()) p.set_requires_grad(false);
   reporter_.info(fmt::format("resuming from {} (step {})", restored->path.string(), step_));
   return true;
+}
+
+int Trainer::agree_on_stop(double& elapsed) {
+  if (!env_.dist) return stop_signal();
+  auto v = torch::tensor({static_cast<double>(stop_signal()), elapsed}, torch::kFloat64);
+  env_.dist->all_reduce(v, ReduceKind::kMax);
+  elapsed = v[1].item<double>();
+  return static_cast<int>(v[0].item<double>());
+}
+
+void Trainer::verify_ranks_agree() {
+  if (!env_.dist) return;
+  std::string digests;
+  for (auto* m : {&*model_, &*ema_}) {
+    for (const auto& t : m->parameters()) {
+      auto c = t.detach().to(torch::kCPU).contiguous();
+      digests += hash_bytes(c.data_ptr(), static_cast<std::size_t>(c.nbytes()));
+    }
+    for (const auto& t : m->buffers()) {
+      auto c = t.detach().to(torch::kCPU).contiguous();
+      digests += hash_bytes(c.data_ptr(), static_cast<std::size_t>(c.nbytes()));
+    }
+  }
+  const auto h = hash64(digests);
+  // Two 32-bit halves are exact in float64; equal on every rank iff their max equals their min.
+  auto hi = torch::tensor({static_cast<double>(h >> 32), static_cast<double>(h & 0xFFFFFFFFULL)}, torch::kFloat64);
+  auto lo = hi.clone();
+  env_.dist->all_reduce(hi, ReduceKind::kMax);
+  env_.dist->all_reduce(lo, ReduceKind::kMin);
+  if (!torch::equal(hi, lo)) {
+    throw UserError(ExitCode::kSoftware, fmt::format("rank {}: the ranks' weights differ after step {} (data-parallel training "
+                                                     "diverged); please report this",
+                                                     rank_, step_));
+  }
+  if (is_root()) reporter_.info(fmt::format("weights identical on all {} ranks (digest {:016x})", world_, h));
 }
 
 void Trainer::rewrite_loss_curve(std::int64_t up_to_step) {
@@ -343,11 +441,25 @@ void Trainer::append_loss_row(std::int64_t step, double loss, double lr, double 
 }
 
 TrainSummary Trainer::run() {
-  ensure_directory(env_.dir);
+  if (is_root()) ensure_directory(env_.dir);
   TrainSummary summary;
   restore();
+  if (env_.dist) {
+    // Every rank read the same checkpoint folder; a rank that saw another state would silently
+    // train something else.
+    auto v = torch::tensor({static_cast<double>(step_), -static_cast<double>(step_)}, torch::kFloat64);
+    env_.dist->all_reduce(v, ReduceKind::kMax);
+    if (v[0].item<double>() != -v[1].item<double>()) {
+      throw UserError(ExitCode::kIoError, fmt::format("rank {} resumed at step {} but another rank at step {}: the ranks do not "
+                                                      "see the same {} (is the work directory on a shared file system?)",
+                                                      rank_, step_, v[0].item<double>(), checkpoint_dir().string()));
+    }
+  }
+  if (is_root() && discard_checkpoints_) {
+    for (const auto& p : list_checkpoints(checkpoint_dir())) fs::remove(p);
+  }
   summary.start_step = step_;
-  rewrite_loss_curve(step_);
+  if (is_root()) rewrite_loss_curve(step_);
 
   const std::int64_t images_per_step = o_.batch_size * o_.accumulate;
   const double budget = o_.minutes > 0 ? o_.minutes * 60.0 : 0.0;
@@ -355,12 +467,12 @@ TrainSummary Trainer::run() {
   std::int64_t last_saved = step_;
   double interval_loss = 0.0, interval_seconds = 0.0;
   std::int64_t interval_steps = 0;
-  double run_seconds = 0.0;
+  double run_seconds = 0.0, interval_allreduce = 0.0;
   std::int64_t run_steps = 0;
 
   auto last_saved_at = Clock::now();
   auto checkpoint = [&]() {
-    if (last_saved != step_) save(step_);
+    if (last_saved != step_ && is_root()) save(step_);
     last_saved = step_;
     last_saved_at = Clock::now();
   };
@@ -371,7 +483,16 @@ TrainSummary Trainer::run() {
       break;
     }
     const auto start = Clock::now();
-    const double loss = train_step(step_);
+    double loss = 0.0;
+    try {
+      loss = train_step(step_);
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {
+      // A collective failing inside the backward pass can come back wrapped by autograd.
+      if (env_.dist) throw UserError(ExitCode::kFailure, env_.dist->describe_failure(e));
+      throw;
+    }
     if (!std::isfinite(loss)) {
       const auto kept = list_checkpoints(checkpoint_dir());
       throw UserError(ExitCode::kFailure,
@@ -390,11 +511,18 @@ TrainSummary Trainer::run() {
     interval_loss += loss;
     interval_seconds += secs;
     ++interval_steps;
+    const int stop = agree_on_stop(elapsed_);
     progress.advance();
     if (interval_steps == o_.log_every || step_ == o_.steps) {
       const double ips = static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds);
       summary.last_loss = interval_loss / static_cast<double>(interval_steps);
-      append_loss_row(step_, summary.last_loss, lr_at(step_ - 1), ips);
+      if (is_root()) {
+        append_loss_row(step_, summary.last_loss, lr_at(step_ - 1), ips);
+        nlohmann::json fields = {{"step", step_}, {"loss", summary.last_loss}, {"images_per_second", ips}, {"ranks", world_}};
+        if (env_.dist) fields["allreduce_ms_per_step"] = 1000.0 * (allreduce_seconds_ - interval_allreduce) / interval_steps;
+        reporter_.event("train_interval", fields);
+      }
+      interval_allreduce = allreduce_seconds_;
       progress.set_figure(fmt::format("loss {:.4f}, {:.1f} img/s", summary.last_loss, ips));
       interval_loss = interval_seconds = 0.0;
       interval_steps = 0;
@@ -403,20 +531,25 @@ TrainSummary Trainer::run() {
         (o_.checkpoint_minutes > 0 && seconds_since(last_saved_at) >= o_.checkpoint_minutes * 60.0)) {
       checkpoint();
     }
-    if (stop_signal()) {
+    if (stop) {
+      // Every rank stops after the same step (the request may reach them at different times).
       checkpoint();
-      check_stop();
+      throw StopRequested(stop);
     }
   }
   if (interval_steps > 0) {
     summary.last_loss = interval_loss / static_cast<double>(interval_steps);
-    append_loss_row(step_, summary.last_loss, lr_at(step_ - 1),
-                    static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds));
+    if (is_root()) {
+      append_loss_row(step_, summary.last_loss, lr_at(step_ - 1),
+                      static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds));
+    }
   }
+  verify_ranks_agree();
   checkpoint();
   progress.finish();
   summary.end_step = step_;
   summary.images_per_second = run_seconds > 0 ? static_cast<double>(run_steps * images_per_step) / run_seconds : 0.0;
+  summary.allreduce_ms_per_step = run_steps > 0 ? 1000.0 * allreduce_seconds_ / static_cast<double>(run_steps) : 0.0;
   return summary;
 }
 

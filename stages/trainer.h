@@ -19,6 +19,8 @@
 
 namespace augment {
 
+class Distributed;
+class GradientAverager;
 class Reporter;
 
 struct TrainData {
@@ -34,13 +36,24 @@ struct TrainerEnv {
   std::uint64_t seed = 0;
   ClassifierNet frozen_classifier{nullptr};  // required for ac with ac_classifier = frozen
   std::string classifier_fingerprint;        // content hash of its file: a retrained one restarts training
+  // Data-parallel job (null: one process). Every rank trains on its slice of each global batch of
+  // train.batch_size images; rank 0 alone writes checkpoints and loss.csv.
+  Distributed* dist = nullptr;
 };
+
+// Which images make global batch `global_micro` (= step * accumulate + micro): epochs of
+// permutations of [0, n) derived from (seed, epoch), cut into batches of `batch`; the tail of an
+// epoch that does not fill a batch is skipped. Rank r of `world` takes the r-th contiguous
+// 1/world of it, so the ranks' slices are disjoint and together are the single-process batch.
+std::vector<std::int64_t> batch_for_rank(std::uint64_t seed, std::int64_t n, std::int64_t batch, std::int64_t global_micro,
+                                         int rank, int world);
 
 struct TrainSummary {
   std::int64_t start_step = 0;  // where this run began (> 0 after a resume)
   std::int64_t end_step = 0;
   double last_loss = 0.0;  // mean over the last logging interval
-  double images_per_second = 0.0;
+  double images_per_second = 0.0;  // over all ranks
+  double allreduce_ms_per_step = 0.0;  // waiting for gradient all-reduces after the backward pass
   bool time_budget_reached = false;
 };
 
@@ -54,6 +67,7 @@ class Trainer {
   // Throws UserError for data that cannot be trained on (too few images for the batch size,
   // labels outside the classes, missing classifier for ac).
   Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Reporter& reporter);
+  ~Trainer();
 
   // Resumes from the newest usable checkpoint, trains to the step or time budget, and writes a
   // final checkpoint. Throws UserError on a non-finite loss (keeping the last good checkpoint)
@@ -61,6 +75,8 @@ class Trainer {
   TrainSummary run();
 
   UNet& model() { return model_; }
+  // Data-parallel: how many all-reduce buckets the gradients form (0 for one process).
+  std::size_t gradient_buckets() const;
   UNet& ema() { return ema_; }
   DenoiserMeta meta() const;
   std::filesystem::path checkpoint_dir() const { return env_.dir / "checkpoints"; }
@@ -70,9 +86,13 @@ class Trainer {
   double lr_at(std::int64_t step) const;
   // One optimizer step (all micro-batches); returns the mean loss.
   double train_step(std::int64_t step);
-  torch::Tensor batch_indices(std::int64_t step, int micro);
   void save(std::int64_t step);
   bool restore();
+  bool is_root() const;
+  // Data-parallel: every rank's stop request and training time, the same on all ranks after.
+  int agree_on_stop(double& elapsed);
+  // Data-parallel: throws when the ranks do not hold bit-identical weights.
+  void verify_ranks_agree();
   void rewrite_loss_curve(std::int64_t up_to_step);
   void append_loss_row(std::int64_t step, double loss, double lr, double images_per_second);
 
@@ -89,11 +109,13 @@ class Trainer {
   bool channels_last_ = false;
   std::vector<torch::Tensor> params_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<GradientAverager> averager_;
+  int rank_ = 0, world_ = 1;
+  double allreduce_seconds_ = 0.0;  // of the current run
+  bool discard_checkpoints_ = false;  // restore() found only unusable ones
   std::string key_;  // what a compatible checkpoint must have been written under
   std::int64_t step_ = 0;
   double elapsed_ = 0.0;  // training seconds over all runs (for the time budget)
-  std::int64_t epoch_cached_ = -1;
-  std::vector<std::int64_t> permutation_;
 };
 
 }  // namespace augment

@@ -4,7 +4,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <chrono>
+#include <csignal>
 #include <fstream>
+#include <thread>
 #include <random>
 #include <sstream>
 
@@ -110,7 +113,8 @@ static std::string slurp(int fd) {
   return s;
 }
 
-int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file) {
+int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file,
+                  const std::vector<std::string>& env) {
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = ::fork();
@@ -120,12 +124,32 @@ int spawn_augment(const std::vector<std::string>& args, const std::string& out_f
     std::vector<char*> argv = {bin.data()};
     for (auto& a : copy) argv.push_back(a.data());
     argv.push_back(nullptr);
+    for (const auto& e : env) {
+      const auto eq = e.find('=');
+      const std::string name = e.substr(0, eq), value = eq == std::string::npos ? "" : e.substr(eq + 1);
+      if (value.empty()) ::unsetenv(name.c_str());
+      else ::setenv(name.c_str(), value.c_str(), 1);
+    }
     if (!out_file.empty() && !std::freopen(out_file.c_str(), "w", stdout)) ::_exit(127);
     if (!err_file.empty() && !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
     ::execv(bin.c_str(), argv.data());
     ::_exit(127);
   }
   return pid;
+}
+
+int wait_exit(int pid, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return -1;
 }
 
 RunResult run_augment(const std::vector<std::string>& args) {

@@ -38,8 +38,13 @@ struct RunResult {
   std::string err;  // stderr
 };
 // Starts the augment binary with `args` (no shell) in the background, stdout/stderr to the given
-// files ("" keeps them); returns its pid.
-int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file);
+// files ("" keeps them); returns its pid. `env` entries NAME=VALUE are set in the child (NAME=
+// with an empty value unsets NAME).
+int spawn_augment(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file,
+                  const std::vector<std::string>& env = {});
+// Waits for `pid` up to `seconds`; its exit code (128 + signal when killed), or -1 on timeout
+// (the process is then killed).
+int wait_exit(int pid, double seconds);
 // Runs the augment binary with `args` (no shell), capturing output.
 RunResult run_augment(const std::vector<std::string>& args);
 // Runs a shell command line; returns its exit code and output.
