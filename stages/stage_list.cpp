@@ -4,6 +4,7 @@
 #include "stages/cache_stage.h"
 #include "stages/classifier_stage.h"
 #include "stages/emit_stage.h"
+#include "stages/evaluate_stage.h"
 #include "stages/export_stage.h"
 #include "stages/sample_plan.h"
 #include "stages/scan_stage.h"
@@ -19,6 +20,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_cache_stage());
   stages.push_back(make_classifier_stage());
   stages.push_back(make_train_stage());
+  stages.push_back(make_evaluate_stage());
   stages.push_back(make_emit_stage());
   stages.push_back(make_export_stage());
   return stages;
@@ -32,6 +34,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<ClassifierOptions>(registry);
   declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
+  declare_options<EvaluateOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
 }
