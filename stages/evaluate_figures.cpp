@@ -136,6 +136,22 @@ cv::Mat side_by_side(const std::vector<std::pair<std::string, cv::Mat>>& panels)
   return out;
 }
 
+cv::Mat stacked(const std::vector<cv::Mat>& images, int gap) {
+  int width = 1, height = 0;
+  for (const auto& m : images) {
+    width = std::max(width, m.cols);
+    height += m.rows;
+  }
+  height += gap * static_cast<int>(images.empty() ? 0 : images.size() - 1);
+  cv::Mat out(std::max(1, height), width, CV_8UC3, kWhite);
+  int y = 0;
+  for (const auto& m : images) {
+    if (!m.empty()) m.copyTo(out(cv::Rect(0, y, m.cols, m.rows)));
+    y += m.rows + gap;
+  }
+  return out;
+}
+
 namespace {
 
 // Maps embedding coordinates into a square of `size` pixels inside `margin`, keeping the aspect.

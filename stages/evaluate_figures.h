@@ -23,6 +23,9 @@ cv::Mat with_title(const cv::Mat& body, const std::string& title);
 // Panels next to each other, top-aligned, each with its title.
 cv::Mat side_by_side(const std::vector<std::pair<std::string, cv::Mat>>& panels);
 
+// Images one below the other, left-aligned, with `gap` white pixels between them.
+cv::Mat stacked(const std::vector<cv::Mat>& images, int gap = 12);
+
 struct MapPoint {
   float x = 0, y = 0;
   int label = 0;

@@ -3,6 +3,7 @@
 #include "pipeline/context.h"
 #include "stages/cache_stage.h"
 #include "stages/classifier_stage.h"
+#include "stages/compare_study.h"
 #include "stages/emit_stage.h"
 #include "stages/evaluate_stage.h"
 #include "stages/export_stage.h"
@@ -35,6 +36,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
   declare_options<EvaluateOptions>(registry);
+  declare_options<CompareOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
 }
