@@ -87,26 +87,64 @@ torch::Tensor tsne(const torch::Tensor& points, const TsneOptions& o) {
   p = ((p + p.t()) / (2.0 * static_cast<double>(n))).clamp_min(1e-12);
 
   const double lr = o.learning_rate > 0 ? o.learning_rate : std::max(static_cast<double>(n) / o.exaggeration / 4.0, 50.0);
-  auto y = normal_layout(n, o.seed, 1e-4);
+  // The descent works on raw rows: each iteration is two passes over the N^2 pairs (the kernel's
+  // normaliser, then the gradient), recomputing the kernel rather than storing N^2 temporaries.
+  // Every row is summed by one thread in a fixed order, so the result does not depend on the
+  // number of threads.
+  p = p.to(torch::kFloat32).contiguous();
+  auto y = normal_layout(n, o.seed, 1e-4).to(torch::kFloat32).contiguous();
   auto update = torch::zeros_like(y);
   auto gains = torch::ones_like(y);
-  const auto off_diagonal = 1.0 - torch::eye(n, y.options());
-  const auto p_early = p * o.exaggeration;
+  auto grad = torch::empty_like(y);
+  std::vector<double> row_z(static_cast<std::size_t>(n));
+  const float* pp = p.data_ptr<float>();
   for (std::int64_t it = 0; it < o.iterations; ++it) {
     const bool early = it < o.exaggeration_iterations;
-    const auto& pe = early ? p_early : p;
-    const auto num = off_diagonal / (1.0 + squared_distances(y));  // Student-t kernel, [N, N]
-    const auto q = (num / num.sum()).clamp_min(1e-12);
-    const auto w = (pe - q) * num;
-    const auto grad = 4.0 * (w.sum(1, true) * y - w.mm(y));  // [N, 2]
+    const double exaggeration = early ? o.exaggeration : 1.0;
+    const float* yp = y.data_ptr<float>();
+    float* gp = grad.data_ptr<float>();
+    // Student-t kernel k_ij = 1 / (1 + |y_i - y_j|^2); z = sum over i != j.
+    at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const float xi = yp[2 * i], yi = yp[2 * i + 1];
+        double zi = 0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          if (j == i) continue;
+          const float dx = xi - yp[2 * j], dy = yi - yp[2 * j + 1];
+          zi += 1.0f / (1.0f + dx * dx + dy * dy);
+        }
+        row_z[static_cast<std::size_t>(i)] = zi;
+      }
+    });
+    double z = 0;
+    for (const double v : row_z) z += v;
+    const double inv_z = 1.0 / z;
+    // grad_i = 4 sum_j (p_ij - k_ij / z) k_ij (y_i - y_j)
+    at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const float xi = yp[2 * i], yi = yp[2 * i + 1];
+        const float* prow = pp + i * n;
+        double gx = 0, gy = 0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          if (j == i) continue;
+          const float dx = xi - yp[2 * j], dy = yi - yp[2 * j + 1];
+          const double k = 1.0 / (1.0 + dx * dx + dy * dy);
+          const double m = (exaggeration * prow[j] - k * inv_z) * k;
+          gx += m * dx;
+          gy += m * dy;
+        }
+        gp[2 * i] = static_cast<float>(4.0 * gx);
+        gp[2 * i + 1] = static_cast<float>(4.0 * gy);
+      }
+    });
     // Adaptive gains (Jacobs 1988), as in the reference implementation.
     const auto same_sign = (grad > 0) == (update > 0);
     gains = torch::where(same_sign, gains * 0.8, gains + 0.2).clamp_min(0.01);
     update = (early ? 0.5 : 0.8) * update - lr * gains * grad;
-    y = y + update;
-    y = y - y.mean(0, true);
+    y = (y + update).contiguous();
+    y = (y - y.mean(0, true)).contiguous();
   }
-  return y.to(torch::kFloat32);
+  return y;
 }
 
 double nearest_neighbour_agreement(const torch::Tensor& points, const torch::Tensor& labels) {
