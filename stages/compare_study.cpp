@@ -173,7 +173,14 @@ void run_compare(const Config& config, Context& ctx, Runner& runner) {
     if (!runner.find(stage)) throw UserError(ExitCode::kSoftware, fmt::format("compare needs the '{}' stage, which this build lacks", stage));
   }
   ctx.report().info(fmt::format("== compare: {} on the same data and classifier", fmt::join(o.methods, ", ")));
-  runner.run(ctx, kSharedStages.back());
+  {
+    // --force means the methods' evaluations: retraining the shared classifier would make every
+    // method stale.
+    Config shared = config;
+    shared.set("force", "false", "compare");
+    Context shared_ctx(shared, ctx.report());
+    runner.run(shared_ctx, kSharedStages.back());
+  }
 
   const auto compare_dir = ctx.dir("compare");
   std::vector<std::pair<std::string, cv::Mat>> rows;

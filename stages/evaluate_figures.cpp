@@ -98,7 +98,7 @@ cv::Mat tile_grid(const std::vector<cv::Mat>& tiles, int columns, int cell, int 
   columns = std::max(1, std::min<int>(columns, static_cast<int>(tiles.size())));
   const int rows = (static_cast<int>(tiles.size()) + columns - 1) / columns;
   const int src = tiles.front().cols;
-  const int side = src >= cell ? src : src * std::max(1, cell / src);
+  const int side = src >= cell ? src : src * ((cell + src - 1) / src);
   cv::Mat grid(rows * side + (rows + 1) * gap, columns * side + (columns + 1) * gap, CV_8UC3, kWhite);
   for (std::size_t i = 0; i < tiles.size(); ++i) {
     const int r = static_cast<int>(i) / columns, c = static_cast<int>(i) % columns;

@@ -13,8 +13,8 @@ namespace augment {
 // A distinct colour per class (BGR): a ten-colour qualitative palette, then evenly spaced hues.
 cv::Scalar class_colour(int label);
 
-// Tiles in rows of `columns`, each scaled up by an integer factor (nearest neighbour, so pixels stay
-// visible) to about `cell` pixels, with `gap` white pixels between them. Empty input: an empty Mat.
+// Tiles in rows of `columns`, each scaled up by the smallest integer factor (nearest neighbour, so
+// pixels stay visible) that makes it at least `cell` pixels, with `gap` white pixels between them. Empty input: an empty Mat.
 cv::Mat tile_grid(const std::vector<cv::Mat>& tiles, int columns, int cell, int gap = 2);
 
 // `body` with a line of text above it.

@@ -308,7 +308,7 @@ class EvaluateStage final : public Stage {
     setup.device = device;
     setup.precision = precision;
     setup.class_names = train.info.class_names;
-    setup.reporter = nullptr;  // one line per run instead of one per epoch
+    setup.reporter = &ctx.report();
     setup.between_steps = [] { check_stop(); };
     setup.after_epoch = [](const EpochRecord&) { check_stop(); };
 
@@ -342,7 +342,7 @@ class EvaluateStage final : public Stage {
     std::vector<std::uint64_t> seeds;
     for (std::int64_t i = 0; i < o.seeds; ++i) seeds.push_back(static_cast<std::uint64_t>(ctx.global().seed) + static_cast<std::uint64_t>(i));
     std::vector<DownstreamRun> runs;
-    Progress progress(ctx.report(), "downstream", static_cast<std::int64_t>(variants.size() * seeds.size()), "run");
+    const auto total = variants.size() * seeds.size();
     for (const auto seed : seeds) {
       for (const auto& v : variants) {
         const auto it = std::find_if(done.begin(), done.end(), [&](const DownstreamRun& r) { return r.variant == v && r.seed == seed; });
@@ -351,16 +351,15 @@ class EvaluateStage final : public Stage {
         } else {
           runs.push_back(train_downstream_run(data, setup, v, seed));
           const auto& r = runs.back();
-          ctx.report().info(fmt::format("downstream {} (seed {}): {} images, best epoch {}, test accuracy {:.2f}%, balanced {:.2f}%, {:.0f} s", v,
-                                        seed, r.train_images, r.best_epoch, 100 * r.test.accuracy(), 100 * r.test.balanced_accuracy(),
-                                        r.seconds));
+          ctx.report().info(fmt::format("downstream run {}/{}: {} (seed {}), {} images, best epoch {}, test accuracy {:.2f}%, balanced "
+                                        "{:.2f}%, {:.0f} s",
+                                        runs.size(), total, v, seed, r.train_images, r.best_epoch, 100 * r.test.accuracy(),
+                                        100 * r.test.balanced_accuracy(), r.seconds));
           kept += json({{"key", journal_key}, {"run", downstream_run_to_json(r)}}).dump() + "\n";
           write_text_atomically(runs_path, kept);
         }
-        progress.advance();
       }
     }
-    progress.finish();
     auto j = downstream_to_json(runs, train.info.class_names);
     j["epochs"] = co.epochs;
     return j;
