@@ -317,6 +317,23 @@ torch::Tensor classifier_logits(ClassifierNet& net, const torch::Tensor& images,
   return torch::cat(parts);
 }
 
+ClassifierOutputs classifier_outputs(ClassifierNet& net, const torch::Tensor& images, const torch::Device& device,
+                                     std::int64_t batch_size) {
+  const bool was_training = net->is_training();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> logits, features;
+  for (std::int64_t s = 0; s < images.size(0); s += batch_size) {
+    const auto e = std::min(images.size(0), s + batch_size);
+    auto [l, f] = net->forward_features(as_model_input(images.slice(0, s, e)).to(device));
+    logits.push_back(l.to(torch::kFloat32).cpu());
+    features.push_back(f.to(torch::kFloat32).cpu());
+  }
+  net->train(was_training);
+  if (logits.empty()) return {torch::empty({0, net->config().num_classes}), torch::empty({0, net->feature_dim()})};
+  return {torch::cat(logits), torch::cat(features)};
+}
+
 ClassifierScores evaluate_classifier(ClassifierNet& net, const LabeledImages& data, const torch::Device& device, std::int64_t batch_size) {
   const int k = net->config().num_classes;
   ClassifierScores scores{ConfusionMatrix(static_cast<std::size_t>(k)), kNaN};

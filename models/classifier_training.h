@@ -89,4 +89,12 @@ ClassifierScores evaluate_classifier(ClassifierNet& net, const LabeledImages& da
 torch::Tensor classifier_logits(ClassifierNet& net, const torch::Tensor& images, const torch::Device& device,
                                 std::int64_t batch_size = 256);
 
+struct ClassifierOutputs {
+  torch::Tensor logits;    // float [N, K], CPU
+  torch::Tensor features;  // float [N, F], CPU: the penultimate layer (pooled, before the head)
+};
+// Logits and penultimate features in one pass, in batches (eval mode, fp32, no gradients).
+ClassifierOutputs classifier_outputs(ClassifierNet& net, const torch::Tensor& images, const torch::Device& device,
+                                     std::int64_t batch_size = 256);
+
 }  // namespace augment

@@ -15,6 +15,7 @@
 #include "pipeline/launch.h"
 #include "pipeline/runner.h"
 #include "pipeline/signals.h"
+#include "stages/compare_study.h"
 #include "stages/stage_list.h"
 
 namespace augment {
@@ -39,6 +40,7 @@ std::string usage(const Runner& runner) {
   std::string s = "usage: augment <command> [options]\n\ncommands:\n";
   s += "  run        run every stage in order (skipping the ones that are up to date)\n";
   for (const auto& st : runner.stages()) s += fmt::format("  {:<10} {}\n", st->name(), st->summary());
+  s += "  compare    the study: train, sample and evaluate each of compare.methods on the same data and classifier\n";
   s += "  status     show each stage: done / stale / pending, with when and how long\n";
   s += "  help       `augment help [command|options|exit-codes]`\n";
   s += "  --version  print the version\n\n";
@@ -90,6 +92,13 @@ int help(const Runner& runner, const OptionRegistry& registry, const std::vector
   }
   if (topic == "status") {
     std::cout << "augment status --work DIR: each stage's state (done / stale / pending) with when it finished and how long it took.\n";
+    return 0;
+  }
+  if (topic == "compare") {
+    std::cout << "augment compare: the study. Runs scan..classifier in --work, then for each of compare.methods a work dir\n"
+                 "WORK/compare/<method>/ sharing those outputs (hard links) where train (train.conditioning = method), sample\n"
+                 "and evaluate run; writes WORK/compare/table.md, table.json and samples.png.\n\noptions:\n"
+              << options_help(registry, "compare");
     return 0;
   }
   if (const Stage* st = runner.find(topic)) {
@@ -155,7 +164,7 @@ int run_cli(const std::vector<std::string>& args) {
   }
   if (command == "help" || command == "--help" || command == "-h") return help(runner, registry, rest);
   const bool is_stage = runner.find(command) != nullptr;
-  if (command != "run" && command != "status" && !is_stage) {
+  if (command != "run" && command != "status" && command != "compare" && !is_stage) {
     std::cerr << fmt::format("error: unknown command '{}'\n\n", command) << usage(runner);
     return static_cast<int>(ExitCode::kUsage);
   }
@@ -215,9 +224,13 @@ int run_cli(const std::vector<std::string>& args) {
         reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
       }
       write_text_atomically(ctx.work() / "config.ini", config.to_ini());
-      runner.run(ctx, command == "run" ? std::string() : command, [&](bool runs) {
-        if (job) job->publish(ready_key, runs ? "run" : "skip");
-      });
+      if (command == "compare") {
+        run_compare(config, ctx, runner);
+      } else {
+        runner.run(ctx, command == "run" ? std::string() : command, [&](bool runs) {
+          if (job) job->publish(ready_key, runs ? "run" : "skip");
+        });
+      }
     } catch (const std::exception& e) {
       if (job) {
         try {

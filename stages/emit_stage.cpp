@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -197,6 +198,40 @@ std::string csv_cell(const json& v) {
   return v.dump();
 }
 
+// Files of the evaluation report (relative, sorted), when `augment evaluate` has written one.
+std::vector<std::string> report_files(const Context& ctx) {
+  std::vector<std::string> files;
+  const auto dir = ctx.dir("evaluate") / "report";
+  std::error_code ec;
+  if (!fs::is_regular_file(dir / "index.html", ec)) return files;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) files.push_back(fs::relative(it->path(), dir).generic_string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The evaluation report goes with the dataset as <tmp>/report/, inside the tree that is swapped
+// into place whole. A class folder of that name keeps it out.
+void copy_report(const Context& ctx, const fs::path& tmp, const std::map<std::string, std::string>& class_folders) {
+  const auto files = report_files(ctx);
+  if (files.empty()) return;
+  if (class_folders.count("report")) {
+    ctx.report().warn("a class folder is named 'report': the evaluation report is not copied into --output (it is in " +
+                      (ctx.dir("evaluate") / "report").string() + ")");
+    return;
+  }
+  for (const auto& rel : files) {
+    const auto src = ctx.dir("evaluate") / "report" / rel, dst = tmp / "report" / rel;
+    ensure_directory(dst.parent_path());
+    std::error_code ec;
+    fs::copy_file(src, dst, fs::copy_options::none, ec);
+    if (ec) {
+      throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), ec.message(), io_hint(ec.value())));
+    }
+  }
+}
+
 class EmitStage final : public Stage {
  public:
   std::string name() const override { return "emit"; }
@@ -206,6 +241,7 @@ class EmitStage final : public Stage {
     std::vector<std::string> in = {"subsample/manifest.jsonl", "subsample/classes.json", "sample/plan.json"};
     // Optional: the card carries the evaluation figures when they exist (and goes stale when they appear).
     if (fs::exists(ctx.work() / "evaluate" / "metrics.json")) in.push_back("evaluate/metrics.json");
+    for (const auto& f : report_files(ctx)) in.push_back("evaluate/report/" + f);
     for (const auto& j : find_journals(ctx.dir("sample"))) in.push_back("sample/" + j.second.filename().string());
     return in;
   }
@@ -360,6 +396,7 @@ class EmitStage final : public Stage {
     const json card = dataset_card(ctx, o, plan, merged, classes.names, folders, real_train, real_in, synthetic, val, test);
     const std::string card_text = card.dump(2) + "\n";
     write_text(tmp.path() / "dataset.json", card_text);
+    copy_report(ctx, tmp.path(), folder_owner);
     const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"created", iso_time_now()}};
     write_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
     sync_tree(tmp.path());

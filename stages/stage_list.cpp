@@ -3,7 +3,9 @@
 #include "pipeline/context.h"
 #include "stages/cache_stage.h"
 #include "stages/classifier_stage.h"
+#include "stages/compare_study.h"
 #include "stages/emit_stage.h"
+#include "stages/evaluate_stage.h"
 #include "stages/export_stage.h"
 #include "stages/sample_plan.h"
 #include "stages/sample_stage.h"
@@ -21,6 +23,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   stages.push_back(make_classifier_stage());
   stages.push_back(make_train_stage());
   stages.push_back(make_sample_stage());
+  stages.push_back(make_evaluate_stage());
   stages.push_back(make_emit_stage());
   stages.push_back(make_export_stage());
   return stages;
@@ -35,6 +38,8 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
   declare_options<SamplerOptions>(registry);
+  declare_options<EvaluateOptions>(registry);
+  declare_options<CompareOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
 }

@@ -1,0 +1,176 @@
+#include "models/downstream_utility.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/errors.h"
+
+namespace augment {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
+
+json mean_std_json(const std::vector<double>& values, bool with_runs) {
+  std::vector<double> finite;
+  for (double v : values) {
+    if (!std::isnan(v)) finite.push_back(v);
+  }
+  if (finite.empty()) return nullptr;
+  const auto ms = mean_std(finite);
+  // One run has no spread to report; 0 would read as "no noise".
+  json j = {{"mean", ms.mean}, {"std", finite.size() > 1 ? json(ms.std) : json(nullptr)}};
+  if (with_runs) {
+    json runs = json::array();
+    for (double v : values) runs.push_back(number_or_null(v));
+    j["runs"] = runs;
+  }
+  return j;
+}
+
+LabeledImages concatenate(const LabeledImages& a, const LabeledImages& b) {
+  if (a.size() == 0) return b;
+  if (b.size() == 0) return a;
+  return {torch::cat({a.images, b.images.to(a.images.scalar_type())}), torch::cat({a.labels, b.labels})};
+}
+
+}  // namespace
+
+MeanStd mean_std(const std::vector<double>& values) {
+  MeanStd out;
+  if (values.empty()) return {kNaN, kNaN};
+  for (double v : values) out.mean += v;
+  out.mean /= static_cast<double>(values.size());
+  if (values.size() > 1) {
+    double ss = 0;
+    for (double v : values) ss += (v - out.mean) * (v - out.mean);
+    out.std = std::sqrt(ss / static_cast<double>(values.size() - 1));
+  }
+  return out;
+}
+
+std::vector<std::string> downstream_variants(const DownstreamData& data) {
+  if (data.synthetic.size() == 0) return {"real"};
+  return {"real", "augmented", "synthetic"};
+}
+
+DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup, const std::string& variant,
+                                   std::uint64_t seed) {
+  LabeledImages train;
+  if (variant == "real") {
+    train = data.real_train;
+  } else if (variant == "augmented") {
+    train = concatenate(data.real_train, data.synthetic);
+  } else if (variant == "synthetic") {
+    train = data.synthetic;
+  } else {
+    throw std::invalid_argument("train_downstream_run: unknown variant " + variant);
+  }
+  if (train.size() == 0) throw UserError(ExitCode::kDataError, fmt::format("the downstream '{}' classifier has no training images", variant));
+  ClassifierTrainSetup s = setup;
+  s.seed = seed;
+  s.label = fmt::format("downstream {} seed {}", variant, seed);
+  s.checkpoint.clear();
+  const auto start = std::chrono::steady_clock::now();
+  auto result = train_classifier(train, data.val, s);
+  DownstreamRun run;
+  run.variant = variant;
+  run.seed = seed;
+  run.train_images = train.size();
+  run.best_epoch = result.best_epoch;
+  run.test = evaluate_classifier(result.net, data.test, s.device).confusion;
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return run;
+}
+
+json downstream_run_to_json(const DownstreamRun& run) {
+  return {{"variant", run.variant},         {"seed", run.seed},       {"train_images", run.train_images},
+          {"best_epoch", run.best_epoch},   {"seconds", run.seconds}, {"test_confusion", run.test.counts()}};
+}
+
+DownstreamRun downstream_run_from_json(const json& j) {
+  DownstreamRun run;
+  run.variant = j.at("variant");
+  run.seed = j.at("seed");
+  run.train_images = j.at("train_images");
+  run.best_epoch = j.at("best_epoch");
+  run.seconds = j.at("seconds");
+  const auto counts = j.at("test_confusion").get<std::vector<std::vector<std::int64_t>>>();
+  run.test = ConfusionMatrix(counts.size());
+  for (std::size_t t = 0; t < counts.size(); ++t) {
+    if (counts[t].size() != counts.size()) throw std::invalid_argument("confusion matrix is not square");
+    for (std::size_t p = 0; p < counts.size(); ++p) run.test.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), counts[t][p]);
+  }
+  return run;
+}
+
+json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<const DownstreamRun*>> by_variant;
+  std::vector<std::uint64_t> seeds;
+  for (const auto& r : runs) {
+    if (by_variant[r.variant].empty()) order.push_back(r.variant);
+    by_variant[r.variant].push_back(&r);
+    if (std::find(seeds.begin(), seeds.end(), r.seed) == seeds.end()) seeds.push_back(r.seed);
+  }
+  json variants = json::object();
+  for (const auto& v : order) {
+    std::vector<double> acc, bal, secs;
+    std::vector<std::vector<double>> recall(class_names.size());
+    std::int64_t images = 0;
+    for (const auto* r : by_variant[v]) {
+      acc.push_back(r->test.accuracy());
+      bal.push_back(r->test.balanced_accuracy());
+      secs.push_back(r->seconds);
+      images = r->train_images;
+      const auto rc = r->test.recall();
+      for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c]);
+    }
+    json per_class = json::object();
+    for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
+    variants[v] = {{"train_images", images},
+                   {"runs", by_variant[v].size()},
+                   {"accuracy", mean_std_json(acc, true)},
+                   {"balanced_accuracy", mean_std_json(bal, true)},
+                   {"per_class_recall", per_class},
+                   {"seconds", mean_std_json(secs, false)}};
+  }
+  // Paired by seed: the spread of the differences, not of the separate figures, says whether a
+  // gain is larger than the seed-to-seed noise.
+  json difference = json::object();
+  if (by_variant.count("real")) {
+    std::map<std::uint64_t, const DownstreamRun*> base;
+    for (const auto* r : by_variant["real"]) base[r->seed] = r;
+    for (const auto& v : order) {
+      if (v == "real") continue;
+      std::vector<double> acc, bal;
+      std::vector<std::vector<double>> recall(class_names.size());
+      for (const auto* r : by_variant[v]) {
+        const auto it = base.find(r->seed);
+        if (it == base.end()) continue;
+        acc.push_back(r->test.accuracy() - it->second->test.accuracy());
+        bal.push_back(r->test.balanced_accuracy() - it->second->test.balanced_accuracy());
+        const auto rc = r->test.recall(), rb = it->second->test.recall();
+        for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c] - rb[c]);
+      }
+      json per_class = json::object();
+      for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
+      difference[v + "_minus_real"] = {{"accuracy", mean_std_json(acc, true)},
+                                       {"balanced_accuracy", mean_std_json(bal, true)},
+                                       {"per_class_recall", per_class}};
+    }
+  }
+  return {{"seeds", seeds}, {"variants", variants}, {"difference", difference}};
+}
+
+}  // namespace augment

@@ -1,0 +1,118 @@
+// Evaluation metrics and t-SNE on constructed inputs whose answers are known in closed form.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "models/metrics.h"
+#include "models/tsne.h"
+
+using namespace augment;
+
+namespace {
+
+torch::Tensor gaussian(std::int64_t n, std::int64_t d, std::uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::randn({n, d}, torch::kFloat64);
+}
+
+}  // namespace
+
+TEST_SUITE("evaluation metrics") {
+  TEST_CASE("Frechet distance: 0 for identical sets and the closed form for shifted and for non-commuting Gaussians") {
+    const auto a = gaussian(400, 6, 1);
+    CHECK(frechet_distance(a, a) == doctest::Approx(0.0).epsilon(1e-9));
+    // A shifted copy has the same covariance: the distance is the squared shift.
+    const auto shift = torch::tensor({1.0, -2.0, 0.5, 0.0, 3.0, 0.25}, torch::kFloat64);
+    CHECK(frechet_distance(a, a + shift) == doctest::Approx(shift.pow(2).sum().item<double>()).epsilon(1e-9));
+    CHECK(frechet_distance(a.to(torch::kFloat32), (a + shift).to(torch::kFloat32)) == doctest::Approx(14.3125).epsilon(1e-5));
+
+    // Diagonal covariances: |dmu|^2 + sum (sqrt(a_i) - sqrt(b_i))^2.
+    const auto mu_a = torch::tensor({0.0, 1.0, 2.0}, torch::kFloat64), mu_b = torch::tensor({1.0, 1.0, 0.0}, torch::kFloat64);
+    const auto va = torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64), vb = torch::tensor({4.0, 4.0, 1.0}, torch::kFloat64);
+    CHECK(frechet_distance(mu_a, torch::diag(va), mu_b, torch::diag(vb)) == doctest::Approx(5.0 + 1.0 + 0.0 + 4.0));
+
+    // Non-commuting 2x2: for M with positive eigenvalues, tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)).
+    const auto s1 = torch::tensor({2.0, 1.0, 1.0, 2.0}, torch::kFloat64).view({2, 2});
+    const auto s2 = torch::tensor({1.0, 0.0, 0.0, 3.0}, torch::kFloat64).view({2, 2});
+    const auto zero = torch::zeros({2}, torch::kFloat64);
+    CHECK(frechet_distance(zero, s1, zero, s2) == doctest::Approx(4.0 + 4.0 - 2.0 * std::sqrt(8.0 + 2.0 * 3.0)).epsilon(1e-12));
+    // Symmetric in its arguments.
+    CHECK(frechet_distance(zero, s2, zero, s1) == doctest::Approx(frechet_distance(zero, s1, zero, s2)));
+    // Too few rows for a covariance.
+    CHECK(std::isnan(frechet_distance(a.slice(0, 0, 1), a)));
+  }
+
+  TEST_CASE("precision and recall: 1 for identical sets and 0 for disjoint ones and half the recall for a dropped mode") {
+    const auto a = gaussian(200, 5, 2);
+    auto pr = knn_precision_recall(a, a, 3);
+    CHECK(pr.precision == 1.0);
+    CHECK(pr.recall == 1.0);
+    pr = knn_precision_recall(a, a + 100.0, 3);
+    CHECK(pr.precision == 0.0);
+    CHECK(pr.recall == 0.0);
+    // Real data has two far-apart modes; the synthetic set copies one of them: every synthetic image
+    // is realistic, half of the real images are covered.
+    const auto mode_a = gaussian(100, 5, 3), mode_b = gaussian(100, 5, 4) + 50.0;
+    pr = knn_precision_recall(torch::cat({mode_a, mode_b}), mode_a, 3);
+    CHECK(pr.precision == 1.0);
+    CHECK(pr.recall == 0.5);
+    CHECK_THROWS(knn_precision_recall(a.slice(0, 0, 3), a, 3));
+  }
+
+  TEST_CASE("classifier score: K for confident predictions spread evenly over K classes and 1 for one class") {
+    const auto labels = torch::arange(400, torch::kInt64).remainder(4);
+    const auto confident = torch::one_hot(labels, 4).to(torch::kFloat32) * 60.0f;
+    CHECK(classifier_score(confident) == doctest::Approx(4.0).epsilon(1e-6));
+    const auto one_class = torch::one_hot(torch::zeros({50}, torch::kInt64), 4).to(torch::kFloat32) * 60.0f;
+    CHECK(classifier_score(one_class) == doctest::Approx(1.0).epsilon(1e-9));
+    CHECK(classifier_score(torch::zeros({50, 4})) == doctest::Approx(1.0).epsilon(1e-9));
+    // Two classes only, evenly: 2.
+    const auto two = torch::one_hot(torch::arange(100, torch::kInt64).remainder(2), 4).to(torch::kFloat32) * 60.0f;
+    CHECK(classifier_score(two) == doctest::Approx(2.0).epsilon(1e-6));
+    CHECK(std::isnan(classifier_score(torch::zeros({0, 4}))));
+  }
+
+  TEST_CASE("conditional accuracy: 1 for a classifier that is always right and per-class recall for one that is not") {
+    const auto requested = torch::arange(90, torch::kInt64).remainder(3);
+    torch::manual_seed(5);
+    const auto right = torch::one_hot(requested, 3).to(torch::kFloat32) * 5.0f + torch::rand({90, 3});
+    const auto m = conditional_confusion(right, requested, 3);
+    CHECK(m.accuracy() == 1.0);
+    CHECK(m.balanced_accuracy() == 1.0);
+    CHECK(m.total() == 90);
+    // Always class 0: right for class 0 only.
+    const auto zero = torch::one_hot(torch::zeros({90}, torch::kInt64), 3).to(torch::kFloat32);
+    const auto r = conditional_confusion(zero, requested, 3).recall();
+    CHECK(r[0] == 1.0);
+    CHECK(r[1] == 0.0);
+    CHECK(r[2] == 0.0);
+  }
+}
+
+TEST_SUITE("t-SNE") {
+  TEST_CASE("t-SNE separates two clusters and is reproducible for a seed") {
+    // Two clusters in 20 dimensions whose centres are 8 standard deviations apart.
+    auto x = gaussian(120, 20, 6);
+    auto labels = (torch::arange(120, torch::kInt64) >= 60).to(torch::kInt64);
+    x.slice(0, 60, 120).select(1, 0).add_(8.0);
+    TsneOptions o;
+    o.perplexity = 15;
+    o.iterations = 400;
+    o.seed = 11;
+    const auto y = tsne(x, o);
+    REQUIRE(y.sizes() == torch::IntArrayRef({120, 2}));
+    CHECK(torch::isfinite(y).all().item<bool>());
+    CHECK(nearest_neighbour_agreement(y, labels) >= 0.95);
+    // Same seed: the same layout, bit for bit; another seed: another layout.
+    CHECK(torch::equal(y, tsne(x, o)));
+    o.seed = 12;
+    CHECK_FALSE(torch::equal(y, tsne(x, o)));
+    // The input alone scores the same on the agreement measure (a sanity check of the measure).
+    CHECK(nearest_neighbour_agreement(x, labels) >= 0.95);
+    // PCA first for wide inputs: still separated.
+    o.pca_dims = 5;
+    CHECK(nearest_neighbour_agreement(tsne(x, o), labels) >= 0.95);
+  }
+}
