@@ -23,13 +23,13 @@ class Reporter;
 struct SamplingSettings {
   std::string sampler;       // e.g. "ddim"
   std::int64_t steps = 0;
-  double eta = 0.0;          // ddim's noise share
-  bool clip = true;          // predicted clean image clamped at every step
   double guidance = 0.0;     // classifier-free guidance scale (0 when not used)
   std::string conditioning;  // cfg | cbn | ac | none
   std::string checkpoint;    // fingerprint of the model weights
   int resolution = 0;        // side of the square images (the cache resolution)
   int channels = 3;          // 3 RGB, 1 gray
+  double eta = 0.0;          // ddim's noise share
+  bool clip = true;          // predicted clean image clamped at every step
   std::string key() const;   // hash of all of the above
 };
 

@@ -58,7 +58,7 @@ TEST_SUITE("config") {
     CHECK(load_options<CacheOptions>(b).resolution == 28);
   }
 
-  TEST_CASE("duplicate flags are rejected, also as name plus alias") {
+  TEST_CASE("duplicate flags are rejected - also as name plus alias") {
     const auto reg = full_registry();
     Config c(reg);
     CHECK(code_of([&] { parse_command_line({"--resolution", "28", "--resolution", "32"}, c); }) == ExitCode::kUsage);

@@ -7,7 +7,7 @@
 using namespace augment;
 
 TEST_SUITE("csv") {
-  TEST_CASE("fields with commas, quotes, newlines and non-ASCII survive a round trip") {
+  TEST_CASE("fields with commas - quotes - newlines and non-ASCII survive a round trip") {
     const std::vector<std::string> row = {"plain", "a, b", "say \"hi\"", "two\nlines", "ñandú & co", "", " padded "};
     const auto text = csv::join_row(row);
     CHECK(csv::split_row(text) == row);

@@ -93,7 +93,7 @@ TEST_CASE("diffusion: denoise inverts the target for eps and v prediction") {
   }
 }
 
-TEST_CASE("diffusion: DDPM posterior q(x_{t-1} | x_t, x_0) matches equations 6-7 of Ho et al.") {
+TEST_CASE("diffusion: DDPM posterior q(x_{t-1} | x_t - x_0) matches equations 6-7 of Ho et al.") {
   auto d = make("linear");
   const auto betas = linear_betas(1000);
   const auto ab = cumprod_alphas(betas);
@@ -119,7 +119,7 @@ TEST_CASE("diffusion: DDPM posterior q(x_{t-1} | x_t, x_0) matches equations 6-7
   CHECK(last.mean[0].item<double>() == doctest::Approx(0.3).epsilon(1e-5));
 }
 
-TEST_CASE("diffusion: the respaced posterior q(x_s | x_t, x_0) keeps the forward marginals") {
+TEST_CASE("diffusion: the respaced posterior q(x_s | x_t - x_0) keeps the forward marginals") {
   // x_t ~ q(x_t | x_0) followed by x_s ~ q(x_s | x_t, x_0) must give q(x_s | x_0):
   // mean c0 x0 + ct sqrt(ab_t) x0 = sqrt(ab_s) x0 and variance var + ct^2 (1 - ab_t) = 1 - ab_s.
   auto d = make("cosine");
@@ -137,7 +137,7 @@ TEST_CASE("diffusion: the respaced posterior q(x_s | x_t, x_0) keeps the forward
   CHECK_THROWS(d.posterior(torch::zeros({1}), torch::zeros({1}), 5, 5));
 }
 
-TEST_CASE("diffusion: loss is the MSE to the target, min-SNR reweights it per timestep") {
+TEST_CASE("diffusion: loss is the MSE to the target - min-SNR reweights it per timestep") {
   torch::manual_seed(1);
   for (const char* pred : {"eps", "v"}) {
     auto d = make("linear", pred);

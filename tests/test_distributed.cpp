@@ -195,7 +195,7 @@ TEST_CASE("launch: compact host lists expand like scontrol show hostnames") {
   }
 }
 
-TEST_CASE("distributed sampler: rank slices are disjoint, cover the global batch, and reshuffle per epoch") {
+TEST_CASE("distributed sampler: rank slices are disjoint - cover the global batch - and reshuffle per epoch") {
   const std::int64_t n = 37, batch = 12;  // 3 batches per epoch, 1 image left over
   for (int world : {1, 2, 3, 4}) {
     CAPTURE(world);
@@ -225,7 +225,7 @@ TEST_CASE("distributed sampler: rank slices are disjoint, cover the global batch
   CHECK(batch_for_rank(6, n, batch, 0, 0, 1) != batch_for_rank(5, n, batch, 0, 0, 1));
 }
 
-TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical, match 1 process, and resume with another world size") {
+TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical - match 1 process - and resume with another world size") {
   TempDir root;
   const auto input = root / "in";
   write_dataset(input);
@@ -310,7 +310,7 @@ TEST_CASE("data-parallel train: cbn batch norm statistics are synchronised acros
   CHECK(params < 1e-3);
 }
 
-TEST_CASE("synchronised batch norm: with one rank it is plain batch norm, forward, backward and running statistics") {
+TEST_CASE("synchronised batch norm: with one rank it is plain batch norm - forward - backward and running statistics") {
   UNetConfig c;
   c.in_channels = 3;
   c.resolution = 8;
@@ -380,7 +380,7 @@ TEST_CASE("data-parallel train: a killed rank makes the other exit with a clear 
   CHECK(text.find("rank 0 of 2: lost the other ranks of the data-parallel job") != std::string::npos);
 }
 
-TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints, exits 75, and the rerun continues") {
+TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints - exits 75 - and the rerun continues") {
   TempDir root;
   const auto input = root / "in";
   write_dataset(input);

@@ -26,7 +26,7 @@ cv::Mat pattern(int w, int h, int type) {
 }  // namespace
 
 TEST_SUITE("image probe") {
-  TEST_CASE("headers give format, size and channels without decoding") {
+  TEST_CASE("headers give format - size and channels without decoding") {
     struct Case {
       std::string ext, format;
       int type, channels;
@@ -47,7 +47,7 @@ TEST_SUITE("image probe") {
     }
   }
 
-  TEST_CASE("truncated JPEG and PNG files fail to decode, with the reason") {
+  TEST_CASE("truncated JPEG and PNG files fail to decode - with the reason") {
     for (const std::string ext : {".jpg", ".png"}) {
       CAPTURE(ext);
       auto buf = encode(pattern(64, 64, CV_8UC3), ext);
@@ -76,7 +76,7 @@ TEST_SUITE("image probe") {
     CHECK(p.height == 40000);
   }
 
-  TEST_CASE("tiles: alpha is composited on white, 16-bit and palette PNGs convert, crop keeps the centre") {
+  TEST_CASE("tiles: alpha is composited on white - 16-bit and palette PNGs convert - crop keeps the centre") {
     TempDir dir;
     // Fully transparent RGBA -> white.
     cv::Mat rgba(20, 40, CV_8UC4, cv::Scalar(0, 0, 255, 0));

@@ -76,7 +76,7 @@ std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3
 }  // namespace
 
 TEST_SUITE("ingest cli") {
-  TEST_CASE("a messy image folder is scanned, split and cached; rejects are listed; the input is untouched") {
+  TEST_CASE("a messy image folder is scanned - split and cached - rejects are listed - the input is untouched") {
     TempDir dir;
     const auto input = dir / "data";
     make_messy_dataset(input);
@@ -216,7 +216,7 @@ TEST_SUITE("ingest cli") {
     fs::remove_all(w2);
   }
 
-  TEST_CASE("status, staleness, --from and --only") {
+  TEST_CASE("status - staleness - --from and --only") {
     TempDir dir;
     const auto input = dir / "data";
     for (int i = 0; i < 5; ++i) {
@@ -355,7 +355,7 @@ TEST_SUITE("ingest cli") {
     }
   }
 
-  TEST_CASE("help, version and unknown commands") {
+  TEST_CASE("help - version and unknown commands") {
     auto r = run_augment({"--version"});
     CHECK(r.code == 0);
     CHECK(r.out.find("augment ") == 0);

@@ -146,7 +146,7 @@ TEST_SUITE("sample plan") {
     }
   }
 
-  TEST_CASE("seeds depend on run seed, class, index and try only") {
+  TEST_CASE("seeds depend on run seed - class - index and try only") {
     const auto s = item_seed(1, "cat", 5);
     CHECK(s == item_seed(1, "cat", 5, 0));
     CHECK(s != item_seed(2, "cat", 5));
@@ -157,7 +157,7 @@ TEST_SUITE("sample plan") {
     CHECK(s < (1ull << 63));
   }
 
-  TEST_CASE("shards partition the global list; K/N and SLURM arrays") {
+  TEST_CASE("shards partition the global list - K/N and SLURM arrays") {
     const auto plan = small_plan("per_class=20");
     const auto all = plan_items(plan);
     CHECK(all.size() == 15 + 18 + 11);
@@ -226,7 +226,7 @@ TEST_SUITE("sample store") {
     CHECK(a.accepted.size() == static_cast<std::size_t>(plan.total_synthetic()));
   }
 
-  TEST_CASE("a killed run resumes without regenerating anything written, also after a torn journal line") {
+  TEST_CASE("a killed run resumes without regenerating anything written - also after a torn journal line") {
     TempDir ref, dir;
     const auto plan = small_plan("per_class=15");  // 10 + 13 + 6 = 29 items
     FakeModel full;
@@ -318,7 +318,7 @@ TEST_SUITE("sample store") {
     CHECK(run_sampling(job, plan, loose.fn(), quiet_reporter()).generated == static_cast<std::int64_t>(merged.rejected.size()));
   }
 
-  TEST_CASE("merging names the missing shard, the duplicated item and mixed shard counts") {
+  TEST_CASE("merging names the missing shard - the duplicated item and mixed shard counts") {
     TempDir dir;
     const auto plan = small_plan();
     auto expect_error = [&](const std::string& needle) {

@@ -40,7 +40,7 @@ ClassList count(const std::vector<ImageRecord>& index) {
 }  // namespace
 
 TEST_SUITE("subsample") {
-  TEST_CASE("stratified split with the requested shares, reproducible by seed") {
+  TEST_CASE("stratified split with the requested shares - reproducible by seed") {
     const auto index = make_index({{"a", 200}, {"b", 100}, {"c", 10}}, false);
     SubsampleOptions o;
     o.val_fraction = 0.1;
@@ -67,7 +67,7 @@ TEST_SUITE("subsample") {
     for (const auto& r : rows) CHECK(r.label == classes.index_of(r.class_name));
   }
 
-  TEST_CASE("identical files never straddle splits, across classes too") {
+  TEST_CASE("identical files never straddle splits - across classes too") {
     const auto index = make_index({{"a", 120}, {"b", 120}}, true);
     SubsampleOptions o;
     o.val_fraction = 0.2;
@@ -79,7 +79,7 @@ TEST_SUITE("subsample") {
     for (const auto& [hash, splits] : splits_of) CHECK_MESSAGE(splits.size() == 1, hash);
   }
 
-  TEST_CASE("class selection: names, minimum, top-k and cap") {
+  TEST_CASE("class selection: names - minimum - top-k and cap") {
     const auto index = make_index({{"a", 50}, {"b", 30}, {"c", 8}, {"d", 3}}, false);
     SubsampleOptions o;
     ClassList classes;

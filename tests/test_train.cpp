@@ -277,7 +277,7 @@ TEST_CASE("train: too little data for the batch size is a clear error") {
   fs::remove_all(dir);
 }
 
-TEST_CASE("train: ac trains against a frozen classifier, or a joint one that learns too") {
+TEST_CASE("train: ac trains against a frozen classifier - or a joint one that learns too") {
   const auto data = two_class_data(16, 3);
   for (const char* mode : {"frozen", "joint"}) {
     CAPTURE(mode);

@@ -26,7 +26,7 @@ int run(const std::string& args, const fs::path& log) {
 
 }  // namespace
 
-TEST_CASE("train stage: trains from an image folder, writes the model files, and is up to date on rerun") {
+TEST_CASE("train stage: trains from an image folder - writes the model files - and is up to date on rerun") {
   const auto root = fs::temp_directory_path() / ("augment_train_stage_" + std::to_string(::getpid()));
   fs::remove_all(root);
   const auto input = root / "in", work = root / "work";

@@ -82,7 +82,7 @@ TEST_CASE("unet: parameter counts differ by exactly what each conditioning adds"
   CHECK(cbn_group->buffers().empty());
 }
 
-TEST_CASE("unet: the class input changes the output for cbn, ac and cfg and is ignored by none") {
+TEST_CASE("unet: the class input changes the output for cbn - ac and cfg and is ignored by none") {
   torch::manual_seed(2);
   auto x = torch::randn({2, 3, 16, 16});
   auto t = torch::tensor({10, 500});
