@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "pipeline/runner.h"
 
 #include <sys/stat.h>
@@ -140,10 +141,19 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
     st.reason = "input dataset changed";
     return st;
   }
+  std::vector<std::string> recorded;
   for (const auto& o : record->value("outputs", json::array())) {
     const auto rel = o.value("path", "");
+    recorded.push_back(rel);
     if (file_digest(ctx, records, rel) != o.value("hash", "")) {
       st.reason = "output missing or modified: " + rel;
+      return st;
+    }
+  }
+  // A record written by another process of the job (another shard) does not vouch for this one's outputs.
+  for (const auto& rel : stage.outputs(ctx)) {
+    if (std::find(recorded.begin(), recorded.end(), rel) == recorded.end()) {
+      st.reason = "not produced yet: " + rel;
       return st;
     }
   }

@@ -47,6 +47,10 @@ ShardSpec shard_of_invocation(const Context& ctx) {
   }
 }
 
+bool all_sharded(const std::vector<std::pair<ShardSpec, fs::path>>& journals) {
+  return std::all_of(journals.begin(), journals.end(), [](const auto& j) { return j.first.count > 1; });
+}
+
 // Journals of another shard count than this run's cannot be merged with it: say so before any work.
 void refuse_other_shard_counts(const fs::path& sample_dir, const ShardSpec& shard) {
   for (const auto& [spec, path] : find_journals(sample_dir)) {
@@ -57,6 +61,21 @@ void refuse_other_shard_counts(const fs::path& sample_dir, const ShardSpec& shar
                                 "over with {} shards (images already generated are not reused across shard counts)",
                                 path.string(), spec.count, shard.count, spec.count, sample_dir.string(), spec.count, shard.count));
   }
+}
+
+// Fingerprint of the weights themselves: LibTorch's archive bytes differ between two saves of
+// equal weights, and equal weights must give equal manifests (e.g. a model retrained bit-exactly).
+std::string weights_fingerprint(UNet& model) {
+  std::string digests;
+  for (const auto& item : model->named_parameters()) {
+    const auto t = item.value().detach().cpu().contiguous();
+    digests += item.key() + ":" + hash_bytes(t.data_ptr(), static_cast<std::size_t>(t.nbytes())) + ";";
+  }
+  for (const auto& item : model->named_buffers()) {
+    const auto t = item.value().detach().cpu().contiguous();
+    digests += item.key() + ":" + hash_bytes(t.data_ptr(), static_cast<std::size_t>(t.nbytes())) + ";";
+  }
+  return hash_text(digests);
 }
 
 class SampleStage final : public Stage {
@@ -70,7 +89,16 @@ class SampleStage final : public Stage {
     return in;
   }
   std::vector<std::string> outputs(const Context& ctx) const override {
-    return {"sample/plan.json", "sample/" + journal_path("", shard_of_invocation(ctx)).filename().string()};
+    const auto shard = shard_of_invocation(ctx);
+    std::vector<std::string> out{"sample/plan.json"};
+    // Unsharded after a complete array run: the array's journals are this run's result.
+    const auto journals = find_journals(ctx.dir("sample"));
+    if (shard.count == 1 && !journals.empty() && all_sharded(journals)) {
+      for (const auto& j : journals) out.push_back("sample/" + j.second.filename().string());
+      return out;
+    }
+    out.push_back("sample/" + journal_path("", shard).filename().string());
+    return out;
   }
   bool runs_alongside_others(const Context& ctx) const override { return shard_of_invocation(ctx).count > 1; }
 
@@ -84,8 +112,7 @@ class SampleStage final : public Stage {
     auto plan = prepare_sample_plan(ctx);
 
     // Run as the prerequisite of emit after an array job: the shards' journals are the result.
-    const bool sharded_before =
-        shard.count == 1 && !journals.empty() && std::all_of(journals.begin(), journals.end(), [](const auto& j) { return j.first.count > 1; });
+    const bool sharded_before = shard.count == 1 && !journals.empty() && all_sharded(journals);
     if (sharded_before) {
       const auto merged = merge_journals(dir, plan);  // names the missing shard or image
       ctx.report().info(fmt::format("all {} shards of the sampling run are complete ({} images)", merged.shard_count,
@@ -128,7 +155,7 @@ class SampleStage final : public Stage {
     settings.clip = mo.clip;
     settings.guidance = cfg ? mo.guidance : 0.0;
     settings.conditioning = meta.model.conditioning;
-    settings.checkpoint = hash_file(model_pt);
+    settings.checkpoint = weights_fingerprint(loaded.model);
     settings.resolution = meta.model.resolution;
     settings.channels = meta.model.in_channels;
     const auto job = sampling_job_for(ctx, settings);

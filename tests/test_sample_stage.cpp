@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
+#include "augment_test_paths.h"
 #include "pipeline/fs_util.h"
 
 using namespace augment::test;
@@ -67,6 +68,10 @@ TEST_CASE("sample stage: byte-identical images across batch sizes and shards - r
     CAPTURE(read_bytes(tmp / ("err" + std::to_string(k))));
     CHECK(wait_exit(pids[static_cast<std::size_t>(k)], 120) == 0);
   }
+  std::string listed;
+  for (const auto& f : pngs(b)) listed += f.string() + " ";
+  CAPTURE(listed);
+  CAPTURE(read_bytes(tmp / "err0"));
   REQUIRE(pngs(b) == files);
   for (const auto& f : files) CHECK(read_bytes(a / f) == read_bytes(b / f));
 
@@ -84,4 +89,37 @@ TEST_CASE("sample stage: byte-identical images across batch sizes and shards - r
   r = run_augment(with({"sample", "--work", (tmp / "c").string(), "--sample.shard", "0/2"}, common));
   CHECK(r.code == 66);
   CHECK(r.err.find("run `augment scan`") != std::string::npos);
+}
+
+TEST_CASE("tools/simulate_array.sh: a 3-way array run emits the same dataset as one process") {
+  TempDir tmp;
+  for (int i = 0; i < 14; ++i) write_image(tmp / ("in/a/" + std::to_string(i) + ".png"), 20, 20, 3, i);
+  for (int i = 0; i < 5; ++i) write_image(tmp / ("in/b b/" + std::to_string(i) + ".png"), 20, 20, 3, 50 + i);
+  std::string common = " --input " + (tmp / "in").string() +
+                       " --cache.resolution 16 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 8"
+                       " --train.heads 2 --train.diffusion_steps 40 --train.steps 3 --train.batch_size 8 --classifier.epochs 1"
+                       " --sample.steps 3 --evaluate.seeds 1 --evaluate.downstream_epochs 1 --evaluate.tsne_iterations 300"
+                       " --threads 1 --quiet";
+  auto r = run_augment({"emit", "--work", (tmp / "one").string(), "--output", (tmp / "out-one").string(), "--input",
+                        (tmp / "in").string(), "--cache.resolution", "16", "--train.channels", "8", "--train.channel_mult", "1,2",
+                        "--train.blocks", "1", "--train.attention", "8", "--train.heads", "2", "--train.diffusion_steps", "40",
+                        "--train.steps", "3", "--train.batch_size", "8", "--classifier.epochs", "1", "--sample.steps", "3",
+                        "--evaluate.seeds", "1", "--evaluate.downstream_epochs", "1", "--evaluate.tsne_iterations", "300",
+                        "--threads", "1", "--quiet"});
+  REQUIRE_MESSAGE(r.code == 0, r.err);
+  r = run_shell("AUGMENT=" + std::string(AUGMENT_BINARY) + " LOG_DIR=" + (tmp / "logs").string() + " bash " +
+                (fs::path(AUGMENT_SOURCE_DIR) / "tools" / "simulate_array.sh").string() + " 3 --work " + (tmp / "three").string() +
+                " --output " + (tmp / "out-three").string() + common);
+  const std::string script_log = r.out + r.err;
+  REQUIRE_MESSAGE(r.code == 0, script_log);
+  CHECK(fs::exists(tmp / "three" / "sample" / "journal-2-of-3.jsonl"));
+  CHECK(read_bytes(tmp / "out-one" / "manifest.csv") == read_bytes(tmp / "out-three" / "manifest.csv"));
+  int synthetic = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tmp / "out-one")) {
+    const auto name = e.path().filename().string();
+    if (e.path().extension() != ".png" || name.rfind("real_", 0) == 0 || e.path().parent_path().filename() == "report") continue;
+    ++synthetic;
+    CHECK(read_bytes(e.path()) == read_bytes(tmp / "out-three" / fs::relative(e.path(), tmp / "out-one")));
+  }
+  CHECK(synthetic == 9);
 }
