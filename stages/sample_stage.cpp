@@ -67,13 +67,11 @@ void refuse_other_shard_counts(const fs::path& sample_dir, const ShardSpec& shar
 // equal weights, and equal weights must give equal manifests (e.g. a model retrained bit-exactly).
 std::string weights_fingerprint(UNet& model) {
   std::string digests;
-  for (const auto& item : model->named_parameters()) {
-    const auto t = item.value().detach().cpu().contiguous();
-    digests += item.key() + ":" + hash_bytes(t.data_ptr(), static_cast<std::size_t>(t.nbytes())) + ";";
-  }
-  for (const auto& item : model->named_buffers()) {
-    const auto t = item.value().detach().cpu().contiguous();
-    digests += item.key() + ":" + hash_bytes(t.data_ptr(), static_cast<std::size_t>(t.nbytes())) + ";";
+  for (const auto& tensors : {model->named_parameters(), model->named_buffers()}) {
+    for (const auto& item : tensors) {
+      const auto t = item.value().detach().cpu().contiguous();
+      digests += item.key() + ":" + hash_bytes(t.data_ptr(), static_cast<std::size_t>(t.nbytes())) + ";";
+    }
   }
   return hash_text(digests);
 }
