@@ -1,8 +1,11 @@
 #include "manifests/hdf5_shard.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
+#include <tbb/parallel_for.h>
+#include <zlib.h>
 
 #include "manifests/hdf5_util.h"
 #include "pipeline/errors.h"
@@ -26,8 +29,34 @@ std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int heig
   return {k, static_cast<unsigned long long>(height), static_cast<unsigned long long>(width), static_cast<unsigned long long>(channels)};
 }
 
+std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n) {
+  std::uint32_t sum1 = 0, sum2 = 0;
+  std::size_t words = n / 2;
+  while (words > 0) {
+    // 360 words keep both sums below 2^32 before folding.
+    std::size_t block = std::min<std::size_t>(words, 360);
+    words -= block;
+    for (; block > 0; --block, data += 2) {
+      sum1 += (static_cast<std::uint32_t>(data[0]) << 8) | data[1];
+      sum2 += sum1;
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (n % 2 != 0) {
+    sum1 += static_cast<std::uint32_t>(data[0]) << 8;
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return (sum2 << 16) | sum1;
+}
+
 ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level)
-    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count) {
+    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count), deflate_level_(deflate_level) {
+  chunk_ = image_chunk_shape(count, header.height, header.width, header.channels);
   h5::silence_error_stack();
   ensure_directory(path.parent_path());
   file_ = check_id(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "file create", tmp_);
@@ -35,8 +64,7 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
     const hsize_t n = static_cast<hsize_t>(count), h = header.height, w = header.width, c = header.channels;
     {
       hsize_t dims[4] = {n, h, w, c};
-      const auto shape = image_chunk_shape(count, header.height, header.width, header.channels);
-      hsize_t chunk[4] = {shape[0], shape[1], shape[2], shape[3]};
+      hsize_t chunk[4] = {chunk_[0], chunk_[1], chunk_[2], chunk_[3]};
       hid_t space = H5Screate_simple(4, dims, nullptr);
       hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
       H5Pset_obj_track_times(plist, false);  // no timestamps: the same content gives the same bytes
@@ -118,7 +146,28 @@ void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* 
   if (start < 0 || start + n > count_ || static_cast<std::int64_t>(files.size()) != n) throw std::logic_error("ShardWriter::write out of range");
   const hsize_t img[3] = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width), static_cast<hsize_t>(header_.channels)};
   const hsize_t none[3] = {0, 0, 0};
-  write_rows(images_, 4, H5T_NATIVE_UINT8, pixels, start, n, img, tmp_);
+  if (start != written_) throw std::logic_error("ShardWriter::write: rows must come in order");
+  const std::size_t image_bytes = static_cast<std::size_t>(img[0] * img[1] * img[2]);
+  const std::int64_t per_chunk = static_cast<std::int64_t>(chunk_[0]);
+  std::int64_t done = 0;
+  if (!pending_.empty()) {  // complete the chunk an earlier call began
+    const std::int64_t take = std::min<std::int64_t>(n, per_chunk - static_cast<std::int64_t>(pending_.size() / image_bytes));
+    pending_.insert(pending_.end(), pixels, pixels + static_cast<std::size_t>(take) * image_bytes);
+    done = take;
+    if (static_cast<std::int64_t>(pending_.size() / image_bytes) == per_chunk || start + take == count_) {
+      write_image_chunks(pending_.data(), pending_first_, static_cast<std::int64_t>(pending_.size() / image_bytes));
+      pending_.clear();
+    }
+  }
+  // Whole chunks straight from the caller's buffer; the shard's last chunk may be short.
+  std::int64_t whole = (n - done) / per_chunk * per_chunk;
+  if (start + n == count_) whole = n - done;
+  if (whole > 0) write_image_chunks(pixels + static_cast<std::size_t>(done) * image_bytes, start + done, whole);
+  done += whole;
+  if (done < n) {
+    pending_first_ = start + done;
+    pending_.assign(pixels + static_cast<std::size_t>(done) * image_bytes, pixels + static_cast<std::size_t>(n) * image_bytes);
+  }
   write_rows(labels_, 1, H5T_NATIVE_INT64, labels, start, n, none, tmp_);
   write_rows(synthetic_, 1, H5T_NATIVE_UINT8, is_synthetic, start, n, none, tmp_);
   std::vector<const char*> ptrs;
@@ -134,8 +183,54 @@ void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* 
   written_ += n;
 }
 
+void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t first_image, std::int64_t images) {
+  const std::size_t row_bytes = static_cast<std::size_t>(header_.width) * static_cast<std::size_t>(header_.channels);
+  const std::size_t image_bytes = row_bytes * static_cast<std::size_t>(header_.height);
+  const std::int64_t per_chunk = static_cast<std::int64_t>(chunk_[0]);
+  const std::int64_t bands = (header_.height + static_cast<std::int64_t>(chunk_[1]) - 1) / static_cast<std::int64_t>(chunk_[1]);
+  const std::size_t chunk_bytes = static_cast<std::size_t>(chunk_[0] * chunk_[1]) * row_bytes;
+  // Chunk j covers images [j*per_chunk, ...) of this call (a multiple of per_chunk from first_image)
+  // and, for images over 1 MiB, band j % bands of their rows.
+  const std::int64_t chunks = (images + per_chunk - 1) / per_chunk * bands;
+  std::vector<std::vector<std::uint8_t>> filtered(static_cast<std::size_t>(chunks));
+  tbb::parallel_for(std::int64_t(0), chunks, [&](std::int64_t j) {
+    // Edge chunks are stored whole, zero-filled beyond the dataset (as HDF5 does).
+    std::vector<std::uint8_t> raw(chunk_bytes, 0);
+    const std::int64_t image0 = j / bands * per_chunk, band = j % bands;
+    const std::int64_t row0 = band * static_cast<std::int64_t>(chunk_[1]);
+    const std::int64_t rows = std::min<std::int64_t>(static_cast<std::int64_t>(chunk_[1]), header_.height - row0);
+    for (std::int64_t i = 0; i < per_chunk && image0 + i < images; ++i) {
+      std::memcpy(raw.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(chunk_[1]) * row_bytes,
+                  pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
+                  static_cast<std::size_t>(rows) * row_bytes);
+    }
+    // Shuffle regroups the bytes of multi-byte elements; for uint8 it leaves the chunk as it is.
+    std::vector<std::uint8_t>& out = filtered[static_cast<std::size_t>(j)];
+    if (deflate_level_ > 0) {
+      uLongf size = compressBound(static_cast<uLong>(raw.size()));
+      out.resize(size + 4);
+      if (compress2(out.data(), &size, raw.data(), static_cast<uLong>(raw.size()), deflate_level_) != Z_OK) {
+        throw std::runtime_error("zlib compress2 failed");
+      }
+      out.resize(size);
+    } else {
+      out = std::move(raw);
+    }
+    const std::uint32_t sum = hdf5_fletcher32(out.data(), out.size());
+    for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(sum >> (8 * b)));  // little-endian, as the filter stores it
+  });
+  for (std::int64_t j = 0; j < chunks; ++j) {
+    const auto& c = filtered[static_cast<std::size_t>(j)];
+    const hsize_t offset[4] = {static_cast<hsize_t>(first_image + j / bands * per_chunk), static_cast<hsize_t>(j % bands * static_cast<std::int64_t>(chunk_[1])), 0, 0};
+    if (H5Dwrite_chunk(images_, H5P_DEFAULT, 0, offset, c.size(), c.data()) < 0) {
+      throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
+    }
+  }
+}
+
 void ShardWriter::commit() {
   if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
+  if (!pending_.empty()) throw std::logic_error("ShardWriter: an image chunk was not written");
   h5::write_strings_attr(file_, "class_names", header_.class_names, tmp_);
   h5::write_int_attr(file_, "height", header_.height, tmp_);
   h5::write_int_attr(file_, "width", header_.width, tmp_);

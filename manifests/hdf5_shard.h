@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,13 @@ struct ShardHeader {
 // or for images over 1 MiB, bands of rows of one image that stay <= 1 MiB.
 std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int height, int width, int channels);
 
+// HDF5's fletcher32 filter checksum of `n` bytes (H5_checksum_fletcher32: big-endian 16-bit words).
+std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n);
+
 // Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
-// `path` (fsync + rename). Destroyed without commit, it leaves nothing. One thread only.
+// `path` (fsync + rename). Destroyed without commit, it leaves nothing. The caller uses one
+// thread; image chunks are compressed on TBB's workers and handed to HDF5 on the caller's thread
+// (Debian's HDF5 is not thread-safe).
 class ShardWriter {
  public:
   ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level);
@@ -39,17 +45,25 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // Rows [start, start+n): n images of H*W*C bytes, labels, 0/1 flags and file names.
+  // Rows [start, start+n) in order (start = rows written so far): n images of H*W*C bytes,
+  // labels, 0/1 flags and file names.
   void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels, const std::uint8_t* is_synthetic,
              const std::vector<std::string>& files);
   void commit();
 
  private:
   void close_handles();
+  // Filters (shuffle, deflate, fletcher32) applied here in parallel, then written with
+  // H5Dwrite_chunk: HDF5's own filter pipeline runs on one thread and was the export's bottleneck.
+  void write_image_chunks(const std::uint8_t* pixels, std::int64_t first_image, std::int64_t images);
 
   std::filesystem::path path_, tmp_;
   ShardHeader header_;
   std::int64_t count_ = 0, written_ = 0;
+  int deflate_level_ = 0;
+  std::array<unsigned long long, 4> chunk_{};
+  std::vector<std::uint8_t> pending_;  // images of a chunk not yet complete (whole-image chunks only)
+  std::int64_t pending_first_ = 0;
   long long file_ = -1, images_ = -1, labels_ = -1, synthetic_ = -1, files_ = -1;
   bool committed_ = false;
 };

@@ -1,8 +1,10 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/allocator.h"
 #include "pipeline/cli.h"
 
 int main(int argc, char** argv) {
+  augment::keep_freed_memory_in_heap();
   return augment::run_cli(std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -30,7 +30,7 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   b.add("accumulate", &TrainOptions::accumulate, "micro-batches whose gradients make one optimizer step", at_least<I>(1));
   b.add("lr", &TrainOptions::lr, "AdamW learning rate", in_range(1e-8, 1.0));
   b.add("warmup", &TrainOptions::warmup, "steps of linear learning-rate warm-up", at_least<I>(0));
-  b.add("lr_schedule", &TrainOptions::lr_schedule, "after warm-up: constant, or cosine decay to zero at train.steps", {},
+  b.add("lr_schedule", &TrainOptions::lr_schedule, "after warm-up: constant, or cosine decay to zero at train.steps or at the end of train.minutes, whichever comes first", {},
         {"", {"constant", "cosine"}});
   b.add("weight_decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay", in_range(0.0, 1.0));
   b.add("grad_clip", &TrainOptions::grad_clip, "clip the global gradient norm to this; 0: off", at_least(0.0));

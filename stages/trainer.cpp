@@ -219,7 +219,10 @@ double Trainer::lr_at(std::int64_t step) const {
   const double warm = o_.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o_.warmup)) : 1.0;
   if (o_.lr_schedule != "cosine" || step < o_.warmup) return o_.lr * warm;
   const double span = std::max<double>(1.0, static_cast<double>(o_.steps - o_.warmup));
-  const double progress = std::min(1.0, static_cast<double>(step - o_.warmup) / span);
+  double progress = std::min(1.0, static_cast<double>(step - o_.warmup) / span);
+  // A wall-clock budget usually ends training long before train.steps; the decay then follows the
+  // clock, so a time-budgeted run still ends at a low learning rate (elapsed_ is agreed by all ranks).
+  if (o_.minutes > 0) progress = std::max(progress, std::min(1.0, elapsed_ / (o_.minutes * 60.0)));
   return o_.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 

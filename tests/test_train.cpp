@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -252,6 +253,31 @@ TEST_CASE("train: the time budget ends training early and counts resumed runs") 
   s = again.run();  // the budget was used up by the first run
   CHECK(s.start_step == 1);
   CHECK(s.end_step == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train: with a time budget the cosine learning rate decays with the clock") {
+  auto o = tiny_options();
+  o.steps = 1000000;  // never the limit: the step-based decay alone would stay near the peak
+  o.minutes = 0.05;
+  o.warmup = 2;
+  o.lr_schedule = "cosine";
+  o.log_every = 1;
+  const auto dir = fresh_dir("cosine_clock");
+  Trainer trainer(o, two_class_data(16), env_for(dir), quiet_reporter());
+  const auto s = trainer.run();
+  REQUIRE(s.time_budget_reached);
+  std::ifstream in(trainer.loss_csv());
+  std::string line;
+  std::getline(in, line);
+  std::vector<double> lr;
+  while (std::getline(in, line)) {
+    const auto a = line.find(','), b = line.find(',', a + 1), c = line.find(',', b + 1);
+    lr.push_back(std::stod(line.substr(b + 1, c - b - 1)));
+  }
+  REQUIRE(lr.size() >= 4);
+  CHECK(*std::max_element(lr.begin(), lr.end()) > 0.5 * o.lr);
+  CHECK(lr.back() < 0.1 * o.lr);  // the last step is at the end of the budget
   fs::remove_all(dir);
 }
 
