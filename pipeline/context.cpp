@@ -34,6 +34,12 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
 Context::Context(const Config& config, Reporter& reporter)
     : config_(config), reporter_(reporter), global_(load_options<GlobalOptions>(config)) {
   work_ = global_.work.empty() ? fs::path() : fs::absolute(global_.work).lexically_normal();
+  if (!global_.output.empty()) {
+    // "out/" names the folder "out": its siblings out_report and out_hdf5 are derived from the name.
+    auto out = fs::absolute(global_.output).lexically_normal();
+    if (!out.has_filename()) out = out.parent_path();
+    global_.output = out.string();
+  }
 }
 
 }  // namespace augment

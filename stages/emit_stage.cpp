@@ -120,23 +120,23 @@ bool directory_is_empty(const fs::path& dir) {
   return fs::directory_iterator(dir, ec) == fs::directory_iterator();
 }
 
-// Refuses a folder that is not ours, and ours without --force.
-void check_output(const fs::path& out, bool force) {
+// Refuses a folder that is not ours, and ours without --force. `what` names it in messages.
+void check_output(const fs::path& out, bool force, const std::string& what = "--output") {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) {
-    throw UserError(ExitCode::kCantCreate, fmt::format("--output {} exists and is not a folder; choose another path", out.string()));
+    throw UserError(ExitCode::kCantCreate, fmt::format("{} {} exists and is not a folder; choose another path", what, out.string()));
   }
   if (directory_is_empty(out)) return;
   if (!fs::is_regular_file(out / kOutputMarker, ec)) {
     throw UserError(ExitCode::kCantCreate,
-                    fmt::format("--output {} is not empty and was not written by augment (no {} file); augment replaces only its own "
+                    fmt::format("{} {} is not empty and was not written by augment (no {} file); augment replaces only its own "
                                 "output: choose a new or empty folder",
-                                out.string(), kOutputMarker));
+                                what, out.string(), kOutputMarker));
   }
   if (!force) {
     throw UserError(ExitCode::kCantCreate,
-                    fmt::format("--output {} holds an augmented dataset from an earlier emit; pass --force to replace it", out.string()));
+                    fmt::format("{} {} holds the output of an earlier emit; pass --force to replace it", what, out.string()));
   }
 }
 
@@ -211,18 +211,14 @@ std::vector<std::string> report_files(const Context& ctx) {
   return files;
 }
 
-// The evaluation report goes with the dataset as <tmp>/report/, inside the tree that is swapped
-// into place whole. A class folder of that name keeps it out.
-void copy_report(const Context& ctx, const fs::path& tmp, const std::map<std::string, std::string>& class_folders) {
-  const auto files = report_files(ctx);
-  if (files.empty()) return;
-  if (class_folders.count("report")) {
-    ctx.report().warn("a class folder is named 'report': the evaluation report is not copied into --output (it is in " +
-                      (ctx.dir("evaluate") / "report").string() + ")");
-    return;
-  }
+// The evaluation report goes next to the dataset, not into it: image-folder loaders (torchvision's
+// ImageFolder, Keras, Hugging Face's imagefolder) take every subfolder for a class.
+fs::path report_folder(const fs::path& out) { return out.parent_path() / (out.filename().string() + "_report"); }
+
+// Copies the report into a temp sibling of `dst`, to be swapped into place after the dataset.
+void copy_report(const Context& ctx, const std::vector<std::string>& files, const fs::path& tmp) {
   for (const auto& rel : files) {
-    const auto src = ctx.dir("evaluate") / "report" / rel, dst = tmp / "report" / rel;
+    const auto src = ctx.dir("evaluate") / "report" / rel, dst = tmp / rel;
     ensure_directory(dst.parent_path());
     std::error_code ec;
     fs::copy_file(src, dst, fs::copy_options::none, ec);
@@ -251,6 +247,7 @@ class EmitStage final : public Stage {
     if (!ctx.global().output.empty()) {
       const auto dir = fs::absolute(ctx.global().output).lexically_normal();
       for (const char* f : {"manifest.csv", "metadata.jsonl", "dataset.json"}) out.push_back((dir / f).string());
+      if (!report_files(ctx).empty()) out.push_back((report_folder(dir) / "index.html").string());
     }
     return out;
   }
@@ -271,9 +268,13 @@ class EmitStage final : public Stage {
                                                         (ctx.dir("sample") / "plan.json").string(), (ctx.dir("subsample") / "classes.json").string()));
     }
     const auto records = read_records_jsonl(ctx.dir("subsample") / "manifest.jsonl");
+    const auto report = report_files(ctx);
+    const fs::path report_dir = report_folder(out);
     check_output(out, g.force);
+    if (!report.empty()) check_output(report_dir, g.force, "the report folder");
     ensure_directory(out.parent_path());
     remove_stale_siblings(out);
+    remove_stale_siblings(report_dir);
 
     // Folder names, checked for clashes once made safe.
     std::vector<std::string> folders;
@@ -393,18 +394,29 @@ class EmitStage final : public Stage {
     write_text(tmp.path() / "manifest.csv", csv_text);
     write_text(tmp.path() / "metadata.jsonl", meta_text);
 
-    const json card = dataset_card(ctx, o, plan, merged, classes.names, folders, real_train, real_in, synthetic, val, test);
+    json card = dataset_card(ctx, o, plan, merged, classes.names, folders, real_train, real_in, synthetic, val, test);
+    if (!report.empty()) card["report"] = "../" + report_dir.filename().string() + "/index.html";
     const std::string card_text = card.dump(2) + "\n";
     write_text(tmp.path() / "dataset.json", card_text);
-    copy_report(ctx, tmp.path(), folder_owner);
     const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"created", iso_time_now()}};
     write_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
+    TempTree report_tmp(report.empty() ? fs::path() : temp_path_for(report_dir));
+    if (!report.empty()) {
+      ensure_directory(report_tmp.path());
+      copy_report(ctx, report, report_tmp.path());
+      write_text(report_tmp.path() / kOutputMarker, marker.dump(2) + "\n");
+    }
     sync_tree(tmp.path());
     check_stop();
 
     check_output(out, g.force);
+    if (!report.empty()) check_output(report_dir, g.force, "the report folder");
     swap_into_place(tmp.path(), out);
     tmp.release();
+    if (!report.empty()) {
+      swap_into_place(report_tmp.path(), report_dir);
+      report_tmp.release();
+    }
     write_text_atomically(ctx.dir("emit") / "rows.jsonl", rows_text);
     write_text_atomically(ctx.dir("emit") / "dataset.json", card_text);
 

@@ -31,7 +31,7 @@ void ExportOptions::bind(OptionBinder<ExportOptions>& b) {
           if (v.empty() || v.find('/') != std::string::npos || v[0] == '.') return "must be a plain file name prefix (no '/', not starting with '.')";
           return "";
         }));
-  b.add("dir", &ExportOptions::dir, "folder for the shards and index.json (default: OUTPUT/hdf5)");
+  b.add("dir", &ExportOptions::dir, "folder for the shards and index.json (default: OUTPUT_hdf5, next to the image folder OUTPUT)");
   b.add("deflate", &ExportOptions::deflate, "deflate level of the images dataset, 0 (none) to 9", in_range<std::int64_t>(0, 9));
 }
 
@@ -80,9 +80,11 @@ fs::path export_dir(const Context& ctx) {
   const auto o = ctx.options<ExportOptions>();
   if (!o.dir.empty()) return fs::absolute(o.dir).lexically_normal();
   if (ctx.global().output.empty()) {
-    throw UserError(ExitCode::kUsage, "export needs --output DIR (the emitted dataset; shards go to DIR/hdf5) or --export.dir");
+    throw UserError(ExitCode::kUsage, "export needs --output DIR (the emitted dataset; shards go to DIR_hdf5 next to it) or --export.dir");
   }
-  return fs::absolute(ctx.global().output).lexically_normal() / "hdf5";
+  // Next to the image folder, not in it: image-folder loaders take every subfolder for a class.
+  const auto out = fs::absolute(ctx.global().output).lexically_normal();
+  return out.parent_path() / (out.filename().string() + "_hdf5");
 }
 
 std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) { return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n); }
@@ -108,6 +110,12 @@ class ExportStage final : public Stage {
       if (is_same_or_inside(dir, input.substr(input.find('=') == std::string::npos || fs::is_directory(input) ? 0 : input.find('=') + 1))) {
         throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the input {}; augment never writes into your data", dir.string(), input));
       }
+    }
+    if (!ctx.global().output.empty() && is_same_or_inside(dir, ctx.global().output)) {
+      throw UserError(ExitCode::kCantCreate,
+                      fmt::format("--export.dir {} is inside the image folder {}: image-folder loaders would take it for a class and the next "
+                                  "emit replaces that folder; choose a folder next to it",
+                                  dir.string(), ctx.global().output));
     }
     if (is_same_or_inside(dir, ctx.work())) {
       throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));

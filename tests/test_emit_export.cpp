@@ -205,11 +205,14 @@ TEST_SUITE("emit and export") {
     r = cmd({"export"}, ex);
     INFO(r.err);
     REQUIRE(r.code == 0);
-    const auto index = json::parse(read_bytes(out / "hdf5" / "index.json"));
+    // Next to the image folder (inside, ImageFolder would take it for a class).
+    const auto hdf5_dir = out.parent_path() / (out.filename().string() + "_hdf5");
+    CHECK_FALSE(fs::exists(out / "hdf5"));
+    const auto index = json::parse(read_bytes(hdf5_dir / "index.json"));
     REQUIRE(index["shards"].size() == 6);
     CHECK(index["total"] == 40);
     CHECK(index["shards"][0]["file"] == "train-00000-of-00006.h5");
-    for (const auto& s : index["shards"]) CHECK(s["sha256"] == sha256_file(out / "hdf5" / s["file"].get<std::string>()));
+    for (const auto& s : index["shards"]) CHECK(s["sha256"] == sha256_file(hdf5_dir / s["file"].get<std::string>()));
 
     // h5py reads every shard (checking the fletcher32 checksums); compare with the manifest.
     write_bytes(dir / "check.py",
@@ -229,7 +232,7 @@ TEST_SUITE("emit and export") {
                 "        out['rows'].append([files[i], int(f['labels'][i]), int(f['is_synthetic'][i]), int(im[i].astype('int64').sum())])\n"
                 "print(json.dumps(out))\n");
     std::string args;
-    for (const auto& s : index["shards"]) args += " '" + (out / "hdf5" / s["file"].get<std::string>()).string() + "'";
+    for (const auto& s : index["shards"]) args += " '" + (hdf5_dir / s["file"].get<std::string>()).string() + "'";
     auto py = run_shell(python() + " " + (dir / "check.py").string() + args);
     INFO(py.out);
     REQUIRE(py.code == 0);
@@ -288,7 +291,7 @@ TEST_SUITE("emit and export") {
 
     // A killed export: one shard gone, one damaged, a temp file left, no index. The rerun keeps
     // the finished shards and rewrites the rest to the same bytes.
-    const auto hdf5 = out / "hdf5";
+    const auto& hdf5 = hdf5_dir;
     fs::remove(hdf5 / "train-00001-of-00006.h5");
     write_bytes(hdf5 / "train-00002-of-00006.h5", "garbage");
     write_bytes(hdf5 / ".train-00003-of-00006.h5.augment-tmp.1.ab", "partial");

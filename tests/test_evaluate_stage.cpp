@@ -192,8 +192,24 @@ TEST_SUITE("evaluate") {
     INFO(r.err);
     REQUIRE(r.code == 0);
     CHECK(json::parse(read_bytes(out / "dataset.json"))["evaluation"] == again);
-    CHECK(read_bytes(out / "report" / "index.html") == read_bytes(report / "index.html"));
-    CHECK(fs::is_regular_file(out / "report" / "tsne_classes.png"));
+    // The report sits next to the image folder, which holds only class folders (ImageFolder's classes).
+    const auto beside = out.parent_path() / (out.filename().string() + "_report");
+    CHECK(read_bytes(beside / "index.html") == read_bytes(report / "index.html"));
+    CHECK(fs::is_regular_file(beside / "tsne_classes.png"));
+    CHECK(json::parse(read_bytes(out / "dataset.json"))["report"] == "../" + beside.filename().string() + "/index.html");
+    int folders = 0;
+    for (const auto& e : fs::directory_iterator(out)) folders += e.is_directory();
+    CHECK(folders == 3);  // the three classes of this test
+    // A rerun with --force replaces both; a foreign folder in the report's place is refused.
+    r = cmd({"emit", "--only", "emit", "--force", "--output", out.string()});
+    CHECK(r.code == 0);
+    fs::remove_all(beside);
+    fs::create_directories(beside);
+    write_bytes(beside / "mine.txt", "user data");
+    r = cmd({"emit", "--only", "emit", "--force", "--output", out.string()});
+    CHECK(r.code == 73);
+    CHECK(r.err.find(beside.string()) != std::string::npos);
+    CHECK(read_bytes(beside / "mine.txt") == "user data");
   }
 
   TEST_CASE("evaluate without held-out images compares with the train split and leaves out what needs a test split") {

@@ -28,8 +28,9 @@ case "$mode" in
   example)
     mkdir -p build/example
     ./build/make_fashion_mnist --out build/example/fashion-mnist-unbalanced --counts 2000,1000,500,250,125
-    # The whole pipeline; the augmented folder (real + synthetic, manifests, report) lands in
-    # build/example/augmented, the HDF5 shards in build/example/augmented/hdf5.
+    # The whole pipeline; the augmented folder (real + synthetic, manifests) lands in
+    # build/example/augmented, the report in build/example/augmented_report, the HDF5 shards in
+    # build/example/augmented_hdf5.
     ./build/augment run --config examples/fashion_mnist.ini \
       --input build/example/fashion-mnist-unbalanced --work build/example/work --output build/example/augmented "${@:2}"
     ./build/augment status --config examples/fashion_mnist.ini \
