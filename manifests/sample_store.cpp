@@ -29,8 +29,8 @@ namespace augment {
 using nlohmann::json;
 
 std::string SamplingSettings::key() const {
-  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, eta, clip, guidance, conditioning,
-                               checkpoint, resolution, channels));
+  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, eta, clip, guidance,
+                               conditioning, checkpoint, resolution, channels, guided_from, guided_to));
 }
 
 std::string sample_image_relpath(int label, std::int64_t index) { return fmt::format("images/{:03}/{:06}.png", label, index); }
@@ -72,6 +72,7 @@ json entry_to_json(const JournalEntry& e) {
             {"eta", e.settings.eta},
             {"clip", e.settings.clip},
             {"guidance", e.settings.guidance},
+            {"guidance_interval", {e.settings.guided_from, e.settings.guided_to}},
             {"conditioning", e.settings.conditioning},
             {"checkpoint", e.settings.checkpoint},
             {"resolution", e.settings.resolution},
@@ -99,6 +100,10 @@ JournalEntry entry_from_json(const json& j) {
   e.settings.eta = j.value("eta", 0.0);
   e.settings.clip = j.value("clip", true);
   e.settings.guidance = j.at("guidance").get<double>();
+  if (j.contains("guidance_interval")) {
+    e.settings.guided_from = j.at("guidance_interval").at(0).get<double>();
+    e.settings.guided_to = j.at("guidance_interval").at(1).get<double>();
+  }
   e.settings.conditioning = j.at("conditioning").get<std::string>();
   e.settings.checkpoint = j.at("checkpoint").get<std::string>();
   e.settings.resolution = j.at("resolution").get<int>();

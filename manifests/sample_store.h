@@ -30,6 +30,7 @@ struct SamplingSettings {
   int channels = 3;          // 3 RGB, 1 gray
   double eta = 0.0;          // ddim's noise share
   bool clip = true;          // predicted clean image clamped at every step
+  double guided_from = 0.0, guided_to = 1.0;  // guidance interval as shares t/T of the noise schedule
   std::string key() const;   // hash of all of the above
 };
 

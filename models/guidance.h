@@ -13,10 +13,14 @@ struct ModelCall {
   torch::ScalarType precision = torch::kFloat32;  // bf16: autocast around the forward pass
   bool channels_last = false;
   double guidance = 1.0;  // cfg only; 1 = the conditional prediction alone, 0 = unconditional
+  // Guidance applies only at timesteps t with guided_from <= t <= guided_to; elsewhere the
+  // conditional pass runs alone (half the work). Guidance matters most at mid noise levels
+  // (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval").
+  double guided_from = 0.0, guided_to = 1e18;
 };
 
 // `labels` int64 [N] on the model's device. For cfg with guidance != 1 the conditional and the
-// unconditional pass run as one batch of 2N. Other conditioning methods use the labels plainly.
+// unconditional pass run as one batch of 2N (inside the guidance interval). Other conditioning methods use the labels plainly.
 ModelFn denoiser_model_fn(UNet model, torch::Tensor labels, const ModelCall& call);
 
 }  // namespace augment

@@ -19,7 +19,8 @@ using nlohmann::json;
 void SampleOptions::bind(OptionBinder<SampleOptions>& b) {
   b.add("policy", &SampleOptions::policy,
         "synthetic images per class: balance=max (every class up to the largest class's train count), per_class=N "
-        "(N in total per class, real train + synthetic) or ratio=r (r synthetic per real train image)",
+        "(N in total per class, real train + synthetic), ratio=r (r synthetic per real train image) or synthetic=N (N synthetic "
+        "images of every class, e.g. for a synthetic-only set or a quick look at each class)",
         Check<std::string>([](const std::string& v) -> std::string {
           try {
             parse_sample_policy(v);
@@ -52,7 +53,7 @@ void SampleOptions::bind(OptionBinder<SampleOptions>& b) {
 
 SamplePolicy parse_sample_policy(const std::string& text) {
   const auto eq = text.find('=');
-  const std::string accepted = "accepted: balance=max, per_class=N (N >= 1) or ratio=r (r >= 0)";
+  const std::string accepted = "accepted: balance=max, per_class=N (N >= 1), ratio=r (r >= 0) or synthetic=N (N >= 1)";
   if (eq == std::string::npos) throw std::invalid_argument("'" + text + "' is not a policy; " + accepted);
   const std::string kind = text.substr(0, eq), value = text.substr(eq + 1);
   SamplePolicy p;
@@ -61,15 +62,15 @@ SamplePolicy parse_sample_policy(const std::string& text) {
     p.kind = SamplePolicy::Kind::kBalanceMax;
     return p;
   }
-  if (kind == "per_class") {
+  if (kind == "per_class" || kind == "synthetic") {
     std::int64_t n = 0;
     try {
       parse_value(value, n);
     } catch (const std::invalid_argument&) {
       n = 0;
     }
-    if (n < 1) throw std::invalid_argument("per_class needs a whole number >= 1, got '" + value + "'");
-    p.kind = SamplePolicy::Kind::kPerClass;
+    if (n < 1) throw std::invalid_argument(kind + " needs a whole number >= 1, got '" + value + "'");
+    p.kind = kind == "per_class" ? SamplePolicy::Kind::kPerClass : SamplePolicy::Kind::kSynthetic;
     p.per_class = n;
     return p;
   }
@@ -109,6 +110,7 @@ SamplePlan make_sample_plan(const ClassList& classes, const std::vector<std::int
       case SamplePolicy::Kind::kBalanceMax: cp.synthetic = largest - cp.real_train; break;
       // A class already above the target keeps its real images; nothing is removed.
       case SamplePolicy::Kind::kPerClass: cp.synthetic = std::max<std::int64_t>(0, policy.per_class - cp.real_train); break;
+      case SamplePolicy::Kind::kSynthetic: cp.synthetic = policy.per_class; break;
       case SamplePolicy::Kind::kRatio:
         cp.synthetic = static_cast<std::int64_t>(std::llround(policy.ratio * static_cast<double>(cp.real_train)));
         break;

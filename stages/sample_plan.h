@@ -28,13 +28,13 @@ struct SampleOptions {
 };
 
 struct SamplePolicy {
-  enum class Kind { kBalanceMax, kPerClass, kRatio };
+  enum class Kind { kBalanceMax, kPerClass, kRatio, kSynthetic };
   Kind kind = Kind::kBalanceMax;
-  std::int64_t per_class = 0;
+  std::int64_t per_class = 0;  // per_class=N and synthetic=N
   double ratio = 0.0;
   std::string text;  // as given, for the plan and the dataset card
 };
-// Parses "balance=max", "per_class=N" or "ratio=r"; throws std::invalid_argument saying what is accepted.
+// Parses "balance=max", "per_class=N", "ratio=r" or "synthetic=N"; throws std::invalid_argument saying what is accepted.
 SamplePolicy parse_sample_policy(const std::string& text);
 
 struct ClassPlan {

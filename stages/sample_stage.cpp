@@ -34,6 +34,8 @@ void SamplerOptions::bind(OptionBinder<SamplerOptions>& b) {
   b.add("guidance", &SamplerOptions::guidance,
         "cfg models: classifier-free guidance scale (1 = conditional prediction only, larger = more class-typical, less varied)",
         in_range(0.0, 50.0));
+  b.add("guidance_interval", &SamplerOptions::guidance_interval,
+        "cfg models: guide only where the noise level t/T lies in FROM,TO (elsewhere one conditional pass: faster); 0,1 = every step");
   b.add("clip", &SamplerOptions::clip, "clamp the predicted clean image to the pixel range at every step");
 }
 
@@ -138,6 +140,24 @@ class SampleStage final : public Stage {
       ctx.report().warn(fmt::format("sample.guidance is ignored: the model uses {} conditioning, not cfg", meta.model.conditioning));
     }
 
+    double guided_from = 0.0, guided_to = 1.0;
+    {
+      const auto& iv = mo.guidance_interval;
+      bool ok = iv.size() == 2;
+      try {
+        if (ok) {
+          guided_from = std::stod(iv[0]);
+          guided_to = std::stod(iv[1]);
+        }
+      } catch (const std::exception&) {
+        ok = false;
+      }
+      if (!ok || !(guided_from >= 0.0 && guided_from <= guided_to && guided_to <= 1.0)) {
+        throw UserError(ExitCode::kConfig, fmt::format("sample.guidance_interval must be FROM,TO with 0 <= FROM <= TO <= 1 (shares of the "
+                                                       "noise schedule), e.g. 0,1 or 0.2,0.9; got '{}'",
+                                                       fmt::join(iv, ",")));
+      }
+    }
     SamplerSettings sampler_settings{mo.sampler, static_cast<int>(mo.steps), mo.eta, mo.clip};
     std::unique_ptr<Sampler> sampler;
     try {
@@ -152,6 +172,8 @@ class SampleStage final : public Stage {
     settings.eta = mo.sampler == "ddim" ? mo.eta : 0.0;
     settings.clip = mo.clip;
     settings.guidance = cfg ? mo.guidance : 0.0;
+    settings.guided_from = cfg ? guided_from : 0.0;
+    settings.guided_to = cfg ? guided_to : 1.0;
     settings.conditioning = meta.model.conditioning;
     settings.checkpoint = weights_fingerprint(loaded.model);
     settings.resolution = meta.model.resolution;
@@ -167,11 +189,17 @@ class SampleStage final : public Stage {
     call.precision = precision;
     call.channels_last = device.is_cuda() || precision != torch::kFloat32;
     call.guidance = cfg ? mo.guidance : 1.0;
+    const double T = static_cast<double>(meta.diffusion.steps);
+    call.guided_from = guided_from * T;
+    call.guided_to = guided_to >= 1.0 ? 1e18 : guided_to * T;
     if (call.channels_last) loaded.model->to_channels_last();
     const bool guided = cfg && call.guidance != 1.0;
     ctx.report().info(fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {}",
-                                  shard.label(), mo.sampler, settings.steps, guided ? fmt::format(", guidance {} in one 2x batch",
-                                                                                                   call.guidance) : "",
+                                  shard.label(), mo.sampler, settings.steps, guided ? fmt::format(", guidance {} in one 2x batch{}", call.guidance,
+                                                                                                   guided_from > 0.0 || guided_to < 1.0
+                                                                                                       ? fmt::format(" for t/T in [{:g}, {:g}]", guided_from, guided_to)
+                                                                                                       : "")
+                                                                                     : "",
                                   meta.model.conditioning, describe(device, precision)));
 
     GenerateFn generate = [&](const std::vector<SampleRequest>& requests) {

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pipeline/config.h"
 #include "pipeline/stage.h"
@@ -17,6 +18,7 @@ struct SamplerOptions {
   std::int64_t steps = 50;          // denoiser evaluations per image (ddpm: all diffusion steps)
   double eta = 0.0;                 // ddim only
   double guidance = 2.0;            // cfg models: scale of classifier-free guidance (1 = conditional only)
+  std::vector<std::string> guidance_interval = {"0", "1"};  // share of the noise schedule t/T where guidance applies
   bool clip = true;                 // clamp the predicted clean image to [-1, 1]
   static void bind(OptionBinder<SamplerOptions>& b);
 };

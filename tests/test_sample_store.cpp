@@ -122,8 +122,10 @@ TEST_SUITE("sample plan") {
     CHECK(plan.classes[1].synthetic == 1);
     CHECK(plan.classes[2].synthetic == 5);
     CHECK(plan.total_synthetic() == 9);
+    plan = small_plan("synthetic=3");  // the same number for every class, whatever its real count
+    for (const auto& c : plan.classes) CHECK(c.synthetic == 3);
     CHECK(plan_table(plan).find("ñandú") != std::string::npos);
-    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max"}) {
+    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max", "synthetic=0", "synthetic=-2"}) {
       CHECK_THROWS_AS(parse_sample_policy(bad), std::invalid_argument);
     }
   }

@@ -126,4 +126,11 @@ TEST_CASE("classifier-free guidance: scale 1 is the conditional pass and 0 the u
   CHECK(torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 0.0})(x, 5), uncond, 1e-5, 1e-6));
   const auto g3 = denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 3.0})(x, 5);
   CHECK(torch::allclose(g3, uncond + 3.0 * (cond - uncond), 1e-4, 1e-5));
+  // Outside the guidance interval the conditional pass runs alone.
+  ModelCall limited{torch::kFloat32, false, 3.0};
+  limited.guided_from = 6;
+  limited.guided_to = 9;
+  CHECK(torch::allclose(denoiser_model_fn(net, labels, limited)(x, 5), cond, 1e-5, 1e-6));
+  limited.guided_from = 5;
+  CHECK(torch::allclose(denoiser_model_fn(net, labels, limited)(x, 5), g3, 1e-5, 1e-6));
 }
