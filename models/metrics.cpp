@@ -86,6 +86,36 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
   return frechet_distance(mu_a, cov_a, mu_b, cov_b);
 }
 
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, const torch::Tensor& b) {
+  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) || weights_a.dim() != 1 || weights_a.size(0) != a.size(0)) {
+    throw std::invalid_argument("frechet_distance: [N, F], weights [N] and [M, F] expected");
+  }
+  if (a.size(0) < 2 || b.size(0) < 2) return kNaN;
+  const auto w = as_double(weights_a);
+  const double total = w.sum().item<double>();
+  if (!(total > 0)) return kNaN;
+  const auto p = w / total;
+  const double effective = 1.0 - p.pow(2).sum().item<double>();
+  if (!(effective > 0)) return kNaN;
+  const auto d = as_double(a);
+  const auto mu_a = (d * p.unsqueeze(1)).sum(0);
+  const auto c = d - mu_a;
+  const auto cov_a = (c * p.unsqueeze(1)).t().mm(c) / effective;
+  const auto db = as_double(b);
+  const auto mu_b = db.mean(0);
+  const auto cb = db - mu_b;
+  return frechet_distance(mu_a, cov_a, mu_b, cb.t().mm(cb) / static_cast<double>(db.size(0) - 1));
+}
+
+torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tensor& labels_b, int classes) {
+  const auto ca = torch::bincount(labels_a.to(torch::kInt64), {}, classes).to(torch::kFloat64);
+  auto share_b = torch::bincount(labels_b.to(torch::kInt64), {}, classes).to(torch::kFloat64);
+  share_b = share_b * (ca > 0).to(torch::kFloat64);
+  share_b = share_b / share_b.sum().clamp_min(1e-300);
+  const auto per_row_class = share_b / ca.clamp_min(1.0);
+  return per_row_class.index_select(0, labels_a.to(torch::kInt64));
+}
+
 double classifier_score(const torch::Tensor& logits) {
   if (logits.dim() != 2) throw std::invalid_argument("classifier_score: logits [N, K] expected");
   if (logits.size(0) == 0) return kNaN;

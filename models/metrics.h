@@ -17,6 +17,13 @@ double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, c
 // The same between Gaussians fitted to two feature sets [N, F] and [M, F] (unbiased covariances).
 // NaN when a set has fewer than two rows.
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
+// The same with set a weighted per row (weights [N] >= 0, any scale; reliability-weighted
+// unbiased covariance): with weights that give each class of a its share in b, the distance no
+// longer counts a different class mix (a balance plan samples mostly the rare classes).
+double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, const torch::Tensor& b);
+// Row weights that give the classes of labels_a the shares they have in labels_b (int64 labels);
+// classes missing from a are left out and the rest renormalised.
+torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tensor& labels_b, int classes);
 
 // exp(mean over images of KL(p(y|x) || p(y))) from logits [N, K]: the Inception Score formula with
 // the run's classifier. Between 1 (every image gets the same prediction) and K (confident and

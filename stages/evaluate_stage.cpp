@@ -121,7 +121,16 @@ json frechet_table(const torch::Tensor& a, const torch::Tensor& la, const torch:
     const int k = static_cast<int>(c);
     per_class[names[c]] = number_or_null(frechet_distance(rows_of_class(a, la, k), rows_of_class(b, lb, k)));
   }
-  return {{"overall", number_or_null(frechet_distance(a, b))}, {"per_class", per_class}};
+  // "overall" at b's class mix: a balance plan samples mostly the rare classes, and a distance that
+  // counted the different mix would say nothing about the images.
+  // Classes a has no images of (the largest class gets none under balance=max) leave b as well.
+  const auto present = torch::bincount(la.to(torch::kInt64), {}, static_cast<int64_t>(names.size())) > 0;
+  const auto keep_b = present.index_select(0, lb.to(torch::kInt64)).nonzero().squeeze(1);
+  const auto b_kept = b.index_select(0, keep_b), lb_kept = lb.index_select(0, keep_b);
+  const auto w = class_mix_weights(la, lb_kept, static_cast<int>(names.size()));
+  return {{"overall", number_or_null(frechet_distance(a, w, b_kept))},
+          {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
+          {"per_class", per_class}};
 }
 
 json precision_recall_table(const torch::Tensor& query, const torch::Tensor& lq, const torch::Tensor& real, const torch::Tensor& lr,

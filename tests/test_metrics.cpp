@@ -44,6 +44,26 @@ TEST_SUITE("evaluation metrics") {
     CHECK(std::isnan(frechet_distance(a.slice(0, 0, 1), a)));
   }
 
+  TEST_CASE("Frechet distance at the reference class mix: the same classes in other proportions score near 0") {
+    // Two classes, far apart; a has them 1:9, b 9:1 (as a balance plan samples the rare class).
+    auto cls = [](std::int64_t n0, std::int64_t n1, std::uint64_t seed) {
+      auto x = gaussian(n0 + n1, 4, seed);
+      x.slice(0, n0, n0 + n1).add_(6.0);
+      auto l = torch::cat({torch::zeros({n0}, torch::kInt64), torch::ones({n1}, torch::kInt64)});
+      return std::make_pair(x, l);
+    };
+    const auto [a, la] = cls(300, 2700, 11);
+    const auto [b, lb] = cls(2700, 300, 12);
+    const auto w = class_mix_weights(la, lb, 2);
+    CHECK(w.slice(0, 0, 300).sum().item<double>() == doctest::Approx(0.9));
+    CHECK(w.slice(0, 300, 3000).sum().item<double>() == doctest::Approx(0.1));
+    const double plain = frechet_distance(a, b), matched = frechet_distance(a, w, b);
+    CHECK(plain > 40.0);   // mostly the class mix: means 4.8 apart in each of 4 dimensions
+    CHECK(matched < 0.1);  // sampling noise only
+    // Equal weights give the unweighted distance.
+    CHECK(frechet_distance(a, torch::ones({3000}), b) == doctest::Approx(plain).epsilon(1e-9));
+  }
+
   TEST_CASE("precision and recall: 1 for identical sets and 0 for disjoint ones and half the recall for a dropped mode") {
     const auto a = gaussian(200, 5, 2);
     auto pr = knn_precision_recall(a, a, 3);
