@@ -5,7 +5,7 @@
 #
 #   tools/bench_sample.sh [augment options...]     e.g.  --sample.sampler dpmpp2m --sample.steps 20
 #
-# Defaults: DDIM 50 steps, cfg with guidance 2 (two denoiser passes per step, in one batch), 32
+# Defaults: DDIM 50 steps, cfg with guidance 2 (two denoiser passes per step, in one batch), 8
 # images per class for 10 classes, all cores. BUILD (default: build) holds the binaries; WORK
 # (default: a new temporary folder) the run. Prints the measured images/s as JSON.
 set -euo pipefail
@@ -14,10 +14,28 @@ work=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/augment-bench-sample.XXXXXX")}
 mkdir -p "$work"
 # 10 classes of 28x28 Fashion-MNIST images (Debian's dataset-fashion-mnist), cached at 32x32 RGB.
 "$build/make_fashion_mnist" --out "$work/data" --counts 64,64,64,64,64,64,64,64,64,64 >/dev/null
-common=(--input "$work/data" --work "$work/run" --quiet --resolution 32 --channels 3
-        --classifier.epochs 1 --train.steps 1 --train.batch_size 8
-        --train.channels 64 --train.channel_mult 1,2,2 --train.blocks 2 --train.attention 16 --train.conditioning cfg
-        --sample.policy synthetic=32 --sample.sampler ddim --sample.steps 50 --sample.guidance 2)
+# The defaults as a config file: options given on the command line win over it.
+cat > "$work/bench.ini" <<'INI'
+[cache]
+resolution = 32
+channels = 3
+[classifier]
+epochs = 1
+[train]
+steps = 1
+batch_size = 8
+channels = 64
+channel_mult = 1,2,2
+blocks = 2
+attention = 16
+conditioning = cfg
+[sample]
+policy = synthetic=8
+sampler = ddim
+steps = 50
+guidance = 2
+INI
+common=(--config "$work/bench.ini" --input "$work/data" --work "$work/run" --quiet)
 "$build/augment" train "${common[@]}" "$@"
 start=$(date +%s.%N)
 "$build/augment" sample --only sample "${common[@]}" "$@"
