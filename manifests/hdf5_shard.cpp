@@ -4,8 +4,9 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <libdeflate.h>
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
-#include <zlib.h>
 
 #include "manifests/hdf5_util.h"
 #include "pipeline/errors.h"
@@ -53,6 +54,22 @@ std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n) {
   sum2 = (sum2 & 0xffff) + (sum2 >> 16);
   return (sum2 << 16) | sum1;
 }
+
+// libdeflate writes the same zlib streams as zlib's compress2 (HDF5's deflate filter inflates them)
+// two to three times faster; one compressor per worker thread, reused across calls.
+struct ShardWriter::Compressors {
+  struct Worker {
+    libdeflate_compressor* compressor = nullptr;
+    std::vector<std::uint8_t> raw;
+    Worker() = default;
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+    ~Worker() {
+      if (compressor != nullptr) libdeflate_free_compressor(compressor);
+    }
+  };
+  tbb::enumerable_thread_specific<Worker> local;
+};
 
 ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level)
     : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count), deflate_level_(deflate_level) {
@@ -192,35 +209,42 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   // Chunk j covers images [j*per_chunk, ...) of this call (a multiple of per_chunk from first_image)
   // and, for images over 1 MiB, band j % bands of their rows.
   const std::int64_t chunks = (images + per_chunk - 1) / per_chunk * bands;
-  std::vector<std::vector<std::uint8_t>> filtered(static_cast<std::size_t>(chunks));
+  if (compressors_ == nullptr) compressors_ = std::make_unique<Compressors>();
+  filtered_.resize(static_cast<std::size_t>(chunks));
   tbb::parallel_for(std::int64_t(0), chunks, [&](std::int64_t j) {
-    // Edge chunks are stored whole, zero-filled beyond the dataset (as HDF5 does).
-    std::vector<std::uint8_t> raw(chunk_bytes, 0);
+    Compressors::Worker& worker = compressors_->local.local();
+    std::vector<std::uint8_t>& raw = worker.raw;
+    raw.resize(chunk_bytes);
     const std::int64_t image0 = j / bands * per_chunk, band = j % bands;
     const std::int64_t row0 = band * static_cast<std::int64_t>(chunk_[1]);
     const std::int64_t rows = std::min<std::int64_t>(static_cast<std::int64_t>(chunk_[1]), header_.height - row0);
-    for (std::int64_t i = 0; i < per_chunk && image0 + i < images; ++i) {
-      std::memcpy(raw.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(chunk_[1]) * row_bytes,
-                  pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
+    const std::int64_t present = std::min<std::int64_t>(per_chunk, images - image0);
+    const std::size_t image_part = static_cast<std::size_t>(chunk_[1]) * row_bytes;
+    for (std::int64_t i = 0; i < present; ++i) {
+      std::uint8_t* dst = raw.data() + static_cast<std::size_t>(i) * image_part;
+      std::memcpy(dst, pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
                   static_cast<std::size_t>(rows) * row_bytes);
+      // Edge chunks are stored whole, zero-filled beyond the dataset (as HDF5 does).
+      std::memset(dst + static_cast<std::size_t>(rows) * row_bytes, 0, image_part - static_cast<std::size_t>(rows) * row_bytes);
     }
+    std::memset(raw.data() + static_cast<std::size_t>(present) * image_part, 0, chunk_bytes - static_cast<std::size_t>(present) * image_part);
     // Shuffle regroups the bytes of multi-byte elements; for uint8 it leaves the chunk as it is.
-    std::vector<std::uint8_t>& out = filtered[static_cast<std::size_t>(j)];
+    std::vector<std::uint8_t>& out = filtered_[static_cast<std::size_t>(j)];
     if (deflate_level_ > 0) {
-      uLongf size = compressBound(static_cast<uLong>(raw.size()));
-      out.resize(size + 4);
-      if (compress2(out.data(), &size, raw.data(), static_cast<uLong>(raw.size()), deflate_level_) != Z_OK) {
-        throw std::runtime_error("zlib compress2 failed");
-      }
+      if (worker.compressor == nullptr) worker.compressor = libdeflate_alloc_compressor(deflate_level_);
+      if (worker.compressor == nullptr) throw std::bad_alloc();
+      out.resize(libdeflate_zlib_compress_bound(worker.compressor, raw.size()) + 4);
+      const std::size_t size = libdeflate_zlib_compress(worker.compressor, raw.data(), raw.size(), out.data(), out.size());
+      if (size == 0) throw std::runtime_error("libdeflate_zlib_compress: output larger than its bound");
       out.resize(size);
     } else {
-      out = std::move(raw);
+      out.assign(raw.begin(), raw.end());
     }
     const std::uint32_t sum = hdf5_fletcher32(out.data(), out.size());
     for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(sum >> (8 * b)));  // little-endian, as the filter stores it
   });
   for (std::int64_t j = 0; j < chunks; ++j) {
-    const auto& c = filtered[static_cast<std::size_t>(j)];
+    const auto& c = filtered_[static_cast<std::size_t>(j)];
     const hsize_t offset[4] = {static_cast<hsize_t>(first_image + j / bands * per_chunk), static_cast<hsize_t>(j % bands * static_cast<std::int64_t>(chunk_[1])), 0, 0};
     if (H5Dwrite_chunk(images_, H5P_DEFAULT, 0, offset, c.size(), c.data()) < 0) {
       throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));

@@ -8,9 +8,10 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,9 @@ class ShardWriter {
   std::int64_t count_ = 0, written_ = 0;
   int deflate_level_ = 0;
   std::array<unsigned long long, 4> chunk_{};
+  struct Compressors;                      // per-thread deflate state, kept across calls
+  std::unique_ptr<Compressors> compressors_;
+  std::vector<std::vector<std::uint8_t>> filtered_;  // filtered chunks of one call, reused
   std::vector<std::uint8_t> pending_;  // images of a chunk not yet complete (whole-image chunks only)
   std::int64_t pending_first_ = 0;
   long long file_ = -1, images_ = -1, labels_ = -1, synthetic_ = -1, files_ = -1;

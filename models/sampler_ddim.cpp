@@ -31,7 +31,9 @@ class DdimSampler : public Sampler {
     return x.clamp(-1.0, 1.0);
   }
 
-  int evaluations(const GaussianDiffusion& diffusion) const override { return std::min(s_.steps, diffusion.steps()); }
+  int evaluations(const GaussianDiffusion& diffusion) const override {
+    return static_cast<int>(sampling_timesteps(diffusion.steps(), s_.steps).size());
+  }
 
  private:
   SamplerSettings s_;

@@ -28,6 +28,10 @@ fs::path temp_path_for(const fs::path& target) {
   return target.parent_path() / name;
 }
 
+fs::path folder_beside(const fs::path& folder, std::string_view suffix) {
+  return folder.parent_path() / (folder.filename().string() + std::string(suffix));
+}
+
 void fsync_file(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

@@ -18,6 +18,11 @@ inline constexpr std::string_view kTempMarker = ".augment-tmp.";
 // Name for a temporary sibling of `target` (same directory, so rename is atomic).
 fs::path temp_path_for(const fs::path& target);
 
+// `folder` + suffix, in the same parent (out -> out_report). What belongs with an image-folder
+// dataset but is not a class goes beside it: loaders (torchvision's ImageFolder, Keras, Hugging
+// Face's imagefolder) take every subfolder for a class.
+fs::path folder_beside(const fs::path& folder, std::string_view suffix);
+
 // Writes a file atomically: the content goes to a temp sibling through `write` (which receives
 // the temp path), is fsync'ed, renamed over `target`, and the directory is fsync'ed. On any
 // exception the temp file is removed and `target` is untouched.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -121,6 +122,12 @@ void Progress::set_figure(std::string text) {
   figure_ = std::move(text);
 }
 
+void Progress::set_time_left(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  time_left_ = std::max(0.0, seconds);
+  time_left_at_ = std::chrono::steady_clock::now();
+}
+
 double Progress::elapsed_seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
@@ -140,14 +147,19 @@ void Progress::render(bool final) {
   const auto done = done_.load();
   const double r = rate();
   std::string figure;
+  double time_left = -1.0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     figure = figure_;
+    if (time_left_ >= 0) {
+      time_left = std::max(0.0, time_left_ - std::chrono::duration<double>(std::chrono::steady_clock::now() - time_left_at_).count());
+    }
   }
   std::string line;
   if (total_ > 0) {
     const double pct = 100.0 * static_cast<double>(done) / static_cast<double>(total_);
-    const double eta = r > 0 ? static_cast<double>(total_ - done) / r : NAN;
+    double eta = r > 0 ? static_cast<double>(total_ - done) / r : NAN;
+    if (time_left >= 0 && !(eta <= time_left)) eta = time_left;
     line = fmt::format("{}: {}/{} ({:.0f}%) {:.1f} {}/s {} {}", label_, done, total_, pct, r, unit_,
                        final ? "in " + format_duration(elapsed_seconds()) : "ETA " + format_duration(eta), figure);
   } else {

@@ -53,6 +53,8 @@ class Progress {
   void advance(std::int64_t n = 1);
   // The loop's key figure, shown after the rate (e.g. "loss 0.0312").
   void set_figure(std::string text);
+  // A time budget that ends the loop before `total` (seconds left): the ETA shows whichever comes first.
+  void set_time_left(double seconds);
   void finish();
   double rate() const;
   double elapsed_seconds() const;
@@ -68,6 +70,8 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_render_;
   std::mutex mutex_;
   std::string figure_;
+  double time_left_ = -1.0;  // < 0: no time budget
+  std::chrono::steady_clock::time_point time_left_at_;
   bool finished_ = false;
 };
 

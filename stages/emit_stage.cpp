@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -14,8 +15,10 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <tbb/parallel_for.h>
 
 #include "augment_version.h"
+#include "manifests/croissant.h"
 #include "manifests/csv.h"
 #include "manifests/image_record.h"
 #include "manifests/sample_store.h"
@@ -23,6 +26,7 @@
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
 #include "pipeline/hash.h"
+#include "pipeline/sha256.h"
 #include "pipeline/signals.h"
 #include "stages/sample_plan.h"
 
@@ -34,6 +38,8 @@ void EmitOptions::bind(OptionBinder<EmitOptions>& b) {
   b.add("real", &EmitOptions::real,
         "how real train images enter the output: link (hard link, copy when linking fails), copy, none (synthetic only)", {},
         {"real", {"link", "copy", "none"}});
+  b.add("croissant", &EmitOptions::croissant,
+        "also write croissant.json (MLCommons Croissant 1.0: every file with its SHA-256, for dataset catalogues)");
   b.add("synthetic_weight", &EmitOptions::synthetic_weight, "value of the manifests' weight column for synthetic images (real: 1)",
         in_range(0.0, 1e6), {"synthetic-weight", {}});
 }
@@ -188,9 +194,23 @@ void sync_tree(const fs::path& dir) {
   if (rc != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot flush {} to disk: {}{}", dir.string(), std::strerror(err), io_hint(err)));
 }
 
-// Columns of manifest.csv and metadata.jsonl, in order.
-const std::vector<std::string> kColumns = {"file_name", "class",   "label",        "source",     "split",      "origin", "seed",  "sampler",
-                                           "steps",     "guidance", "conditioning", "checkpoint", "confidence", "tries",  "weight"};
+// Columns of manifest.csv and metadata.jsonl, in order, with their Croissant types.
+const std::vector<CroissantColumn> kColumns = {
+    {"file_name", "sc:Text", "image path relative to the dataset folder: <class folder>/<real_|synthetic_>name"},
+    {"class", "sc:Text", "class name"},
+    {"label", "sc:Integer", "class index, in the order of dataset.json's class_names"},
+    {"source", "sc:Text", "real or synthetic"},
+    {"split", "sc:Text", "split the image belongs to (train)"},
+    {"origin", "sc:Text", "real images: the input file it came from"},
+    {"seed", "sc:Integer", "synthetic images: the seed the image was generated from"},
+    {"sampler", "sc:Text", "synthetic images: the diffusion sampler"},
+    {"steps", "sc:Integer", "synthetic images: sampler steps"},
+    {"guidance", "sc:Float", "synthetic images: classifier-free guidance scale"},
+    {"conditioning", "sc:Text", "synthetic images: conditioning method of the model (none, cbn, ac, cfg)"},
+    {"checkpoint", "sc:Text", "synthetic images: fingerprint of the model checkpoint"},
+    {"confidence", "sc:Float", "synthetic images: the frozen classifier's probability of the intended class, when filtered"},
+    {"tries", "sc:Integer", "synthetic images: draws the classifier filter needed"},
+    {"weight", "sc:Float", "training weight: 1 for real images, emit.synthetic_weight for synthetic ones"}};
 
 std::string csv_cell(const json& v) {
   if (v.is_null()) return "";
@@ -211,9 +231,7 @@ std::vector<std::string> report_files(const Context& ctx) {
   return files;
 }
 
-// The evaluation report goes next to the dataset, not into it: image-folder loaders (torchvision's
-// ImageFolder, Keras, Hugging Face's imagefolder) take every subfolder for a class.
-fs::path report_folder(const fs::path& out) { return out.parent_path() / (out.filename().string() + "_report"); }
+fs::path report_folder(const fs::path& out) { return folder_beside(out, "_report"); }
 
 // Copies the report into a temp sibling of `dst`, to be swapped into place after the dataset.
 void copy_report(const Context& ctx, const std::vector<std::string>& files, const fs::path& tmp) {
@@ -247,6 +265,7 @@ class EmitStage final : public Stage {
     if (!ctx.global().output.empty()) {
       const auto dir = fs::absolute(ctx.global().output).lexically_normal();
       for (const char* f : {"manifest.csv", "metadata.jsonl", "dataset.json"}) out.push_back((dir / f).string());
+      if (ctx.options<EmitOptions>().croissant) out.push_back((dir / "croissant.json").string());
       if (!report_files(ctx).empty()) out.push_back((report_folder(dir) / "index.html").string());
     }
     return out;
@@ -379,13 +398,15 @@ class EmitStage final : public Stage {
     progress.finish();
 
     // Manifests: one row per image, real first (in manifest order), then synthetic by class and index.
-    std::string csv_text = csv::join_row(kColumns) + "\n", meta_text, rows_text;
+    std::vector<std::string> header;
+    for (const auto& k : kColumns) header.push_back(k.name);
+    std::string csv_text = csv::join_row(header) + "\n", meta_text, rows_text;
     for (const auto& j : rows) {
       std::vector<std::string> cells;
       json meta = json::object();
       for (const auto& k : kColumns) {
-        cells.push_back(csv_cell(j[k]));
-        meta[k] = j[k];
+        cells.push_back(csv_cell(j[k.name]));
+        meta[k.name] = j[k.name];
       }
       csv_text += csv::join_row(cells) + "\n";
       meta_text += meta.dump() + "\n";
@@ -398,6 +419,7 @@ class EmitStage final : public Stage {
     if (!report.empty()) card["report"] = "../" + report_dir.filename().string() + "/index.html";
     const std::string card_text = card.dump(2) + "\n";
     write_text(tmp.path() / "dataset.json", card_text);
+    if (o.croissant) write_croissant(ctx, tmp.path(), card["name"].get<std::string>(), rows);
     const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"created", iso_time_now()}};
     write_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
     TempTree report_tmp(report.empty() ? fs::path() : temp_path_for(report_dir));
@@ -433,6 +455,25 @@ class EmitStage final : public Stage {
   }
 
  private:
+  // croissant.json: every file of the folder (images and manifests) with its size and SHA-256.
+  static void write_croissant(const Context& ctx, const fs::path& dir, const std::string& name, const std::vector<json>& rows) {
+    std::vector<CroissantFile> files(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) files[i].path = rows[i]["file_name"].get<std::string>();
+    for (const char* f : {"manifest.csv", "metadata.jsonl", "dataset.json"}) files.push_back({f, "", 0});
+    const auto t0 = std::chrono::steady_clock::now();
+    tbb::parallel_for(std::size_t(0), files.size(), [&](std::size_t i) {
+      const auto p = dir / fs::u8path(files[i].path);
+      files[i].sha256 = sha256_file(p);
+      files[i].bytes = fs::file_size(p);
+    });
+    check_stop();
+    CroissantDataset d{name, "image-folder dataset augmented with class-conditional diffusion samples by augment", iso_time_now(),
+                       std::move(files), "manifest.csv", kColumns};
+    write_text(dir / "croissant.json", croissant_document(d).dump(1) + "\n");
+    ctx.report().info(fmt::format("croissant.json: SHA-256 of {} files in {:.1f} s", d.files.size(),
+                                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+  }
+
   static json dataset_card(const Context& ctx, const EmitOptions& o, const SamplePlan& plan, const MergedSamples& merged,
                            const std::vector<std::string>& names, const std::vector<std::string>& folders,
                            const std::vector<std::int64_t>& real_train, const std::vector<std::int64_t>& real_in,
@@ -487,7 +528,8 @@ class EmitStage final : public Stage {
               {"shards", merged.shard_count},
               {"min_confidence", so.min_confidence},
               {"max_tries", so.max_tries}}},
-            {"files", {{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}}},
+            {"files", o.croissant ? json{{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}, {"croissant", "croissant.json"}}
+                                  : json{{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}}},
             {"versions", {{"augment", AUGMENT_VERSION}, {"git", AUGMENT_GIT_REVISION}}},
             {"evaluation", evaluation}};
   }

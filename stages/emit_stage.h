@@ -15,6 +15,7 @@ struct EmitOptions {
   static constexpr const char* kGroup = "emit";
   std::string real = "link";     // link | copy | none: how the real train images enter the folder
   double synthetic_weight = 1.0;  // `weight` column of synthetic rows (real rows: 1)
+  bool croissant = true;          // croissant.json with every file's SHA-256
   static void bind(OptionBinder<EmitOptions>& b);
 };
 

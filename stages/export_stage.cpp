@@ -82,9 +82,7 @@ fs::path export_dir(const Context& ctx) {
   if (ctx.global().output.empty()) {
     throw UserError(ExitCode::kUsage, "export needs --output DIR (the emitted dataset; shards go to DIR_hdf5 next to it) or --export.dir");
   }
-  // Next to the image folder, not in it: image-folder loaders take every subfolder for a class.
-  const auto out = fs::absolute(ctx.global().output).lexically_normal();
-  return out.parent_path() / (out.filename().string() + "_hdf5");
+  return folder_beside(fs::absolute(ctx.global().output).lexically_normal(), "_hdf5");
 }
 
 std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) { return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n); }

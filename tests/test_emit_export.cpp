@@ -192,6 +192,29 @@ TEST_SUITE("emit and export") {
     CHECK(card["evaluation"].is_null());
     CHECK(fs::exists(out / ".augment-dataset"));
 
+    // croissant.json: every image and manifest with its SHA-256; the record set reads the CSV's columns.
+    const auto cr = json::parse(read_bytes(out / "croissant.json"));
+    CHECK(cr["conformsTo"] == "http://mlcommons.org/croissant/1.0");
+    CHECK(cr["@type"] == "sc:Dataset");
+    std::map<std::string, json> listed;
+    for (const auto& f : cr["distribution"]) listed[f["contentUrl"].get<std::string>()] = f;
+    CHECK(listed.size() == rows.size() + 3);
+    for (const auto& row : rows) {
+      const auto& f = listed[row.at("file_name")];
+      REQUIRE(f.is_object());
+      CHECK(f["sha256"] == sha256_file(out / row.at("file_name")));
+      CHECK(f["encodingFormat"] == "image/png");
+    }
+    CHECK(listed["manifest.csv"]["sha256"] == sha256_file(out / "manifest.csv"));
+    CHECK(listed["dataset.json"]["sha256"] == sha256_file(out / "dataset.json"));
+    const auto& fields = cr["recordSet"][0]["field"];
+    REQUIRE(fields.size() == rows.front().size());
+    for (const auto& field : fields) {
+      CHECK(rows.front().count(field["name"].get<std::string>()) == 1);
+      CHECK(field["source"]["fileObject"]["@id"] == "manifest.csv");
+    }
+    CHECK(card["files"]["croissant"] == "croissant.json");
+
     // Ours, but replacing it needs --force.
     r = cmd({"emit", "--output", out.string(), "--emit.synthetic_weight", "0.25"});
     CHECK(r.code == 73);
