@@ -89,13 +89,30 @@ DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierT
   run.train_images = train.size();
   run.best_epoch = result.best_epoch;
   run.test = evaluate_classifier(result.net, data.test, s.device).confusion;
+  if (variant == "real" && data.synthetic.size() > 0) run.synthetic = evaluate_classifier(result.net, data.synthetic, s.device).confusion;
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;
 }
 
+namespace {
+
+ConfusionMatrix confusion_from_json(const json& j) {
+  const auto counts = j.get<std::vector<std::vector<std::int64_t>>>();
+  ConfusionMatrix m(counts.size());
+  for (std::size_t t = 0; t < counts.size(); ++t) {
+    if (counts[t].size() != counts.size()) throw std::invalid_argument("confusion matrix is not square");
+    for (std::size_t p = 0; p < counts.size(); ++p) m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), counts[t][p]);
+  }
+  return m;
+}
+
+}  // namespace
+
 json downstream_run_to_json(const DownstreamRun& run) {
-  return {{"variant", run.variant},         {"seed", run.seed},       {"train_images", run.train_images},
-          {"best_epoch", run.best_epoch},   {"seconds", run.seconds}, {"test_confusion", run.test.counts()}};
+  json j = {{"variant", run.variant},       {"seed", run.seed},       {"train_images", run.train_images},
+            {"best_epoch", run.best_epoch}, {"seconds", run.seconds}, {"test_confusion", run.test.counts()}};
+  if (run.synthetic) j["synthetic_confusion"] = run.synthetic->counts();
+  return j;
 }
 
 DownstreamRun downstream_run_from_json(const json& j) {
@@ -105,12 +122,8 @@ DownstreamRun downstream_run_from_json(const json& j) {
   run.train_images = j.at("train_images");
   run.best_epoch = j.at("best_epoch");
   run.seconds = j.at("seconds");
-  const auto counts = j.at("test_confusion").get<std::vector<std::vector<std::int64_t>>>();
-  run.test = ConfusionMatrix(counts.size());
-  for (std::size_t t = 0; t < counts.size(); ++t) {
-    if (counts[t].size() != counts.size()) throw std::invalid_argument("confusion matrix is not square");
-    for (std::size_t p = 0; p < counts.size(); ++p) run.test.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), counts[t][p]);
-  }
+  run.test = confusion_from_json(j.at("test_confusion"));
+  if (j.contains("synthetic_confusion")) run.synthetic = confusion_from_json(j.at("synthetic_confusion"));
   return run;
 }
 
@@ -170,7 +183,27 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
                                        {"per_class_recall", per_class}};
     }
   }
-  return {{"seeds", seeds}, {"variants", variants}, {"difference", difference}};
+  json independent = nullptr;
+  if (by_variant.count("real")) {
+    std::vector<double> acc, bal;
+    std::vector<std::vector<double>> recall(class_names.size());
+    for (const auto* r : by_variant["real"]) {
+      if (!r->synthetic) continue;
+      acc.push_back(r->synthetic->accuracy());
+      bal.push_back(r->synthetic->balanced_accuracy());
+      const auto rc = r->synthetic->recall();
+      for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c]);
+    }
+    if (!acc.empty()) {
+      json per_class = json::object();
+      for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
+      independent = {{"judges", acc.size()},
+                     {"accuracy", mean_std_json(acc, true)},
+                     {"balanced_accuracy", mean_std_json(bal, true)},
+                     {"per_class_recall", per_class}};
+    }
+  }
+  return {{"seeds", seeds}, {"variants", variants}, {"difference", difference}, {"independent_conditional_accuracy", independent}};
 }
 
 }  // namespace augment

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct DownstreamRun {
   int best_epoch = 0;
   double seconds = 0;
   ConfusionMatrix test;
+  // "real" runs, when there are synthetic images: this classifier's verdict on them. Conditional
+  // accuracy by a judge the generator never saw (an `ac` model is trained against the frozen
+  // classifier, which then grades its own student).
+  std::optional<ConfusionMatrix> synthetic;
 };
 
 // The variants that `data` allows, in report order: real, and with synthetic images augmented and synthetic.
@@ -43,7 +48,8 @@ nlohmann::json downstream_run_to_json(const DownstreamRun& run);
 DownstreamRun downstream_run_from_json(const nlohmann::json& j);
 
 // {"seeds", "variants": {variant: {"train_images", "accuracy": {"mean", "std", "runs"}, "balanced_accuracy",
-//  "per_class_recall": {class: {"mean", "std"}}}}, "difference": {"augmented_minus_real": {...}, "synthetic_minus_real": ...}}
+//  "per_class_recall": {class: {"mean", "std"}}}}, "difference": {"augmented_minus_real": {...}, "synthetic_minus_real": ...},
+//  "independent_conditional_accuracy": {"accuracy", "balanced_accuracy", "per_class_recall"} or null}
 // with sample standard deviations; differences are paired by seed.
 nlohmann::json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names);
 

@@ -73,7 +73,7 @@ json at(const json& j, std::initializer_list<const char*> path) {
 }
 
 std::string pct(const json& v) { return v.is_number() ? fmt::format("{:.1f}%", 100 * v.get<double>()) : "–"; }
-std::string num(const json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : "–"; }
+std::string num(const json& v, int decimals = 3) { return v.is_number() ? fmt::format("{:.{}f}", v.get<double>(), decimals) : "–"; }
 std::string pct_ms(const json& v, bool signed_value = false) {
   if (!at(v, {"mean"}).is_number()) return "–";
   const double m = 100 * v["mean"].get<double>();
@@ -128,6 +128,7 @@ json compare_table_json(const fs::path& compare_dir, const std::vector<std::stri
     rows.push_back({{"method", m},
                     {"conditional_accuracy", at(metrics, {"conditional_accuracy", "accuracy"})},
                     {"conditional_balanced_accuracy", at(metrics, {"conditional_accuracy", "balanced_accuracy"})},
+                    {"conditional_accuracy_independent", at(down, {"independent_conditional_accuracy", "accuracy", "mean"})},
                     {"frechet_distance", at(metrics, {"frechet_distance", "synthetic_vs_test", "overall"})},
                     {"frechet_distance_floor", at(metrics, {"frechet_distance", "train_vs_test", "overall"})},
                     {"classifier_score", at(metrics, {"classifier_score", "synthetic"})},
@@ -138,6 +139,7 @@ json compare_table_json(const fs::path& compare_dir, const std::vector<std::stri
                     {"downstream_synthetic", at(down, {"variants", "synthetic", "balanced_accuracy"})},
                     {"augmented_minus_real", at(down, {"difference", "augmented_minus_real", "balanced_accuracy"})},
                     {"train_seconds", at(read_json_or_null(dir / "records" / "train.json"), {"seconds"})},
+                    {"train_steps", at(read_json_or_null(dir / "train" / "model.json"), {"steps_trained"})},
                     {"sample_seconds", at(read_json_or_null(dir / "records" / "sample.json"), {"seconds"})},
                     {"metrics", metrics.is_null() ? json(nullptr) : json(fs::relative(dir / "evaluate" / "metrics.json", compare_dir).string())}});
   }
@@ -148,17 +150,19 @@ json compare_table_json(const fs::path& compare_dir, const std::vector<std::stri
 
 std::string compare_table_markdown(const json& table) {
   std::string s =
-      "| method | conditional accuracy | Fréchet distance (floor) | classifier score | precision | recall | downstream: real | real + "
-      "synthetic | synthetic only (CAS) | Δ real + synthetic | training | sampling |\n"
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+      "| method | conditional accuracy | … by independent judges | Fréchet distance (floor) | classifier score | precision | recall | "
+      "downstream: real | real + synthetic | synthetic only (CAS) | Δ real + synthetic | training | steps | sampling |\n"
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& r : table.at("methods")) {
-    s += fmt::format("| {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.at("method").get<std::string>(),
-                     pct(r["conditional_accuracy"]), num(r["frechet_distance"]), num(r["frechet_distance_floor"]), num(r["classifier_score"]),
+    s += fmt::format("| {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.at("method").get<std::string>(),
+                     pct(r["conditional_accuracy"]), pct(r["conditional_accuracy_independent"]), num(r["frechet_distance"]), num(r["frechet_distance_floor"]), num(r["classifier_score"]),
                      pct(r["precision"]), pct(r["recall"]), pct_ms(r["downstream_real"]), pct_ms(r["downstream_augmented"]),
                      pct_ms(r["downstream_synthetic"]), pct_ms(r["augmented_minus_real"], true), minutes(r["train_seconds"]),
-                     minutes(r["sample_seconds"]));
+                     num(r["train_steps"], 0), minutes(r["sample_seconds"]));
   }
-  s += "\nDownstream figures: balanced accuracy on the real test split (mean ± std over seeds); Δ is paired by seed, in points. "
+  s += "\nConditional accuracy: share of synthetic images given their intended class by the shared frozen classifier (an `ac` "
+       "model is trained against it) and, in the next column, by the real-only downstream classifiers, which no model saw. "
+       "Downstream figures: balanced accuracy on the real test split (mean ± std over seeds); Δ is paired by seed, in points. "
        "Fréchet distance, precision and recall use the shared classifier's features, not Inception; the floor is real train vs. test.\n";
   return s;
 }

@@ -354,7 +354,10 @@ class EvaluateStage final : public Stage {
     const auto total = variants.size() * seeds.size();
     for (const auto seed : seeds) {
       for (const auto& v : variants) {
-        const auto it = std::find_if(done.begin(), done.end(), [&](const DownstreamRun& r) { return r.variant == v && r.seed == seed; });
+        // A real-only run journaled without its verdict on the synthetic images is trained again.
+        const auto it = std::find_if(done.begin(), done.end(), [&](const DownstreamRun& r) {
+          return r.variant == v && r.seed == seed && (v != "real" || data.synthetic.size() == 0 || r.synthetic);
+        });
         if (it != done.end()) {
           runs.push_back(*it);
         } else {
@@ -505,6 +508,10 @@ class EvaluateStage final : public Stage {
     std::string s = fmt::format("{:<34} {:>12} {:>14}\n", "metric", "synthetic", "real reference");
     s += fmt::format("{:<34} {:>12} {:>14}\n", "conditional accuracy", pct(at(m, {"conditional_accuracy", "accuracy"})),
                      pct(at(m, {"classifier_on_real_test", "accuracy"})));
+    if (at(m, {"downstream", "independent_conditional_accuracy"}).is_object()) {
+      s += fmt::format("{:<34} {:>12} {:>14}\n", "  by independent judges", pct(at(m, {"downstream", "independent_conditional_accuracy", "accuracy", "mean"})),
+                       pct(at(m, {"downstream", "variants", "real", "accuracy", "mean"})));
+    }
     s += fmt::format("{:<34} {:>12} {:>14}\n", "Fréchet distance (classifier space)", num(at(m, {"frechet_distance", "synthetic_vs_test", "overall"})),
                      num(at(m, {"frechet_distance", "train_vs_test", "overall"})));
     s += fmt::format("{:<34} {:>12} {:>14}\n", "classifier score", num(at(m, {"classifier_score", "synthetic"})), num(at(m, {"classifier_score", "real_test"})));

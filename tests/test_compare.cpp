@@ -81,11 +81,13 @@ TEST_SUITE("compare") {
         "variants": {"real": {"balanced_accuracy": {"mean": 0.8, "std": 0.01}},
                      "augmented": {"balanced_accuracy": {"mean": 0.83, "std": 0.02}},
                      "synthetic": {"balanced_accuracy": {"mean": 0.6, "std": null}}},
-        "difference": {"augmented_minus_real": {"balanced_accuracy": {"mean": 0.03, "std": 0.015}}}}
+        "difference": {"augmented_minus_real": {"balanced_accuracy": {"mean": 0.03, "std": 0.015}}},
+        "independent_conditional_accuracy": {"accuracy": {"mean": 0.75, "std": 0.02}}}
     })");
     write_bytes(cmp / "cfg" / "evaluate" / "metrics.json", metrics.dump());
     write_bytes(cmp / "cfg" / "records" / "train.json", json({{"seconds", 600.0}}).dump());
     write_bytes(cmp / "cfg" / "records" / "sample.json", json({{"seconds", 30.0}}).dump());
+    write_bytes(cmp / "cfg" / "train" / "model.json", json({{"steps_trained", 799}}).dump());
     const auto table = compare_table_json(cmp, {"ac", "cfg"});
     REQUIRE(table["methods"].size() == 2);
     CHECK(table["methods"][0]["method"] == "ac");
@@ -96,9 +98,11 @@ TEST_SUITE("compare") {
     CHECK(cfg["frechet_distance_floor"] == 0.5);
     CHECK(cfg["downstream_augmented"]["mean"] == 0.83);
     CHECK(cfg["train_seconds"] == 600.0);
+    CHECK(cfg["train_steps"] == 799);
+    CHECK(cfg["conditional_accuracy_independent"] == 0.75);
     const auto md = compare_table_markdown(table);
-    CHECK(md.find("| cfg | 90.0% | 1.250 (0.500) | 3.500 | 70.0% | 60.0% | 80.0% ± 1.0 | 83.0% ± 2.0 | 60.0% | +3.0 ± 1.5 | 10.0 min | "
-                  "0.5 min |") != std::string::npos);
-    CHECK(md.find("| ac | – |") != std::string::npos);
+    CHECK(md.find("| cfg | 90.0% | 75.0% | 1.250 (0.500) | 3.500 | 70.0% | 60.0% | 80.0% ± 1.0 | 83.0% ± 2.0 | 60.0% | +3.0 ± 1.5 | "
+                  "10.0 min | 799 | 0.5 min |") != std::string::npos);
+    CHECK(md.find("| ac | – | – |") != std::string::npos);
   }
 }

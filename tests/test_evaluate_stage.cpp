@@ -150,12 +150,18 @@ TEST_SUITE("evaluate") {
     CHECK(down["variants"]["augmented"]["train_images"] ==
           down["variants"]["real"]["train_images"].get<int>() + down["variants"]["synthetic"]["train_images"].get<int>());
     CHECK(down["difference"].contains("augmented_minus_real"));
+    // The real-only classifier also judged the synthetic images.
+    REQUIRE(down["independent_conditional_accuracy"].is_object());
+    CHECK(down["independent_conditional_accuracy"]["judges"] == 1);
+    CHECK(down["independent_conditional_accuracy"]["accuracy"]["mean"].get<double>() >= 0.0);
+    CHECK(down["independent_conditional_accuracy"]["accuracy"]["mean"].get<double>() <= 1.0);
     CHECK(metrics["tsne"]["real"].get<int>() + metrics["tsne"]["synthetic"].get<int>() <= 120);
 
     // The page: every link resolves inside the report folder, every figure is a readable PNG and on the page.
     const auto report = work / "evaluate" / "report";
     const auto html = read_bytes(report / "index.html");
     CHECK(html.find("not</b> Inception FID") != std::string::npos);
+    CHECK(html.find("independent judges") != std::string::npos);
     CHECK(html.find("bar &amp; &lt;tag&gt;") != std::string::npos);
     CHECK(html.find("<tag>") == std::string::npos);
     const auto links = links_of(html);

@@ -3,8 +3,10 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "models/downstream_utility.h"
 #include "models/metrics.h"
 #include "models/tsne.h"
 
@@ -112,6 +114,37 @@ TEST_SUITE("evaluation metrics") {
 }
 
 TEST_SUITE("t-SNE") {
+  TEST_CASE("independent conditional accuracy: the real-only classifiers' verdicts on the synthetic images, mean over seeds") {
+    auto run = [](std::uint64_t seed, std::vector<std::vector<std::int64_t>> synthetic) {
+      DownstreamRun r;
+      r.variant = "real";
+      r.seed = seed;
+      r.test = ConfusionMatrix(2);
+      r.test.add(0, 0, 5);
+      r.test.add(1, 1, 5);
+      ConfusionMatrix m(2);
+      for (std::size_t t = 0; t < 2; ++t)
+        for (std::size_t p = 0; p < 2; ++p) m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), synthetic[t][p]);
+      r.synthetic = m;
+      return r;
+    };
+    const std::vector<DownstreamRun> runs = {run(0, {{3, 1}, {0, 4}}), run(1, {{4, 0}, {0, 4}})};
+    const auto j = downstream_to_json(runs, {"a", "b"});
+    const auto& ind = j["independent_conditional_accuracy"];
+    CHECK(ind["judges"] == 2);
+    CHECK(ind["accuracy"]["mean"].get<double>() == doctest::Approx((7.0 / 8 + 1.0) / 2));
+    CHECK(ind["per_class_recall"]["a"]["mean"].get<double>() == doctest::Approx((0.75 + 1.0) / 2));
+    // The verdict survives the journal.
+    const auto back = downstream_run_from_json(downstream_run_to_json(runs[0]));
+    REQUIRE(back.synthetic.has_value());
+    CHECK(back.synthetic->counts() == runs[0].synthetic->counts());
+    // Without synthetic images there is no verdict.
+    DownstreamRun plain = runs[0];
+    plain.synthetic.reset();
+    CHECK(downstream_to_json({plain}, {"a", "b"})["independent_conditional_accuracy"].is_null());
+    CHECK_FALSE(downstream_run_to_json(plain).contains("synthetic_confusion"));
+  }
+
   TEST_CASE("t-SNE separates two clusters and is reproducible for a seed") {
     // Two clusters in 20 dimensions whose centres are 8 standard deviations apart.
     auto x = gaussian(120, 20, 6);
