@@ -114,7 +114,7 @@ TEST_SUITE("evaluation metrics") {
 }
 
 TEST_SUITE("t-SNE") {
-  TEST_CASE("independent conditional accuracy: the real-only classifiers' verdicts on the synthetic images, mean over seeds") {
+  TEST_CASE("independent conditional accuracy: the real-only classifiers judge the synthetic images and the mean is over seeds") {
     auto run = [](std::uint64_t seed, std::vector<std::vector<std::int64_t>> synthetic) {
       DownstreamRun r;
       r.variant = "real";
