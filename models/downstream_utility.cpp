@@ -127,6 +127,30 @@ DownstreamRun downstream_run_from_json(const json& j) {
   return run;
 }
 
+namespace {
+
+// Accuracy, balanced accuracy and per-class recall collected over runs (or over paired
+// differences of runs), reported as mean and sample standard deviation.
+struct RunFigures {
+  std::vector<double> accuracy, balanced;
+  std::vector<std::vector<double>> recall;
+
+  explicit RunFigures(std::size_t classes) : recall(classes) {}
+  void add(double acc, double bal, const std::vector<double>& per_class) {
+    accuracy.push_back(acc);
+    balanced.push_back(bal);
+    for (std::size_t c = 0; c < recall.size() && c < per_class.size(); ++c) recall[c].push_back(per_class[c]);
+  }
+  void add(const ConfusionMatrix& m) { add(m.accuracy(), m.balanced_accuracy(), m.recall()); }
+  json to_json(const std::vector<std::string>& class_names) const {
+    json per_class = json::object();
+    for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
+    return {{"accuracy", mean_std_json(accuracy, true)}, {"balanced_accuracy", mean_std_json(balanced, true)}, {"per_class_recall", per_class}};
+  }
+};
+
+}  // namespace
+
 json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names) {
   std::vector<std::string> order;
   std::map<std::string, std::vector<const DownstreamRun*>> by_variant;
@@ -138,69 +162,47 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
   }
   json variants = json::object();
   for (const auto& v : order) {
-    std::vector<double> acc, bal, secs;
-    std::vector<std::vector<double>> recall(class_names.size());
+    RunFigures figures(class_names.size());
+    std::vector<double> secs;
     std::int64_t images = 0;
     for (const auto* r : by_variant[v]) {
-      acc.push_back(r->test.accuracy());
-      bal.push_back(r->test.balanced_accuracy());
+      figures.add(r->test);
       secs.push_back(r->seconds);
       images = r->train_images;
-      const auto rc = r->test.recall();
-      for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c]);
     }
-    json per_class = json::object();
-    for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
-    variants[v] = {{"train_images", images},
-                   {"runs", by_variant[v].size()},
-                   {"accuracy", mean_std_json(acc, true)},
-                   {"balanced_accuracy", mean_std_json(bal, true)},
-                   {"per_class_recall", per_class},
-                   {"seconds", mean_std_json(secs, false)}};
+    json j = figures.to_json(class_names);
+    j["train_images"] = images;
+    j["runs"] = by_variant[v].size();
+    j["seconds"] = mean_std_json(secs, false);
+    variants[v] = std::move(j);
   }
   // Paired by seed: the spread of the differences, not of the separate figures, says whether a
   // gain is larger than the seed-to-seed noise.
   json difference = json::object();
+  json independent = nullptr;
   if (by_variant.count("real")) {
     std::map<std::uint64_t, const DownstreamRun*> base;
     for (const auto* r : by_variant["real"]) base[r->seed] = r;
     for (const auto& v : order) {
       if (v == "real") continue;
-      std::vector<double> acc, bal;
-      std::vector<std::vector<double>> recall(class_names.size());
+      RunFigures figures(class_names.size());
       for (const auto* r : by_variant[v]) {
         const auto it = base.find(r->seed);
         if (it == base.end()) continue;
-        acc.push_back(r->test.accuracy() - it->second->test.accuracy());
-        bal.push_back(r->test.balanced_accuracy() - it->second->test.balanced_accuracy());
         const auto rc = r->test.recall(), rb = it->second->test.recall();
-        for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c] - rb[c]);
+        std::vector<double> gain(rc.size());
+        for (std::size_t c = 0; c < rc.size() && c < rb.size(); ++c) gain[c] = rc[c] - rb[c];
+        figures.add(r->test.accuracy() - it->second->test.accuracy(), r->test.balanced_accuracy() - it->second->test.balanced_accuracy(), gain);
       }
-      json per_class = json::object();
-      for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
-      difference[v + "_minus_real"] = {{"accuracy", mean_std_json(acc, true)},
-                                       {"balanced_accuracy", mean_std_json(bal, true)},
-                                       {"per_class_recall", per_class}};
+      difference[v + "_minus_real"] = figures.to_json(class_names);
     }
-  }
-  json independent = nullptr;
-  if (by_variant.count("real")) {
-    std::vector<double> acc, bal;
-    std::vector<std::vector<double>> recall(class_names.size());
+    RunFigures verdicts(class_names.size());
     for (const auto* r : by_variant["real"]) {
-      if (!r->synthetic) continue;
-      acc.push_back(r->synthetic->accuracy());
-      bal.push_back(r->synthetic->balanced_accuracy());
-      const auto rc = r->synthetic->recall();
-      for (std::size_t c = 0; c < class_names.size() && c < rc.size(); ++c) recall[c].push_back(rc[c]);
+      if (r->synthetic) verdicts.add(*r->synthetic);
     }
-    if (!acc.empty()) {
-      json per_class = json::object();
-      for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
-      independent = {{"judges", acc.size()},
-                     {"accuracy", mean_std_json(acc, true)},
-                     {"balanced_accuracy", mean_std_json(bal, true)},
-                     {"per_class_recall", per_class}};
+    if (!verdicts.accuracy.empty()) {
+      independent = verdicts.to_json(class_names);
+      independent["judges"] = verdicts.accuracy.size();
     }
   }
   return {{"seeds", seeds}, {"variants", variants}, {"difference", difference}, {"independent_conditional_accuracy", independent}};

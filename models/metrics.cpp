@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 namespace augment {
 
@@ -72,15 +73,21 @@ double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, c
   return std::max(0.0, value);
 }
 
+namespace {
+
+// Mean and unbiased covariance of the rows of x [N, F], in double precision.
+std::pair<torch::Tensor, torch::Tensor> moments(const torch::Tensor& x) {
+  const auto d = as_double(x);
+  const auto mu = d.mean(0);
+  const auto c = d - mu;
+  return {mu, c.t().mm(c) / static_cast<double>(d.size(0) - 1)};
+}
+
+}  // namespace
+
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) throw std::invalid_argument("frechet_distance: [N, F] and [M, F] expected");
   if (a.size(0) < 2 || b.size(0) < 2) return kNaN;
-  auto moments = [](const torch::Tensor& x) {
-    const auto d = as_double(x);
-    const auto mu = d.mean(0);
-    const auto c = d - mu;
-    return std::make_pair(mu, c.t().mm(c) / static_cast<double>(d.size(0) - 1));
-  };
   const auto [mu_a, cov_a] = moments(a);
   const auto [mu_b, cov_b] = moments(b);
   return frechet_distance(mu_a, cov_a, mu_b, cov_b);
@@ -101,10 +108,8 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, 
   const auto mu_a = (d * p.unsqueeze(1)).sum(0);
   const auto c = d - mu_a;
   const auto cov_a = (c * p.unsqueeze(1)).t().mm(c) / effective;
-  const auto db = as_double(b);
-  const auto mu_b = db.mean(0);
-  const auto cb = db - mu_b;
-  return frechet_distance(mu_a, cov_a, mu_b, cb.t().mm(cb) / static_cast<double>(db.size(0) - 1));
+  const auto [mu_b, cov_b] = moments(b);
+  return frechet_distance(mu_a, cov_a, mu_b, cov_b);
 }
 
 torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tensor& labels_b, int classes) {

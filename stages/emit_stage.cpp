@@ -507,6 +507,8 @@ class EmitStage final : public Stage {
       }
     }
     const auto so = ctx.options<SampleOptions>();
+    json files = {{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}};
+    if (o.croissant) files["croissant"] = "croissant.json";
     return {{"name", fs::absolute(ctx.global().output).lexically_normal().filename().string()},
             {"description", "image-folder dataset augmented with class-conditional diffusion samples by augment"},
             {"created", iso_time_now()},
@@ -528,8 +530,7 @@ class EmitStage final : public Stage {
               {"shards", merged.shard_count},
               {"min_confidence", so.min_confidence},
               {"max_tries", so.max_tries}}},
-            {"files", o.croissant ? json{{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}, {"croissant", "croissant.json"}}
-                                  : json{{"manifest", "manifest.csv"}, {"metadata", "metadata.jsonl"}}},
+            {"files", files},
             {"versions", {{"augment", AUGMENT_VERSION}, {"git", AUGMENT_GIT_REVISION}}},
             {"evaluation", evaluation}};
   }

@@ -78,13 +78,12 @@ std::string summary_table(const json& m) {
             "share of synthetic images the classifier assigns to the class they were generated for"});
   s += row({"conditional accuracy, balanced", pct(at_or_null(ca, "balanced_accuracy")),
             pct(at_or_null(ref, "balanced_accuracy")), "the same, each class weighted equally"});
-  const auto& ind = at_or_null(at_or_null(m, "downstream"), "independent_conditional_accuracy");
+  const auto& down = at_or_null(m, "downstream");
+  const auto& ind = at_or_null(down, "independent_conditional_accuracy");
   if (ind.is_object()) {
+    const auto& judges_on_test = at_or_null(at_or_null(at_or_null(at_or_null(down, "variants"), "real"), "accuracy"), "mean");
     s += row({"conditional accuracy, independent judges", pct(at_or_null(at_or_null(ind, "accuracy"), "mean")),
-              pct(at_or_null(at_or_null(at_or_null(m, "downstream"), "variants"), "real").is_object()
-                      ? at_or_null(at_or_null(at_or_null(at_or_null(at_or_null(m, "downstream"), "variants"), "real"), "accuracy"), "mean")
-                      : json(nullptr)) +
-                  " <span class=muted>(the judges on real test)</span>",
+              pct(judges_on_test) + " <span class=muted>(the judges on real test)</span>",
               fmt::format("the same, judged by the {} real-only downstream classifiers (mean): the generator never trained against them, "
                           "while an <code>ac</code> model is trained against the run's classifier",
                           num(at_or_null(ind, "judges"), 0))});
