@@ -121,6 +121,15 @@ torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tens
   return per_row_class.index_select(0, labels_a.to(torch::kInt64));
 }
 
+double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b, const torch::Tensor& labels_b,
+                               const torch::Tensor& classes) {
+  const auto keep_a = classes.index_select(0, labels_a.to(torch::kInt64)).nonzero().squeeze(1);
+  const auto keep_b = classes.index_select(0, labels_b.to(torch::kInt64)).nonzero().squeeze(1);
+  const auto la = labels_a.index_select(0, keep_a), lb = labels_b.index_select(0, keep_b);
+  const auto w = class_mix_weights(la, lb, static_cast<int>(classes.size(0)));
+  return frechet_distance(a.index_select(0, keep_a), w, b.index_select(0, keep_b));
+}
+
 double classifier_score(const torch::Tensor& logits) {
   if (logits.dim() != 2) throw std::invalid_argument("classifier_score: logits [N, K] expected");
   if (logits.size(0) == 0) return kNaN;

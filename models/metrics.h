@@ -24,6 +24,10 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, 
 // Row weights that give the classes of labels_a the shares they have in labels_b (int64 labels);
 // classes missing from a are left out and the rest renormalised.
 torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tensor& labels_b, int classes);
+// The distance between a and b restricted to the classes marked in `classes` (bool [K]), with a
+// weighted to b's class mix there: compares the images of these classes, not their proportions.
+double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b, const torch::Tensor& labels_b,
+                               const torch::Tensor& classes);
 
 // exp(mean over images of KL(p(y|x) || p(y))) from logits [N, K]: the Inception Score formula with
 // the run's classifier. Between 1 (every image gets the same prediction) and K (confident and

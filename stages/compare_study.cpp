@@ -163,7 +163,7 @@ std::string compare_table_markdown(const json& table) {
   s += "\nConditional accuracy: share of synthetic images given their intended class by the shared frozen classifier (an `ac` "
        "model is trained against it) and, in the next column, by the real-only downstream classifiers, which no model saw. "
        "Downstream figures: balanced accuracy on the real test split (mean ± std over seeds); Δ is paired by seed, in points. "
-       "Fréchet distance, precision and recall use the shared classifier's features, not Inception; the floor is real train vs. test.\n";
+       "Fréchet distance, precision and recall use the shared classifier's features, not Inception; the floor is real train vs. test over the classes the synthetic set has.\n";
   return s;
 }
 

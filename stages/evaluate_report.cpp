@@ -89,7 +89,7 @@ std::string summary_table(const json& m) {
                           num(at_or_null(ind, "judges"), 0))});
   }
   s += row({"Fr&eacute;chet distance (classifier features)", num(at_or_null(at_or_null(fd, "synthetic_vs_test"), "overall")),
-            num(at_or_null(at_or_null(fd, "train_vs_test"), "overall")) + " <span class=muted>(real train vs. test: the floor)</span>",
+            num(at_or_null(at_or_null(fd, "train_vs_test"), "overall")) + " <span class=muted>(real train vs. test, same classes: the floor)</span>",
             "distance between Gaussians fitted to the features of synthetic and real test images; lower is better"});
   s += row({"classifier score", num(at_or_null(cs, "synthetic")),
             num(at_or_null(cs, "real_test")) + fmt::format(" <span class=muted>(real test; at most {})</span>", num(at_or_null(cs, "maximum"), 0)),

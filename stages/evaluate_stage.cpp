@@ -113,22 +113,23 @@ SyntheticImages read_synthetic(const Context& ctx, const CacheInfo& info) {
   return out;
 }
 
-// Per class and overall, a score of (a, b) feature sets.
+torch::Tensor classes_present(const torch::Tensor& labels, std::size_t classes) {
+  return torch::bincount(labels.to(torch::kInt64), {}, static_cast<int64_t>(classes)) > 0;
+}
+
+// Per class and overall, a score of (a, b) feature sets. "overall" counts the classes the synthetic
+// set has (the largest class gets none under balance=max), so that the real train vs. test floor
+// and the synthetic score compare the same classes with the same reference images.
 json frechet_table(const torch::Tensor& a, const torch::Tensor& la, const torch::Tensor& b, const torch::Tensor& lb,
-                   const std::vector<std::string>& names) {
+                   const std::vector<std::string>& names, const torch::Tensor& synthetic_labels) {
   json per_class = json::object();
   for (std::size_t c = 0; c < names.size(); ++c) {
     const int k = static_cast<int>(c);
     per_class[names[c]] = number_or_null(frechet_distance(rows_of_class(a, la, k), rows_of_class(b, lb, k)));
   }
-  // "overall" at b's class mix: a balance plan samples mostly the rare classes, and a distance that
-  // counted the different mix would say nothing about the images.
-  // Classes a has no images of (the largest class gets none under balance=max) leave b as well.
-  const auto present = torch::bincount(la.to(torch::kInt64), {}, static_cast<int64_t>(names.size())) > 0;
-  const auto keep_b = present.index_select(0, lb.to(torch::kInt64)).nonzero().squeeze(1);
-  const auto b_kept = b.index_select(0, keep_b), lb_kept = lb.index_select(0, keep_b);
-  const auto w = class_mix_weights(la, lb_kept, static_cast<int>(names.size()));
-  return {{"overall", number_or_null(frechet_distance(a, w, b_kept))},
+  const auto all = torch::ones({static_cast<int64_t>(names.size())}, torch::kBool);
+  return {{"overall", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(synthetic_labels, names.size())))},
+          {"overall_all_classes", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(la, names.size())))},
           {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
           {"per_class", per_class}};
 }
@@ -256,8 +257,9 @@ class EvaluateStage final : public Stage {
     metrics["conditional_accuracy"] = metrics_to_json(conditional_confusion(out_syn.logits, synthetic.labels, k_classes), names);
     metrics["classifier_on_real_test"] = metrics_to_json(conditional_confusion(out_test.logits, test.labels, k_classes), names);
     metrics["frechet_distance"] = {
-        {"synthetic_vs_test", frechet_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names)},
-        {"train_vs_test", held_out ? frechet_table(out_train.features, train.labels, out_test.features, test.labels, names) : json(nullptr)}};
+        {"synthetic_vs_test", frechet_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, synthetic.labels)},
+        {"train_vs_test", held_out ? frechet_table(out_train.features, train.labels, out_test.features, test.labels, names, synthetic.labels)
+                                   : json(nullptr)}};
     metrics["classifier_score"] = {{"synthetic", number_or_null(classifier_score(out_syn.logits))},
                                    {"real_train", number_or_null(classifier_score(out_train.logits))},
                                    {"real_test", number_or_null(classifier_score(out_test.logits))},

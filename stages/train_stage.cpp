@@ -28,6 +28,10 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
         at_least(0.0));
   b.add("batch_size", &TrainOptions::batch_size, "images per micro-batch", at_least<I>(1));
   b.add("accumulate", &TrainOptions::accumulate, "micro-batches whose gradients make one optimizer step", at_least<I>(1));
+  b.add("class_power", &TrainOptions::class_power,
+        "each epoch draws class c in proportion to (its train images)^class_power: 1 as in the data, 0.5 square-root "
+        "rebalancing (rare classes repeated, common ones thinned), 0 uniform over classes",
+        in_range(0.0, 1.0));
   b.add("lr", &TrainOptions::lr, "AdamW learning rate", in_range(1e-8, 1.0));
   b.add("warmup", &TrainOptions::warmup, "steps of linear learning-rate warm-up", at_least<I>(0));
   b.add("lr_schedule", &TrainOptions::lr_schedule, "after warm-up: constant, or cosine decay to zero at train.steps or at the end of train.minutes, whichever comes first", {},

@@ -19,6 +19,7 @@ struct TrainOptions {
   double minutes = 0;         // wall-clock budget over all resumed runs; 0: none
   std::int64_t batch_size = 64;
   std::int64_t accumulate = 1;  // micro-batches per optimizer step
+  double class_power = 1.0;     // class c drawn in proportion to count_c^class_power (1: as in the data, 0: uniform)
   // optimizer
   double lr = 2e-4;
   std::int64_t warmup = 200;  // linear LR warm-up steps

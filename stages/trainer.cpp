@@ -47,23 +47,63 @@ double unit_interval(Rng& rng) { return static_cast<double>(rng.next() >> 11) * 
 
 }  // namespace
 
-std::vector<std::int64_t> batch_for_rank(std::uint64_t seed, std::int64_t n, std::int64_t batch, std::int64_t global_micro,
-                                         int rank, int world) {
-  // A batch is a pure function of its number, so a resumed run (with any world size) sees exactly
-  // the batches the uninterrupted one would have.
-  const std::int64_t per_epoch = n / batch;
-  const std::int64_t epoch = global_micro / per_epoch, index = global_micro % per_epoch;
-  thread_local std::vector<std::int64_t> permutation;
-  thread_local std::tuple<std::uint64_t, std::int64_t, std::int64_t> cached{0, -1, -1};
-  if (cached != std::make_tuple(seed, n, epoch)) {
-    permutation.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) permutation[static_cast<std::size_t>(i)] = i;
-    Rng rng(seed, fmt::format("train-epoch-{}", epoch));
-    rng.shuffle(permutation);
-    cached = {seed, n, epoch};
+std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t epoch, const std::vector<std::int64_t>& labels,
+                                      double class_power) {
+  const std::size_t n = labels.size();
+  std::vector<std::int64_t> order;
+  order.reserve(n);
+  Rng rng(seed, fmt::format("train-epoch-{}", epoch));
+  if (class_power >= 1.0) {
+    for (std::size_t i = 0; i < n; ++i) order.push_back(static_cast<std::int64_t>(i));
+    rng.shuffle(order);
+    return order;
   }
-  const std::int64_t local = batch / world;
-  const auto begin = permutation.begin() + index * batch + rank * local;
+  const std::int64_t classes = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
+  std::vector<std::vector<std::int64_t>> members(static_cast<std::size_t>(classes));
+  for (std::size_t i = 0; i < n; ++i) members[static_cast<std::size_t>(labels[i])].push_back(static_cast<std::int64_t>(i));
+  // Quotas: largest remainders of n * w_c / sum(w), so they add up to n exactly.
+  std::vector<double> share(members.size(), 0.0);
+  double total = 0.0;
+  for (std::size_t c = 0; c < members.size(); ++c) {
+    if (!members[c].empty()) share[c] = std::pow(static_cast<double>(members[c].size()), class_power);
+    total += share[c];
+  }
+  std::vector<std::size_t> quota(members.size());
+  std::vector<std::pair<double, std::size_t>> remainder;
+  std::size_t given = 0;
+  for (std::size_t c = 0; c < members.size(); ++c) {
+    const double exact = static_cast<double>(n) * share[c] / total;
+    quota[c] = static_cast<std::size_t>(exact);
+    given += quota[c];
+    remainder.emplace_back(-(exact - static_cast<double>(quota[c])), c);
+  }
+  std::sort(remainder.begin(), remainder.end());
+  for (std::size_t k = 0; given < n; ++k, ++given) ++quota[remainder[k % remainder.size()].second];
+  for (std::size_t c = 0; c < members.size(); ++c) {
+    auto& m = members[c];
+    for (std::size_t taken = 0; taken < quota[c]; taken += m.size()) {
+      rng.shuffle(m);
+      order.insert(order.end(), m.begin(), m.begin() + static_cast<std::ptrdiff_t>(std::min(m.size(), quota[c] - taken)));
+    }
+  }
+  rng.shuffle(order);
+  return order;
+}
+
+BatchOrder::BatchOrder(std::uint64_t seed, std::vector<std::int64_t> labels, double class_power, std::int64_t batch)
+    : seed_(seed), labels_(std::move(labels)), class_power_(class_power), batch_(batch) {
+  if (batch_ < 1 || static_cast<std::int64_t>(labels_.size()) < batch_) throw std::logic_error("BatchOrder: fewer images than a batch");
+}
+
+std::vector<std::int64_t> BatchOrder::for_rank(std::int64_t global_micro, int rank, int world) {
+  const std::int64_t per_epoch = static_cast<std::int64_t>(labels_.size()) / batch_;
+  const std::int64_t epoch = global_micro / per_epoch, index = global_micro % per_epoch;
+  if (epoch != epoch_) {
+    order_ = epoch_order(seed_, epoch, labels_, class_power_);
+    epoch_ = epoch;
+  }
+  const std::int64_t local = batch_ / world;
+  const auto begin = order_.begin() + index * batch_ + rank * local;
   return {begin, begin + local};
 }
 
@@ -129,6 +169,11 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
       throw UserError(ExitCode::kDataError, fmt::format("labels {}..{} do not fit the {} classes", lo, hi, data_.class_names.size()));
     }
   }
+  {
+    const auto l = data_.labels.to(torch::kInt64).contiguous();
+    batches_ = std::make_unique<BatchOrder>(env_.seed, std::vector<std::int64_t>(l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + n),
+                                            o_.class_power, o_.batch_size);
+  }
 
   torch::manual_seed(env_.seed);
   model_ = UNet(model_config_);
@@ -192,6 +237,7 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
                 hash_bytes(data_.labels.data_ptr(), static_cast<std::size_t>(data_.labels.numel() * 8));
   key["seed"] = env_.seed;
   key["batch"] = {o_.batch_size, o_.accumulate};
+  if (o_.class_power != 1.0) key["class_power"] = o_.class_power;  // absent at 1: older checkpoints stay valid
   key["ac"] = {o_.ac_weight, o_.ac_classifier, o_.min_snr, o_.flip};
   key["classifier"] = env_.classifier_fingerprint;
   key["precision"] = env_.precision == torch::kFloat32 ? "fp32" : "bf16";
@@ -238,7 +284,7 @@ double Trainer::train_step(std::int64_t step) {
   const auto c = data_.images.size(1), side = data_.images.size(2);
   for (int micro = 0; micro < o_.accumulate; ++micro) {
     const std::int64_t global_micro = step * o_.accumulate + micro;
-    auto local = batch_for_rank(env_.seed, data_.images.size(0), o_.batch_size, global_micro, rank_, world_);
+    auto local = batches_->for_rank(global_micro, rank_, world_);
     const auto idx = torch::from_blob(local.data(), {b}, torch::kInt64).clone();
     auto x0 = to_model_range(data_.images.index_select(0, idx));  // [b, C, H, W] in [-1, 1]
     auto y = data_.labels.index_select(0, idx);

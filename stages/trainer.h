@@ -41,12 +41,31 @@ struct TrainerEnv {
   Distributed* dist = nullptr;
 };
 
-// Which images make global batch `global_micro` (= step * accumulate + micro): epochs of
-// permutations of [0, n) derived from (seed, epoch), cut into batches of `batch`; the tail of an
-// epoch that does not fill a batch is skipped. Rank r of `world` takes the r-th contiguous
-// 1/world of it, so the ranks' slices are disjoint and together are the single-process batch.
-std::vector<std::int64_t> batch_for_rank(std::uint64_t seed, std::int64_t n, std::int64_t batch, std::int64_t global_micro,
-                                         int rank, int world);
+// The order of the training images in epoch `epoch`, n = labels.size() entries. class_power 1:
+// a permutation of [0, n) derived from (seed, epoch). Below 1, class c fills a quota of the epoch
+// proportional to count_c^class_power, by rounds of shuffles of its images (a rare class repeats,
+// a common one is thinned), and the whole is shuffled.
+std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t epoch, const std::vector<std::int64_t>& labels,
+                                      double class_power);
+
+// Which images make global batch `global_micro` (= step * accumulate + micro): epoch orders cut
+// into batches of `batch`; the tail of an epoch that does not fill a batch is skipped. Rank r of
+// `world` takes the r-th contiguous 1/world of it, so the ranks' slices are disjoint and together
+// are the single-process batch. A batch is a pure function of its number, so a resumed run (with
+// any world size) sees exactly the batches the uninterrupted one would have.
+class BatchOrder {
+ public:
+  BatchOrder(std::uint64_t seed, std::vector<std::int64_t> labels, double class_power, std::int64_t batch);
+  std::vector<std::int64_t> for_rank(std::int64_t global_micro, int rank, int world);
+
+ private:
+  std::uint64_t seed_;
+  std::vector<std::int64_t> labels_;
+  double class_power_;
+  std::int64_t batch_;
+  std::int64_t epoch_ = -1;  // the epoch `order_` holds
+  std::vector<std::int64_t> order_;
+};
 
 struct TrainSummary {
   std::int64_t start_step = 0;  // where this run began (> 0 after a resume)
@@ -108,6 +127,7 @@ class Trainer {
   bool joint_classifier_ = false;
   bool channels_last_ = false;
   std::vector<torch::Tensor> params_;
+  std::unique_ptr<BatchOrder> batches_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<GradientAverager> averager_;
   int rank_ = 0, world_ = 1;

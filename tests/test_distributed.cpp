@@ -197,13 +197,16 @@ TEST_CASE("launch: compact host lists expand like scontrol show hostnames") {
 
 TEST_CASE("distributed sampler: rank slices are disjoint - cover the global batch - and reshuffle per epoch") {
   const std::int64_t n = 37, batch = 12;  // 3 batches per epoch, 1 image left over
+  const std::vector<std::int64_t> labels(n, 0);
+  BatchOrder order(5, labels, 1.0, batch);
+  auto batch_for_rank = [&](std::int64_t micro, int rank, int world) { return order.for_rank(micro, rank, world); };
   for (int world : {1, 2, 3, 4}) {
     CAPTURE(world);
     for (std::int64_t micro = 0; micro < 7; ++micro) {
-      const auto whole = batch_for_rank(5, n, batch, micro, 0, 1);
+      const auto whole = batch_for_rank(micro, 0, 1);
       std::vector<std::int64_t> joined;
       for (int r = 0; r < world; ++r) {
-        const auto part = batch_for_rank(5, n, batch, micro, r, world);
+        const auto part = batch_for_rank(micro, r, world);
         CHECK(static_cast<std::int64_t>(part.size()) == batch / world);
         joined.insert(joined.end(), part.begin(), part.end());
       }
@@ -215,14 +218,14 @@ TEST_CASE("distributed sampler: rank slices are disjoint - cover the global batc
   std::vector<std::int64_t> epoch0, epoch1;
   for (std::int64_t m = 0; m < 3; ++m) {
     for (int r = 0; r < 2; ++r) {
-      auto a = batch_for_rank(5, n, batch, m, r, 2), b = batch_for_rank(5, n, batch, m + 3, r, 2);
+      auto a = batch_for_rank(m, r, 2), b = batch_for_rank(m + 3, r, 2);
       epoch0.insert(epoch0.end(), a.begin(), a.end());
       epoch1.insert(epoch1.end(), b.begin(), b.end());
     }
   }
   CHECK(std::set<std::int64_t>(epoch0.begin(), epoch0.end()).size() == 36);
   CHECK(epoch0 != epoch1);
-  CHECK(batch_for_rank(6, n, batch, 0, 0, 1) != batch_for_rank(5, n, batch, 0, 0, 1));
+  CHECK(BatchOrder(6, labels, 1.0, batch).for_rank(0, 0, 1) != order.for_rank(0, 0, 1));
 }
 
 TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical - match 1 process - and resume with another world size") {

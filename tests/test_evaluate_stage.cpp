@@ -131,6 +131,9 @@ TEST_SUITE("evaluate") {
     CHECK(std::isfinite(fd));
     CHECK(fd >= 0);
     CHECK(metrics["frechet_distance"]["train_vs_test"]["overall"].get<double>() >= 0);
+    // Every class has synthetic images here, so the floor over their classes is the floor over all.
+    CHECK(metrics["frechet_distance"]["train_vs_test"]["overall"].get<double>() ==
+          doctest::Approx(metrics["frechet_distance"]["train_vs_test"]["overall_all_classes"].get<double>()));
     const double cs = metrics["classifier_score"]["synthetic"].get<double>();
     CHECK(cs >= 1.0);
     CHECK(cs <= 3.0 + 1e-9);

@@ -66,6 +66,26 @@ TEST_SUITE("evaluation metrics") {
     CHECK(frechet_distance(a, torch::ones({3000}), b) == doctest::Approx(plain).epsilon(1e-9));
   }
 
+  TEST_CASE("Frechet distance restricted to classes: a class left out no longer counts - on either side") {
+    // Three classes; in a, class 2 is shifted far from where b has it.
+    auto set = [](std::uint64_t seed, double shift2) {
+      auto x = gaussian(900, 4, seed);
+      x.slice(0, 300, 600).add_(6.0);
+      x.slice(0, 600, 900).add_(-6.0 + shift2);
+      auto l = torch::cat({torch::zeros({300}, torch::kInt64), torch::ones({300}, torch::kInt64), torch::full({300}, 2, torch::kInt64)});
+      return std::make_pair(x, l);
+    };
+    const auto [a, la] = set(21, 20.0);
+    const auto [b, lb] = set(22, 0.0);
+    const auto all = torch::ones({3}, torch::kBool), two = torch::tensor({true, true, false});
+    CHECK(frechet_distance_at_mix(a, la, b, lb, all) > 50.0);
+    CHECK(frechet_distance_at_mix(a, la, b, lb, two) < 0.2);
+    // Restricting b alone is not enough: b's class 2 would be a mode a lacks.
+    CHECK(frechet_distance(a.slice(0, 0, 600), b) > 10.0);
+    // All classes marked: the class-mix distance itself.
+    CHECK(frechet_distance_at_mix(a, la, b, lb, all) == doctest::Approx(frechet_distance(a, class_mix_weights(la, lb, 3), b)).epsilon(1e-12));
+  }
+
   TEST_CASE("precision and recall: 1 for identical sets and 0 for disjoint ones and half the recall for a dropped mode") {
     const auto a = gaussian(200, 5, 2);
     auto pr = knn_precision_recall(a, a, 3);

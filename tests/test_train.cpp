@@ -4,6 +4,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -356,4 +357,41 @@ TEST_CASE("train: the saved denoiser reloads with its meta and the EMA weights")
   CHECK(max_difference(*loaded.model, *trainer.ema()) == 0.0);
   CHECK_THROWS_AS(load_denoiser(dir / "nothing.pt", dir / "model.json", torch::kCPU), UserError);
   fs::remove_all(dir);
+}
+
+TEST_CASE("train: class_power rebalances each epoch towards the rare classes") {
+  // 90 / 9 / 1 images of three classes.
+  std::vector<std::int64_t> labels;
+  for (int c = 0; c < 3; ++c) labels.insert(labels.end(), std::vector<std::int64_t>::size_type(c == 0 ? 90 : c == 1 ? 9 : 1), c);
+  auto counts = [&](double power, std::int64_t epoch) {
+    const auto order = epoch_order(3, epoch, labels, power);
+    REQUIRE(order.size() == labels.size());
+    std::vector<int> k(3, 0);
+    for (const auto i : order) ++k[static_cast<std::size_t>(labels[static_cast<std::size_t>(i)])];
+    return k;
+  };
+  // 1: every image once.
+  const auto plain = epoch_order(3, 0, labels, 1.0);
+  CHECK(std::set<std::int64_t>(plain.begin(), plain.end()).size() == labels.size());
+  CHECK(counts(1.0, 0) == std::vector<int>{90, 9, 1});
+  // 0: uniform over classes; the single image of class 2 comes 33 or 34 times.
+  const auto uniform = counts(0.0, 0);
+  for (const int k : uniform) CHECK((k == 33 || k == 34));
+  // 0.5: in proportion to sqrt(90) : 3 : 1 = 70.3 : 22.2 : 7.4 of 100 (largest remainder: 70, 22, 8).
+  CHECK(counts(0.5, 0) == std::vector<int>{70, 22, 8});
+  CHECK(counts(0.5, 1) == std::vector<int>{70, 22, 8});
+  // A thinned class shows different images in another epoch; a repeated one cycles through all of its.
+  auto class0 = [&](std::int64_t epoch) {
+    std::set<std::int64_t> s;
+    for (const auto i : epoch_order(3, epoch, labels, 0.5)) if (labels[static_cast<std::size_t>(i)] == 0) s.insert(i);
+    return s;
+  };
+  CHECK(class0(0).size() == 70);
+  CHECK(class0(0) != class0(1));
+  std::set<std::int64_t> class1;
+  for (const auto i : epoch_order(3, 0, labels, 0.5)) if (labels[static_cast<std::size_t>(i)] == 1) class1.insert(i);
+  CHECK(class1.size() == 9);
+  // Deterministic per (seed, epoch).
+  CHECK(epoch_order(3, 2, labels, 0.5) == epoch_order(3, 2, labels, 0.5));
+  CHECK(epoch_order(4, 2, labels, 0.5) != epoch_order(3, 2, labels, 0.5));
 }
