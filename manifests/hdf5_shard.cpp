@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include <fmt/format.h>
 #include <libdeflate.h>
@@ -71,12 +72,24 @@ struct ShardWriter::Compressors {
   tbb::enumerable_thread_specific<Worker> local;
 };
 
-ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level)
-    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count), deflate_level_(deflate_level) {
+ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level,
+                         double min_saving)
+    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count), deflate_level_(deflate_level), min_saving_(min_saving) {
   chunk_ = image_chunk_shape(count, header.height, header.width, header.channels);
   h5::silence_error_stack();
   ensure_directory(path.parent_path());
-  file_ = check_id(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "file create", tmp_);
+  const auto raw_bytes = static_cast<unsigned long long>(std::max<std::int64_t>(count, 0)) * static_cast<unsigned long long>(header.height) *
+                         static_cast<unsigned long long>(header.width) * static_cast<unsigned long long>(header.channels);
+  in_memory_ = raw_bytes <= kInMemoryShardBytes;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (in_memory_) {
+    // One allocation that holds the whole shard (pages the shard never touches cost nothing); no
+    // backing store: commit() takes the file image and writes it itself.
+    H5Pset_fapl_core(fapl, static_cast<size_t>(raw_bytes + raw_bytes / 16 + (1 << 20)), /*backing_store=*/0);
+  }
+  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  check_id(file_, "file create", tmp_);
   try {
     const hsize_t n = static_cast<hsize_t>(count), h = header.height, w = header.width, c = header.channels;
     {
@@ -162,7 +175,6 @@ void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* 
   if (n <= 0) return;
   if (start < 0 || start + n > count_ || static_cast<std::int64_t>(files.size()) != n) throw std::logic_error("ShardWriter::write out of range");
   const hsize_t img[3] = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width), static_cast<hsize_t>(header_.channels)};
-  const hsize_t none[3] = {0, 0, 0};
   if (start != written_) throw std::logic_error("ShardWriter::write: rows must come in order");
   const std::size_t image_bytes = static_cast<std::size_t>(img[0] * img[1] * img[2]);
   const std::int64_t per_chunk = static_cast<std::int64_t>(chunk_[0]);
@@ -185,18 +197,10 @@ void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* 
     pending_first_ = start + done;
     pending_.assign(pixels + static_cast<std::size_t>(done) * image_bytes, pixels + static_cast<std::size_t>(n) * image_bytes);
   }
-  write_rows(labels_, 1, H5T_NATIVE_INT64, labels, start, n, none, tmp_);
-  write_rows(synthetic_, 1, H5T_NATIVE_UINT8, is_synthetic, start, n, none, tmp_);
-  std::vector<const char*> ptrs;
-  for (const auto& f : files) ptrs.push_back(f.c_str());
-  hid_t str = h5::utf8_string_type();
-  try {
-    write_rows(files_, 1, str, ptrs.data(), start, n, none, tmp_);
-  } catch (...) {
-    H5Tclose(str);
-    throw;
-  }
-  H5Tclose(str);
+  // The small per-row datasets are written once, at commit.
+  labels_buffer_.insert(labels_buffer_.end(), labels, labels + n);
+  synthetic_buffer_.insert(synthetic_buffer_.end(), is_synthetic, is_synthetic + n);
+  files_buffer_.insert(files_buffer_.end(), files.begin(), files.end());
   written_ += n;
 }
 
@@ -211,9 +215,10 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   const std::int64_t chunks = (images + per_chunk - 1) / per_chunk * bands;
   if (compressors_ == nullptr) compressors_ = std::make_unique<Compressors>();
   filtered_.resize(static_cast<std::size_t>(chunks));
-  tbb::parallel_for(std::int64_t(0), chunks, [&](std::int64_t j) {
-    Compressors::Worker& worker = compressors_->local.local();
-    std::vector<std::uint8_t>& raw = worker.raw;
+
+  // Chunk j's bytes as HDF5 stores them before filtering: edge chunks whole, zero-filled beyond
+  // the dataset. (Shuffle regroups the bytes of multi-byte elements; for uint8 it is the identity.)
+  auto gather = [&](std::int64_t j, std::vector<std::uint8_t>& raw) {
     raw.resize(chunk_bytes);
     const std::int64_t image0 = j / bands * per_chunk, band = j % bands;
     const std::int64_t row0 = band * static_cast<std::int64_t>(chunk_[1]);
@@ -224,37 +229,89 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
       std::uint8_t* dst = raw.data() + static_cast<std::size_t>(i) * image_part;
       std::memcpy(dst, pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
                   static_cast<std::size_t>(rows) * row_bytes);
-      // Edge chunks are stored whole, zero-filled beyond the dataset (as HDF5 does).
       std::memset(dst + static_cast<std::size_t>(rows) * row_bytes, 0, image_part - static_cast<std::size_t>(rows) * row_bytes);
     }
     std::memset(raw.data() + static_cast<std::size_t>(present) * image_part, 0, chunk_bytes - static_cast<std::size_t>(present) * image_part);
-    // Shuffle regroups the bytes of multi-byte elements; for uint8 it leaves the chunk as it is.
+  };
+  auto deflate = [&](Compressors::Worker& worker, const std::vector<std::uint8_t>& raw, std::vector<std::uint8_t>& out) {
+    if (worker.compressor == nullptr) worker.compressor = libdeflate_alloc_compressor(deflate_level_);
+    if (worker.compressor == nullptr) throw std::bad_alloc();
+    out.resize(libdeflate_zlib_compress_bound(worker.compressor, raw.size()) + 4);
+    const std::size_t size = libdeflate_zlib_compress(worker.compressor, raw.data(), raw.size(), out.data(), out.size());
+    if (size == 0) throw std::runtime_error("libdeflate_zlib_compress: output larger than its bound");
+    out.resize(size);
+  };
+
+  // Deflate only where it pays. Every kProbeEvery-th chunk of the call is compressed first; if
+  // these probes shrink by less than min_saving, the call's chunks are stored with the deflate
+  // filter skipped. HDF5 records that in each chunk's filter mask, and every reader (h5py too)
+  // honours it. Noise-like 8-bit images then cost one deflate in kProbeEvery, not one per chunk.
+  constexpr std::int64_t kProbeEvery = 8;
+  bool compress = deflate_level_ > 0;
+  std::vector<char> done(static_cast<std::size_t>(chunks), 0);
+  if (compress && min_saving_ > 0) {
+    const std::int64_t probes = (chunks + kProbeEvery - 1) / kProbeEvery;
+    std::vector<std::size_t> in(static_cast<std::size_t>(probes)), out(static_cast<std::size_t>(probes));
+    tbb::parallel_for(std::int64_t(0), probes, [&](std::int64_t p) {
+      Compressors::Worker& worker = compressors_->local.local();
+      const std::int64_t j = p * kProbeEvery;
+      gather(j, worker.raw);
+      deflate(worker, worker.raw, filtered_[static_cast<std::size_t>(j)]);
+      in[static_cast<std::size_t>(p)] = worker.raw.size();
+      out[static_cast<std::size_t>(p)] = filtered_[static_cast<std::size_t>(j)].size();
+      done[static_cast<std::size_t>(j)] = 1;
+    });
+    const double raw_total = static_cast<double>(std::accumulate(in.begin(), in.end(), std::size_t(0)));
+    const double packed_total = static_cast<double>(std::accumulate(out.begin(), out.end(), std::size_t(0)));
+    compress = packed_total <= raw_total * (1.0 - min_saving_);
+    if (!compress) std::fill(done.begin(), done.end(), 0);
+  }
+  tbb::parallel_for(std::int64_t(0), chunks, [&](std::int64_t j) {
     std::vector<std::uint8_t>& out = filtered_[static_cast<std::size_t>(j)];
-    if (deflate_level_ > 0) {
-      if (worker.compressor == nullptr) worker.compressor = libdeflate_alloc_compressor(deflate_level_);
-      if (worker.compressor == nullptr) throw std::bad_alloc();
-      out.resize(libdeflate_zlib_compress_bound(worker.compressor, raw.size()) + 4);
-      const std::size_t size = libdeflate_zlib_compress(worker.compressor, raw.data(), raw.size(), out.data(), out.size());
-      if (size == 0) throw std::runtime_error("libdeflate_zlib_compress: output larger than its bound");
-      out.resize(size);
-    } else {
-      out.assign(raw.begin(), raw.end());
+    if (!done[static_cast<std::size_t>(j)]) {
+      Compressors::Worker& worker = compressors_->local.local();
+      if (compress) {
+        gather(j, worker.raw);
+        deflate(worker, worker.raw, out);
+      } else {
+        gather(j, out);
+      }
     }
     const std::uint32_t sum = hdf5_fletcher32(out.data(), out.size());
     for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(sum >> (8 * b)));  // little-endian, as the filter stores it
   });
+  // Filter 0 is shuffle, 1 deflate (when the dataset has it), then fletcher32.
+  const unsigned mask = deflate_level_ > 0 && !compress ? 1u << 1 : 0u;
+  chunks_written_ += chunks;
+  if (!compress && deflate_level_ > 0) chunks_without_deflate_ += chunks;
   for (std::int64_t j = 0; j < chunks; ++j) {
     const auto& c = filtered_[static_cast<std::size_t>(j)];
     const hsize_t offset[4] = {static_cast<hsize_t>(first_image + j / bands * per_chunk), static_cast<hsize_t>(j % bands * static_cast<std::int64_t>(chunk_[1])), 0, 0};
-    if (H5Dwrite_chunk(images_, H5P_DEFAULT, 0, offset, c.size(), c.data()) < 0) {
+    if (H5Dwrite_chunk(images_, H5P_DEFAULT, mask, offset, c.size(), c.data()) < 0) {
       throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
     }
   }
 }
 
-void ShardWriter::commit() {
+void ShardWriter::commit(BackgroundFileWriter* background) {
   if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
   if (!pending_.empty()) throw std::logic_error("ShardWriter: an image chunk was not written");
+  if (count_ > 0) {
+    const hsize_t none[3] = {0, 0, 0};
+    write_rows(labels_, 1, H5T_NATIVE_INT64, labels_buffer_.data(), 0, static_cast<hsize_t>(count_), none, tmp_);
+    write_rows(synthetic_, 1, H5T_NATIVE_UINT8, synthetic_buffer_.data(), 0, static_cast<hsize_t>(count_), none, tmp_);
+    std::vector<const char*> ptrs;
+    ptrs.reserve(files_buffer_.size());
+    for (const auto& f : files_buffer_) ptrs.push_back(f.c_str());
+    hid_t str = h5::utf8_string_type();
+    try {
+      write_rows(files_, 1, str, ptrs.data(), 0, static_cast<hsize_t>(count_), none, tmp_);
+    } catch (...) {
+      H5Tclose(str);
+      throw;
+    }
+    H5Tclose(str);
+  }
   h5::write_strings_attr(file_, "class_names", header_.class_names, tmp_);
   h5::write_int_attr(file_, "height", header_.height, tmp_);
   h5::write_int_attr(file_, "width", header_.width, tmp_);
@@ -265,16 +322,60 @@ void ShardWriter::commit() {
   h5::write_int_attr(file_, "shard_count", header_.shard_count, tmp_);
   h5::write_int_attr(file_, "seed", static_cast<long long>(header_.seed), tmp_);
   h5::write_string_attr(file_, "key", header_.key, tmp_);
-  if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) {
+  if (in_memory_) {
+    for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
+      if (*id >= 0) H5Dclose(*id);
+      *id = -1;
+    }
+    if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw std::runtime_error("H5Fflush of an in-memory shard failed");
+    const ssize_t size = H5Fget_file_image(file_, nullptr, 0);
+    if (size <= 0) throw std::runtime_error("H5Fget_file_image failed");
+    std::vector<std::uint8_t> image(static_cast<std::size_t>(size));
+    if (H5Fget_file_image(file_, image.data(), image.size()) != size) throw std::runtime_error("H5Fget_file_image failed");
+    close_handles();
+    committed_ = true;
+    if (background != nullptr) {
+      background->submit(path_, std::move(image));
+    } else {
+      write_text_atomically(path_, std::string_view(reinterpret_cast<const char*>(image.data()), image.size()));
+    }
+    return;
+  }
+  for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
+    if (*id >= 0) H5Dclose(*id);
+    *id = -1;
+  }
+  const herr_t closed = H5Fclose(file_);
+  file_ = -1;
+  if (closed < 0) {
     throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
   }
-  close_handles();
   fsync_file(tmp_);
   std::error_code ec;
   std::filesystem::rename(tmp_, path_, ec);
   if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", path_.string(), ec.message()));
   fsync_directory(path_.parent_path());
   committed_ = true;
+}
+
+BackgroundFileWriter::~BackgroundFileWriter() {
+  if (pending_.valid()) {
+    try {
+      pending_.get();
+    } catch (...) {  // the caller is already unwinding from another error
+    }
+  }
+}
+
+void BackgroundFileWriter::submit(const std::filesystem::path& path, std::vector<std::uint8_t> bytes) {
+  finish();
+  pending_ = std::async(std::launch::async, [path, bytes = std::move(bytes)] {
+    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  });
+}
+
+void BackgroundFileWriter::finish() {
+  if (pending_.valid()) pending_.get();
 }
 
 std::string read_shard_key(const std::filesystem::path& path) {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,9 +40,32 @@ std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n);
 // `path` (fsync + rename). Destroyed without commit, it leaves nothing. The caller uses one
 // thread; image chunks are compressed on TBB's workers and handed to HDF5 on the caller's thread
 // (Debian's HDF5 is not thread-safe).
+// Shards of up to this many image bytes are assembled in memory (HDF5's core driver) and written
+// to disk in one sequential pass; larger ones are written chunk by chunk.
+inline constexpr unsigned long long kInMemoryShardBytes = 256ull << 20;
+
+// Writes finished in-memory shards to their files on a background thread, one at a time, so the
+// next shard is built meanwhile. Only POSIX I/O runs there: HDF5 stays on the caller's thread.
+class BackgroundFileWriter {
+ public:
+  BackgroundFileWriter() = default;
+  ~BackgroundFileWriter();  // waits; an error nobody collected is dropped
+  BackgroundFileWriter(const BackgroundFileWriter&) = delete;
+  BackgroundFileWriter& operator=(const BackgroundFileWriter&) = delete;
+  // Waits for the previous file (rethrowing its error), then writes `bytes` atomically to `path`.
+  void submit(const std::filesystem::path& path, std::vector<std::uint8_t> bytes);
+  // Waits for the last file; rethrows its error (e.g. a full disk).
+  void finish();
+
+ private:
+  std::future<void> pending_;
+};
+
 class ShardWriter {
  public:
-  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level);
+  // deflate_level 0: no deflate filter. min_saving: blocks whose sampled chunks deflate by less
+  // than this fraction are stored uncompressed (the filter skipped per chunk); 0: always deflate.
+  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level, double min_saving);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -50,7 +74,12 @@ class ShardWriter {
   // labels, 0/1 flags and file names.
   void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels, const std::uint8_t* is_synthetic,
              const std::vector<std::string>& files);
-  void commit();
+  // Finishes the shard and moves it into place atomically. With `background`, an in-memory shard
+  // is handed to it and is on disk after its next submit() or finish().
+  void commit(BackgroundFileWriter* background = nullptr);
+
+  std::int64_t chunks_written() const { return chunks_written_; }
+  std::int64_t chunks_without_deflate() const { return chunks_without_deflate_; }
 
  private:
   void close_handles();
@@ -62,13 +91,19 @@ class ShardWriter {
   ShardHeader header_;
   std::int64_t count_ = 0, written_ = 0;
   int deflate_level_ = 0;
+  double min_saving_ = 0;
+  std::int64_t chunks_written_ = 0, chunks_without_deflate_ = 0;
   std::array<unsigned long long, 4> chunk_{};
   struct Compressors;                      // per-thread deflate state, kept across calls
   std::unique_ptr<Compressors> compressors_;
   std::vector<std::vector<std::uint8_t>> filtered_;  // filtered chunks of one call, reused
+  std::vector<std::int64_t> labels_buffer_;
+  std::vector<std::uint8_t> synthetic_buffer_;
+  std::vector<std::string> files_buffer_;
   std::vector<std::uint8_t> pending_;  // images of a chunk not yet complete (whole-image chunks only)
   std::int64_t pending_first_ = 0;
   long long file_ = -1, images_ = -1, labels_ = -1, synthetic_ = -1, files_ = -1;
+  bool in_memory_ = false;
   bool committed_ = false;
 };
 

@@ -28,8 +28,8 @@ fs::path folder_beside(const fs::path& folder, std::string_view suffix);
 // exception the temp file is removed and `target` is untouched.
 void write_atomically(const fs::path& target, const std::function<void(const fs::path& tmp)>& write);
 
-// Convenience for small text files.
-void write_text_atomically(const fs::path& target, std::string_view text);
+// The same for bytes already in memory (text or binary).
+void write_text_atomically(const fs::path& target, std::string_view bytes);
 
 std::string read_text_file(const fs::path& path);
 // Reads a whole binary file into `buf`; false when it cannot be opened or read completely.

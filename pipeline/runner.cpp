@@ -119,12 +119,23 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
   const json options = ctx.config().snapshot(stage.option_scopes());
   if (record->value("options_hash", "") != options_hash(options)) {
     const auto old = record->value("options", json::object());
+    // An option that a newer augment added, at its default, is not a change: upgrading must not
+    // invalidate finished stages (a trained model above all).
+    auto added_at_default = [&](const std::string& k, const json& v) {
+      const OptionInfo* info = ctx.config().registry().find(k);
+      return info != nullptr && v.is_string() && v.get<std::string>() == info->default_text;
+    };
     std::string changed;
     for (const auto& [k, v] : options.items()) {
-      if (!old.contains(k) || old[k] != v) changed += (changed.empty() ? "" : ", ") + k;
+      if (old.contains(k) ? old[k] == v : added_at_default(k, v)) continue;
+      changed += (changed.empty() ? "" : ", ") + k;
     }
-    st.reason = "options changed: " + (changed.empty() ? std::string("(removed keys)") : changed);
-    return st;
+    bool removed = false;
+    for (const auto& [k, v] : old.items()) removed = removed || !options.contains(k);
+    if (!changed.empty() || removed) {
+      st.reason = "options changed: " + (changed.empty() ? std::string("(removed keys)") : changed);
+      return st;
+    }
   }
   const auto records = all_records(ctx, stages_);
   const auto inputs = input_digests(ctx, stage, records);

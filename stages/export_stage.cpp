@@ -33,6 +33,10 @@ void ExportOptions::bind(OptionBinder<ExportOptions>& b) {
         }));
   b.add("dir", &ExportOptions::dir, "folder for the shards and index.json (default: OUTPUT_hdf5, next to the image folder OUTPUT)");
   b.add("deflate", &ExportOptions::deflate, "deflate level of the images dataset, 0 (none) to 9", in_range<std::int64_t>(0, 9));
+  b.add("min_saving", &ExportOptions::min_saving,
+        "deflate only where it pays: blocks of images whose sampled chunks shrink by less than this fraction are stored "
+        "uncompressed (noise-like images barely compress and deflate is the slowest part of export); 0: always deflate",
+        in_range(0.0, 1.0));
 }
 
 namespace {
@@ -142,10 +146,11 @@ class ExportStage final : public Stage {
 
     ensure_directory(dir);
     remove_stale_temp_files(dir);
-    const std::string base_key = fmt::format("{}|{}|{}|{}x{}x{}|{}|{}", kShardFormatVersion, o.name, o.deflate, res, res, channels,
+    const std::string base_key = fmt::format("{}|{}|{}/{}|{}x{}x{}|{}|{}", kShardFormatVersion, o.name, o.deflate, o.min_saving, res, res, channels,
                                              hash_text(fmt::format("{}", fmt::join(classes.names, "\x1f"))), seed);
     Progress progress(ctx.report(), "export", total, "img");
-    std::int64_t reused = 0;
+    BackgroundFileWriter background;  // shard k goes to disk while shard k+1 is built
+    std::int64_t reused = 0, chunks = 0, chunks_plain = 0;
     json shards = json::array();
     std::vector<std::int64_t> per_class(classes.names.size(), 0), synthetic_per_class(classes.names.size(), 0);
     for (std::int64_t k = 0; k < nshards; ++k) {
@@ -165,13 +170,21 @@ class ExportStage final : public Stage {
         reused += end - begin;
         progress.advance(end - begin);
       } else {
-        write_shard(ctx, path, ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed, key},
-                    rows, order, begin, end, cache, cache_row, image_bytes, static_cast<int>(o.deflate), progress);
+        const auto [written, plain] =
+            write_shard(ctx, path, ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed, key},
+                        rows, order, begin, end, cache, cache_row, image_bytes, o, progress, background);
+        chunks += written;
+        chunks_plain += plain;
       }
       shards.push_back({{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}});
     }
+    background.finish();
     progress.finish();
     if (reused > 0) ctx.report().info(fmt::format("kept {} images in shards finished by an earlier, interrupted export", reused));
+    if (chunks_plain > 0) {
+      ctx.report().info(fmt::format("{} of {} image chunks stored without deflate: their blocks shrank by less than export.min_saving = {}",
+                                    chunks_plain, chunks, o.min_saving));
+    }
 
     // Checksums for downstream users; shards of an older export with another count go.
     std::uint64_t bytes = 0;
@@ -209,11 +222,12 @@ class ExportStage final : public Stage {
   }
 
  private:
-  static void write_shard(const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<Row>& rows,
+  // Returns the chunks written and how many of them skip deflate.
+  static std::pair<std::int64_t, std::int64_t> write_shard(const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<Row>& rows,
                           const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const CacheReader& cache,
-                          const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, int deflate,
-                          Progress& progress) {
-    ShardWriter writer(path, header, end - begin, deflate);
+                          const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, const ExportOptions& o,
+                          Progress& progress, BackgroundFileWriter& background) {
+    ShardWriter writer(path, header, end - begin, static_cast<int>(o.deflate), o.min_saving);
     constexpr std::int64_t kBlock = 512;
     std::vector<std::uint8_t> pixels;
     std::vector<std::int64_t> labels;
@@ -274,7 +288,8 @@ class ExportStage final : public Stage {
       progress.advance(n);
     }
     check_stop();
-    writer.commit();
+    writer.commit(&background);
+    return {writer.chunks_written(), writer.chunks_without_deflate()};
   }
 };
 

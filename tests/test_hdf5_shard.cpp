@@ -29,20 +29,31 @@ std::vector<std::uint8_t> read_images(const fs::path& path, std::size_t bytes) {
   return out;
 }
 
-// Writes `count` random-ish images in uneven blocks and reads them back through HDF5.
-void round_trip(int height, int width, int channels, std::int64_t count, const std::vector<std::int64_t>& blocks, int deflate) {
+// Writes `count` images in uneven blocks and reads them back through HDF5. `noisy`: the images of
+// blocks with an odd index are pure noise (deflate cannot shrink them); the others compress.
+// Returns the writer's (chunks written, chunks stored without deflate).
+std::pair<std::int64_t, std::int64_t> round_trip(int height, int width, int channels, std::int64_t count, const std::vector<std::int64_t>& blocks,
+                                                 int deflate, double min_saving = 0.05, bool noisy = false) {
   const auto dir = fs::temp_directory_path() / ("augment_test_shard_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const auto path = dir / "s-00000-of-00001.h5";
   const std::size_t image = static_cast<std::size_t>(height) * width * channels;
   std::vector<std::uint8_t> pixels(image * static_cast<std::size_t>(count));
   std::uint32_t state = 12345;
+  std::vector<bool> noise_image(static_cast<std::size_t>(count), false);
+  for (std::int64_t start = 0, b = 0; start < count; ++b) {
+    const std::int64_t n = std::min(count - start, blocks[static_cast<std::size_t>(b) % blocks.size()]);
+    for (std::int64_t i = start; i < start + n; ++i) noise_image[static_cast<std::size_t>(i)] = noisy && b % 2 == 1;
+    start += n;
+  }
   for (std::size_t i = 0; i < pixels.size(); ++i) {
     state = state * 1664525u + 1013904223u;
-    pixels[i] = static_cast<std::uint8_t>((i % 7 == 0) ? state >> 24 : (i / 97) % 256);  // compressible, not constant
+    const bool noise = noise_image[i / image] || i % 7 == 0;
+    pixels[i] = static_cast<std::uint8_t>(noise ? state >> 24 : (i / 97) % 256);  // compressible, not constant
   }
+  std::pair<std::int64_t, std::int64_t> chunks;
   {
-    ShardWriter w(path, ShardHeader{{"a", "b"}, height, width, channels, "s", 0, 1, 0, "k"}, count, deflate);
+    ShardWriter w(path, ShardHeader{{"a", "b"}, height, width, channels, "s", 0, 1, 0, "k"}, count, deflate, min_saving);
     std::int64_t start = 0;
     for (std::size_t b = 0; start < count; ++b) {
       const std::int64_t n = std::min(count - start, blocks[b % blocks.size()]);
@@ -53,9 +64,11 @@ void round_trip(int height, int width, int channels, std::int64_t count, const s
       start += n;
     }
     w.commit();
+    chunks = {w.chunks_written(), w.chunks_without_deflate()};
   }
   CHECK(read_images(path, pixels.size()) == pixels);
   fs::remove_all(dir);
+  return chunks;
 }
 
 }  // namespace
@@ -79,4 +92,21 @@ TEST_CASE("hdf5 shard: images written in uneven blocks read back exactly through
 TEST_CASE("hdf5 shard: images over 1 MiB are stored in bands of rows and read back exactly") {
   // 700x700x3 = 1.47 MB: bands of 499 rows, the second band short.
   round_trip(700, 700, 3, 3, {2, 1}, 1);
+}
+
+TEST_CASE("hdf5 shard: blocks that deflate would not shrink are stored without it and read back exactly") {
+  // 16x16x3 = 768 bytes: 14 images per chunk; blocks of 56 images = 4 chunks, every other one noise.
+  const auto mixed = round_trip(16, 16, 3, 224, {56}, 4, 0.05, true);
+  CHECK(mixed.first == 16);
+  CHECK(mixed.second == 8);  // exactly the noise blocks
+  // min_saving 0: everything deflated, noise too.
+  CHECK(round_trip(16, 16, 3, 224, {56}, 4, 0.0, true).second == 0);
+  // Compressible images only: nothing skipped.
+  CHECK(round_trip(16, 16, 3, 224, {56}, 4, 0.05, false).second == 0);
+  // Without a deflate filter there is nothing to skip.
+  CHECK(round_trip(16, 16, 3, 224, {56}, 0, 0.05, true).second == 0);
+  // Blocks of one chunk each decide on that chunk alone.
+  CHECK(round_trip(16, 16, 3, 56, {14}, 1, 0.05, true) == std::make_pair<std::int64_t, std::int64_t>(4, 2));
+  // Blocks that split chunks: a chunk of 5 smooth and 9 noise images still deflates by more than 5%.
+  CHECK(round_trip(16, 16, 3, 60, {5, 9}, 1, 0.05, true).second == 0);
 }

@@ -254,6 +254,21 @@ TEST_SUITE("ingest cli") {
     CHECK(r.err.find("scan: up to date") != std::string::npos);
     CHECK(r.err.find("cache: up to date") != std::string::npos);
 
+    // A record from an older augment that lacked an option: at its default it is no change; set
+    // to something else it is.
+    {
+      const auto rec_path = fs::path(work) / "records" / "cache.json";
+      auto rec = nlohmann::json::parse(read_bytes(rec_path));
+      REQUIRE(rec["options"].contains("cache.fit"));
+      rec["options"].erase("cache.fit");
+      write_bytes(rec_path, rec.dump(2));
+    }
+    r = run_augment(with({"status"}));
+    CHECK(r.out.find("cache        done") != std::string::npos);
+    r = run_augment(with({"status"}, {"--cache.fit", "pad"}));
+    CHECK(r.out.find("cache        stale") != std::string::npos);
+    CHECK(r.out.find("cache.fit") != std::string::npos);
+
     // A cache option change makes only cache stale.
     r = run_augment(with({"status"}, {"--channels", "1"}));
     CHECK(r.out.find("scan         done") != std::string::npos);
