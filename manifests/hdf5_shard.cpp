@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+
+#include <sys/mman.h>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -293,6 +296,18 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   }
 }
 
+namespace {
+
+void write_shard_file(const std::filesystem::path& path, const PageBuffer& bytes) {
+  try {
+    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  } catch (const UserError& e) {
+    throw UserError(e.code(), fmt::format("{}; free space and rerun: finished shards are kept", e.what()));
+  }
+}
+
+}  // namespace
+
 void ShardWriter::commit(BackgroundFileWriter* background) {
   if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
   if (!pending_.empty()) throw std::logic_error("ShardWriter: an image chunk was not written");
@@ -330,14 +345,14 @@ void ShardWriter::commit(BackgroundFileWriter* background) {
     if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw std::runtime_error("H5Fflush of an in-memory shard failed");
     const ssize_t size = H5Fget_file_image(file_, nullptr, 0);
     if (size <= 0) throw std::runtime_error("H5Fget_file_image failed");
-    std::vector<std::uint8_t> image(static_cast<std::size_t>(size));
+    PageBuffer image(static_cast<std::size_t>(size));
     if (H5Fget_file_image(file_, image.data(), image.size()) != size) throw std::runtime_error("H5Fget_file_image failed");
     close_handles();
     committed_ = true;
     if (background != nullptr) {
       background->submit(path_, std::move(image));
     } else {
-      write_text_atomically(path_, std::string_view(reinterpret_cast<const char*>(image.data()), image.size()));
+      write_shard_file(path_, image);
     }
     return;
   }
@@ -367,10 +382,39 @@ BackgroundFileWriter::~BackgroundFileWriter() {
   }
 }
 
-void BackgroundFileWriter::submit(const std::filesystem::path& path, std::vector<std::uint8_t> bytes) {
+PageBuffer::PageBuffer(std::size_t size) : size_(size) {
+  constexpr std::size_t kHuge = 2u << 20;
+  mapped_ = (size + kHuge - 1) / kHuge * kHuge + kHuge;  // room to align the start to 2 MiB
+  void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  base_ = static_cast<std::uint8_t*>(p);
+  data_ = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(p) + kHuge - 1) / kHuge * kHuge);
+  ::madvise(data_, mapped_ - static_cast<std::size_t>(data_ - base_), MADV_HUGEPAGE);  // a hint: fine if refused
+}
+
+PageBuffer::~PageBuffer() {
+  if (base_ != nullptr) ::munmap(base_, mapped_);
+}
+
+PageBuffer::PageBuffer(PageBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)),
+      mapped_(std::exchange(other.mapped_, 0)) {}
+
+PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
+  if (this != &other) {
+    if (base_ != nullptr) ::munmap(base_, mapped_);
+    data_ = std::exchange(other.data_, nullptr);
+    base_ = std::exchange(other.base_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    mapped_ = std::exchange(other.mapped_, 0);
+  }
+  return *this;
+}
+
+void BackgroundFileWriter::submit(const std::filesystem::path& path, PageBuffer bytes) {
   finish();
   pending_ = std::async(std::launch::async, [path, bytes = std::move(bytes)] {
-    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    write_shard_file(path, bytes);
   });
 }
 

@@ -44,6 +44,26 @@ std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n);
 // to disk in one sequential pass; larger ones are written chunk by chunk.
 inline constexpr unsigned long long kInMemoryShardBytes = 256ull << 20;
 
+// A large byte buffer from its own mapping, with transparent huge pages requested: filling tens of
+// MB of fresh 4 KiB pages cost about as much as writing them to the page cache.
+class PageBuffer {
+ public:
+  PageBuffer() = default;
+  explicit PageBuffer(std::size_t size);
+  ~PageBuffer();
+  PageBuffer(PageBuffer&& other) noexcept;
+  PageBuffer& operator=(PageBuffer&& other) noexcept;
+  PageBuffer(const PageBuffer&) = delete;
+  PageBuffer& operator=(const PageBuffer&) = delete;
+  std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::uint8_t* data_ = nullptr;  // 2 MiB-aligned start inside the mapping
+  std::uint8_t* base_ = nullptr;
+  std::size_t size_ = 0, mapped_ = 0;
+};
+
 // Writes finished in-memory shards to their files on a background thread, one at a time, so the
 // next shard is built meanwhile. Only POSIX I/O runs there: HDF5 stays on the caller's thread.
 class BackgroundFileWriter {
@@ -53,7 +73,7 @@ class BackgroundFileWriter {
   BackgroundFileWriter(const BackgroundFileWriter&) = delete;
   BackgroundFileWriter& operator=(const BackgroundFileWriter&) = delete;
   // Waits for the previous file (rethrowing its error), then writes `bytes` atomically to `path`.
-  void submit(const std::filesystem::path& path, std::vector<std::uint8_t> bytes);
+  void submit(const std::filesystem::path& path, PageBuffer bytes);
   // Waits for the last file; rethrows its error (e.g. a full disk).
   void finish();
 

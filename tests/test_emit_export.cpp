@@ -2,6 +2,8 @@
 // fake model fills the sample store through its API; then `augment emit` and `augment export`.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -338,6 +340,53 @@ TEST_SUITE("emit and export") {
     std::set<std::string> files;
     for (const auto& e : fs::directory_iterator(hdf5)) files.insert(e.path().filename().string());
     CHECK(files == std::set<std::string>{"index.json", "train-00000-of-00001.h5"});
+  }
+
+  TEST_CASE("export on a full disk: a clear error - no shard under a final name - and the rerun completes") {
+    TempDir dir;
+    const auto input = dir / "data", work = dir / "work", out = dir / "out";
+    const auto plan = prepare(input, work);
+    sample_fake(work, plan);
+    const std::vector<std::string> common = {"--input", input.string(), "--work", work.string(), "--resolution", std::to_string(kRes),
+                                             "--subsample.val_fraction", "0", "--subsample.test_fraction", "0", "--quiet",
+                                             "--output", out.string()};
+    auto cmd = [&](const std::string& stage) {
+      std::vector<std::string> args = {stage, "--only", stage};
+      args.insert(args.end(), common.begin(), common.end());
+      return run_augment(args);
+    };
+    REQUIRE(cmd("emit").code == 0);
+    REQUIRE(cmd("export").code == 0);  // to learn the sizes, then again under the limit
+    const auto hdf5_dir = out.parent_path() / (out.filename().string() + "_hdf5");
+    const auto shard_bytes = fs::file_size(hdf5_dir / "train-00000-of-00001.h5");
+    const auto config_bytes = fs::file_size(work / "config.ini");
+    MESSAGE("shard ", shard_bytes, " bytes, config.ini ", config_bytes);
+    REQUIRE(shard_bytes > config_bytes + 2048);
+    fs::remove_all(hdf5_dir);
+    // A file size limit stands in for a full disk: the shard's write fails (EFBIG) in the child.
+    ::signal(SIGXFSZ, SIG_IGN);  // inherited: the write fails instead of killing the process
+    rlimit old{};
+    ::getrlimit(RLIMIT_FSIZE, &old);
+    rlimit small = old;
+    small.rlim_cur = config_bytes + 1024;
+    ::setrlimit(RLIMIT_FSIZE, &small);
+    auto r = cmd("export");
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, SIG_DFL);
+    INFO(r.err);
+    CHECK(r.code == 74);
+    CHECK(r.err.find("train-00000-of-00001.h5") != std::string::npos);
+    CHECK(r.err.find("disk full") != std::string::npos);
+    CHECK(r.err.find("free space and rerun") != std::string::npos);
+    if (fs::exists(hdf5_dir)) {
+      for (const auto& e : fs::directory_iterator(hdf5_dir)) CHECK(e.path().extension() != ".h5");
+      CHECK_FALSE(fs::exists(hdf5_dir / "index.json"));
+    }
+    r = cmd("export");
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(fs::exists(hdf5_dir / "train-00000-of-00001.h5"));
+    CHECK(fs::exists(hdf5_dir / "index.json"));
   }
 
   TEST_CASE("emit fails cleanly: a vanished source image leaves no output and no temp folder") {
