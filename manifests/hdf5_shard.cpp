@@ -1,11 +1,11 @@
 #include "manifests/hdf5_shard.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
-#include <utility>
-
-#include <sys/mman.h>
 #include <numeric>
+#include <utility>
 
 #include <fmt/format.h>
 #include <libdeflate.h>
@@ -337,11 +337,11 @@ void ShardWriter::commit(BackgroundFileWriter* background) {
   h5::write_int_attr(file_, "shard_count", header_.shard_count, tmp_);
   h5::write_int_attr(file_, "seed", static_cast<long long>(header_.seed), tmp_);
   h5::write_string_attr(file_, "key", header_.key, tmp_);
+  for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
+    if (*id >= 0) H5Dclose(*id);
+    *id = -1;
+  }
   if (in_memory_) {
-    for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
-      if (*id >= 0) H5Dclose(*id);
-      *id = -1;
-    }
     if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw std::runtime_error("H5Fflush of an in-memory shard failed");
     const ssize_t size = H5Fget_file_image(file_, nullptr, 0);
     if (size <= 0) throw std::runtime_error("H5Fget_file_image failed");
@@ -355,10 +355,6 @@ void ShardWriter::commit(BackgroundFileWriter* background) {
       write_shard_file(path_, image);
     }
     return;
-  }
-  for (long long* id : {&images_, &labels_, &synthetic_, &files_}) {
-    if (*id >= 0) H5Dclose(*id);
-    *id = -1;
   }
   const herr_t closed = H5Fclose(file_);
   file_ = -1;

@@ -36,10 +36,6 @@ std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int heig
 // HDF5's fletcher32 filter checksum of `n` bytes (H5_checksum_fletcher32: big-endian 16-bit words).
 std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n);
 
-// Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
-// `path` (fsync + rename). Destroyed without commit, it leaves nothing. The caller uses one
-// thread; image chunks are compressed on TBB's workers and handed to HDF5 on the caller's thread
-// (Debian's HDF5 is not thread-safe).
 // Shards of up to this many image bytes are assembled in memory (HDF5's core driver) and written
 // to disk in one sequential pass; larger ones are written chunk by chunk.
 inline constexpr unsigned long long kInMemoryShardBytes = 256ull << 20;
@@ -81,6 +77,10 @@ class BackgroundFileWriter {
   std::future<void> pending_;
 };
 
+// Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
+// `path` (fsync + rename). Destroyed without commit, it leaves nothing. The caller uses one
+// thread; image chunks are compressed on TBB's workers and handed to HDF5 on the caller's thread
+// (Debian's HDF5 is not thread-safe).
 class ShardWriter {
  public:
   // deflate_level 0: no deflate filter. min_saving: blocks whose sampled chunks deflate by less

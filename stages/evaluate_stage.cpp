@@ -127,7 +127,6 @@ json frechet_table(const torch::Tensor& a, const torch::Tensor& la, const torch:
     const int k = static_cast<int>(c);
     per_class[names[c]] = number_or_null(frechet_distance(rows_of_class(a, la, k), rows_of_class(b, lb, k)));
   }
-  const auto all = torch::ones({static_cast<int64_t>(names.size())}, torch::kBool);
   return {{"overall", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(synthetic_labels, names.size())))},
           {"overall_all_classes", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(la, names.size())))},
           {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
