@@ -38,13 +38,20 @@ std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n) {
   std::uint32_t sum1 = 0, sum2 = 0;
   std::size_t words = n / 2;
   while (words > 0) {
-    // 360 words keep both sums below 2^32 before folding.
-    std::size_t block = std::min<std::size_t>(words, 360);
-    words -= block;
-    for (; block > 0; --block, data += 2) {
-      sum1 += (static_cast<std::uint32_t>(data[0]) << 8) | data[1];
-      sum2 += sum1;
+    // HDF5 folds after every 360 words (which keeps both sums below 2^32) and only adds in between:
+    // sum1 += w_i; sum2 += sum1. Summed in closed form, the block has no serial dependency and the
+    // compiler vectorizes it; the result is the same integer.
+    const std::size_t m = std::min<std::size_t>(words, 360);
+    std::uint32_t plain = 0, weighted = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::uint32_t w = (static_cast<std::uint32_t>(data[2 * i]) << 8) | data[2 * i + 1];
+      plain += w;
+      weighted += static_cast<std::uint32_t>(m - i) * w;
     }
+    sum2 += static_cast<std::uint32_t>(m) * sum1 + weighted;
+    sum1 += plain;
+    data += 2 * m;
+    words -= m;
     sum1 = (sum1 & 0xffff) + (sum1 >> 16);
     sum2 = (sum2 & 0xffff) + (sum2 >> 16);
   }
@@ -75,9 +82,44 @@ struct ShardWriter::Compressors {
   tbb::enumerable_thread_specific<Worker> local;
 };
 
+// HDF5's core driver allocates and grows the in-memory file through these callbacks, so its memory
+// is a PageBuffer that outlives the file: commit() copies the image out, and the buffer goes back
+// to the BackgroundFileWriter for the next shard instead of being unmapped.
+struct ShardWriter::CoreMemory {
+  BackgroundFileWriter* background = nullptr;
+  PageBuffer buffer;
+  std::size_t size = 0;  // what HDF5 asked for last
+
+  static void* allocate(std::size_t size, H5FD_file_image_op_t op, void* self) { return reallocate(nullptr, size, op, self); }
+  static void* reallocate(void* ptr, std::size_t size, H5FD_file_image_op_t, void* self) {
+    auto* m = static_cast<CoreMemory*>(self);
+    if (size > m->buffer.capacity()) {
+      try {
+        PageBuffer bigger = m->background != nullptr ? m->background->buffer(size) : PageBuffer(size);
+        if (ptr != nullptr) std::memcpy(bigger.data(), m->buffer.data(), std::min(m->size, size));
+        m->buffer = std::move(bigger);
+      } catch (const std::bad_alloc&) {
+        return nullptr;  // HDF5 reports it and the file stays usable
+      }
+    }
+    m->size = size;
+    return m->buffer.data();
+  }
+  static herr_t release(void*, H5FD_file_image_op_t, void*) { return 0; }  // the writer keeps the memory
+  static void* copy(void* dst, const void* src, std::size_t n, H5FD_file_image_op_t, void*) { return std::memcpy(dst, src, n); }
+  static void* share(void* self) { return self; }  // property-list copies all point to the writer's memory
+  static herr_t unshare(void*) { return 0; }
+};
+
 ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level,
-                         double min_saving)
-    : path_(path), tmp_(temp_path_for(path)), header_(header), count_(count), deflate_level_(deflate_level), min_saving_(min_saving) {
+                         double min_saving, BackgroundFileWriter* background)
+    : path_(path),
+      tmp_(temp_path_for(path)),
+      header_(header),
+      count_(count),
+      deflate_level_(deflate_level),
+      min_saving_(min_saving),
+      background_(background) {
   chunk_ = image_chunk_shape(count, header.height, header.width, header.channels);
   h5::silence_error_stack();
   ensure_directory(path.parent_path());
@@ -89,6 +131,14 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
     // One allocation that holds the whole shard (pages the shard never touches cost nothing); no
     // backing store: commit() takes the file image and writes it itself.
     H5Pset_fapl_core(fapl, static_cast<size_t>(raw_bytes + raw_bytes / 16 + (1 << 20)), /*backing_store=*/0);
+    core_ = std::make_unique<CoreMemory>();
+    core_->background = background;
+    H5FD_file_image_callbacks_t callbacks{&CoreMemory::allocate, &CoreMemory::copy,  &CoreMemory::reallocate, &CoreMemory::release,
+                                          &CoreMemory::share,    &CoreMemory::unshare, core_.get()};
+    if (H5Pset_file_image_callbacks(fapl, &callbacks) < 0) {
+      H5Pclose(fapl);
+      throw std::runtime_error("H5Pset_file_image_callbacks failed");
+    }
   }
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   H5Pclose(fapl);
@@ -142,6 +192,7 @@ ShardWriter::~ShardWriter() {
     std::error_code ec;
     std::filesystem::remove(tmp_, ec);
   }
+  if (core_ != nullptr && background_ != nullptr) background_->recycle(std::move(core_->buffer));
 }
 
 void ShardWriter::close_handles() {
@@ -249,7 +300,7 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   // these probes shrink by less than min_saving, the call's chunks are stored with the deflate
   // filter skipped. HDF5 records that in each chunk's filter mask, and every reader (h5py too)
   // honours it. Noise-like 8-bit images then cost one deflate in kProbeEvery, not one per chunk.
-  constexpr std::int64_t kProbeEvery = 8;
+  constexpr std::int64_t kProbeEvery = 16;
   bool compress = deflate_level_ > 0;
   std::vector<char> done(static_cast<std::size_t>(chunks), 0);
   if (compress && min_saving_ > 0) {
@@ -298,9 +349,9 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
 
 namespace {
 
-void write_shard_file(const std::filesystem::path& path, const PageBuffer& bytes) {
+void write_shard_file(const std::filesystem::path& path, const PageBuffer& bytes, std::size_t size) {
   try {
-    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), size));
   } catch (const UserError& e) {
     throw UserError(e.code(), fmt::format("{}; free space and rerun: finished shards are kept", e.what()));
   }
@@ -308,7 +359,7 @@ void write_shard_file(const std::filesystem::path& path, const PageBuffer& bytes
 
 }  // namespace
 
-void ShardWriter::commit(BackgroundFileWriter* background) {
+void ShardWriter::commit() {
   if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
   if (!pending_.empty()) throw std::logic_error("ShardWriter: an image chunk was not written");
   if (count_ > 0) {
@@ -345,14 +396,16 @@ void ShardWriter::commit(BackgroundFileWriter* background) {
     if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw std::runtime_error("H5Fflush of an in-memory shard failed");
     const ssize_t size = H5Fget_file_image(file_, nullptr, 0);
     if (size <= 0) throw std::runtime_error("H5Fget_file_image failed");
-    PageBuffer image(static_cast<std::size_t>(size));
-    if (H5Fget_file_image(file_, image.data(), image.size()) != size) throw std::runtime_error("H5Fget_file_image failed");
+    // The previous shard's buffer is free once it is on disk; it has been writing while this shard was built.
+    if (background_ != nullptr) background_->finish();
+    PageBuffer image = background_ != nullptr ? background_->buffer(static_cast<std::size_t>(size)) : PageBuffer(static_cast<std::size_t>(size));
+    if (H5Fget_file_image(file_, image.data(), static_cast<std::size_t>(size)) != size) throw std::runtime_error("H5Fget_file_image failed");
     close_handles();
     committed_ = true;
-    if (background != nullptr) {
-      background->submit(path_, std::move(image));
+    if (background_ != nullptr) {
+      background_->submit(path_, std::move(image), static_cast<std::size_t>(size));
     } else {
-      write_shard_file(path_, image);
+      write_shard_file(path_, image, static_cast<std::size_t>(size));
     }
     return;
   }
@@ -378,9 +431,10 @@ BackgroundFileWriter::~BackgroundFileWriter() {
   }
 }
 
-PageBuffer::PageBuffer(std::size_t size) : size_(size) {
+PageBuffer::PageBuffer(std::size_t capacity) {
   constexpr std::size_t kHuge = 2u << 20;
-  mapped_ = (size + kHuge - 1) / kHuge * kHuge + kHuge;  // room to align the start to 2 MiB
+  capacity_ = (capacity + kHuge - 1) / kHuge * kHuge;
+  mapped_ = capacity_ + kHuge;  // room to align the start to 2 MiB
   void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   base_ = static_cast<std::uint8_t*>(p);
@@ -393,7 +447,9 @@ PageBuffer::~PageBuffer() {
 }
 
 PageBuffer::PageBuffer(PageBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), base_(std::exchange(other.base_, nullptr)), size_(std::exchange(other.size_, 0)),
+    : data_(std::exchange(other.data_, nullptr)),
+      base_(std::exchange(other.base_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)),
       mapped_(std::exchange(other.mapped_, 0)) {}
 
 PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
@@ -401,21 +457,44 @@ PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
     if (base_ != nullptr) ::munmap(base_, mapped_);
     data_ = std::exchange(other.data_, nullptr);
     base_ = std::exchange(other.base_, nullptr);
-    size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
     mapped_ = std::exchange(other.mapped_, 0);
   }
   return *this;
 }
 
-void BackgroundFileWriter::submit(const std::filesystem::path& path, PageBuffer bytes) {
+PageBuffer BackgroundFileWriter::buffer(std::size_t capacity) {
+  // The smallest spare that is large enough; a new buffer when none is.
+  auto best = spare_.end();
+  for (auto it = spare_.begin(); it != spare_.end(); ++it) {
+    if (it->capacity() >= capacity && (best == spare_.end() || it->capacity() < best->capacity())) best = it;
+  }
+  if (best == spare_.end()) return PageBuffer(capacity);
+  PageBuffer out = std::move(*best);
+  spare_.erase(best);
+  return out;
+}
+
+void BackgroundFileWriter::recycle(PageBuffer buffer) {
+  // Two buffers are in use per shard (HDF5's in-memory file and the image on its way to disk).
+  constexpr std::size_t kKeep = 2;
+  if (buffer.data() == nullptr) return;
+  spare_.push_back(std::move(buffer));
+  if (spare_.size() > kKeep) {
+    spare_.erase(std::min_element(spare_.begin(), spare_.end(), [](const PageBuffer& a, const PageBuffer& b) { return a.capacity() < b.capacity(); }));
+  }
+}
+
+void BackgroundFileWriter::submit(const std::filesystem::path& path, PageBuffer bytes, std::size_t size) {
   finish();
-  pending_ = std::async(std::launch::async, [path, bytes = std::move(bytes)] {
-    write_shard_file(path, bytes);
+  pending_ = std::async(std::launch::async, [path, bytes = std::move(bytes), size]() mutable {
+    write_shard_file(path, bytes, size);
+    return std::move(bytes);
   });
 }
 
 void BackgroundFileWriter::finish() {
-  if (pending_.valid()) pending_.get();
+  if (pending_.valid()) recycle(pending_.get());
 }
 
 std::string read_shard_key(const std::filesystem::path& path) {

@@ -45,36 +45,44 @@ inline constexpr unsigned long long kInMemoryShardBytes = 256ull << 20;
 class PageBuffer {
  public:
   PageBuffer() = default;
-  explicit PageBuffer(std::size_t size);
+  explicit PageBuffer(std::size_t capacity);
   ~PageBuffer();
   PageBuffer(PageBuffer&& other) noexcept;
   PageBuffer& operator=(PageBuffer&& other) noexcept;
   PageBuffer(const PageBuffer&) = delete;
   PageBuffer& operator=(const PageBuffer&) = delete;
   std::uint8_t* data() const { return data_; }
-  std::size_t size() const { return size_; }
+  std::size_t capacity() const { return capacity_; }
 
  private:
   std::uint8_t* data_ = nullptr;  // 2 MiB-aligned start inside the mapping
   std::uint8_t* base_ = nullptr;
-  std::size_t size_ = 0, mapped_ = 0;
+  std::size_t capacity_ = 0, mapped_ = 0;
 };
 
 // Writes finished in-memory shards to their files on a background thread, one at a time, so the
 // next shard is built meanwhile. Only POSIX I/O runs there: HDF5 stays on the caller's thread.
+// It also keeps the shards' memory for the next shard: the kernel zero-fills every fresh page, and
+// for a new 30 MB buffer per shard that cost as much as the copy to the page cache.
 class BackgroundFileWriter {
  public:
   BackgroundFileWriter() = default;
   ~BackgroundFileWriter();  // waits; an error nobody collected is dropped
   BackgroundFileWriter(const BackgroundFileWriter&) = delete;
   BackgroundFileWriter& operator=(const BackgroundFileWriter&) = delete;
-  // Waits for the previous file (rethrowing its error), then writes `bytes` atomically to `path`.
-  void submit(const std::filesystem::path& path, PageBuffer bytes);
+  // A buffer of at least `capacity` bytes, from a finished shard where one is free.
+  PageBuffer buffer(std::size_t capacity);
+  // Gives a buffer back for later shards.
+  void recycle(PageBuffer buffer);
+  // Waits for the previous file (rethrowing its error), then writes the first `size` bytes of
+  // `bytes` atomically to `path`; the buffer is recycled once written.
+  void submit(const std::filesystem::path& path, PageBuffer bytes, std::size_t size);
   // Waits for the last file; rethrows its error (e.g. a full disk).
   void finish();
 
  private:
-  std::future<void> pending_;
+  std::future<PageBuffer> pending_;
+  std::vector<PageBuffer> spare_;
 };
 
 // Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
@@ -85,7 +93,10 @@ class ShardWriter {
  public:
   // deflate_level 0: no deflate filter. min_saving: blocks whose sampled chunks deflate by less
   // than this fraction are stored uncompressed (the filter skipped per chunk); 0: always deflate.
-  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level, double min_saving);
+  // With `background`, an in-memory shard takes its memory from it and commit() hands the file to
+  // it: the shard is on disk after the writer's next submit() or finish().
+  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level, double min_saving,
+              BackgroundFileWriter* background = nullptr);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
@@ -94,9 +105,8 @@ class ShardWriter {
   // labels, 0/1 flags and file names.
   void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels, const std::uint8_t* is_synthetic,
              const std::vector<std::string>& files);
-  // Finishes the shard and moves it into place atomically. With `background`, an in-memory shard
-  // is handed to it and is on disk after its next submit() or finish().
-  void commit(BackgroundFileWriter* background = nullptr);
+  // Finishes the shard and moves it into place atomically.
+  void commit();
 
   std::int64_t chunks_written() const { return chunks_written_; }
   std::int64_t chunks_without_deflate() const { return chunks_without_deflate_; }
@@ -124,6 +134,9 @@ class ShardWriter {
   std::int64_t pending_first_ = 0;
   long long file_ = -1, images_ = -1, labels_ = -1, synthetic_ = -1, files_ = -1;
   bool in_memory_ = false;
+  BackgroundFileWriter* background_ = nullptr;
+  struct CoreMemory;  // the in-memory file, given to HDF5's core driver through file-image callbacks
+  std::unique_ptr<CoreMemory> core_;
   bool committed_ = false;
 };
 

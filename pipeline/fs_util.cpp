@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -73,10 +74,27 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
 
 void write_text_atomically(const fs::path& target, std::string_view text) {
   write_atomically(target, [&](const fs::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full or no permission?)", tmp.string()));
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (no permission?)", tmp.string(), std::strerror(errno)));
+    // Pieces of 1 MiB: one write() of tens of MB cost the kernel two to four times the CPU time here.
+    constexpr std::size_t kPiece = 1 << 20;
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const auto n = ::write(fd, text.data() + done, std::min(kPiece, text.size() - done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = n < 0 ? errno : ENOSPC;
+        ::close(fd);
+        throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(err)));
+      }
+      done += static_cast<std::size_t>(n);
+#ifdef SYNC_FILE_RANGE_WRITE
+      // Start the disk write of each 8 MiB as it is copied, so the fsync at the end waits for less.
+      constexpr std::size_t kFlush = 8 << 20;
+      if (done % kFlush == 0) ::sync_file_range(fd, static_cast<off_t>(done - kFlush), static_cast<off_t>(kFlush), SYNC_FILE_RANGE_WRITE);
+#endif
+    }
+    if (::close(fd) != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(errno)));
   });
 }
 

@@ -227,7 +227,7 @@ class ExportStage final : public Stage {
                           const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const CacheReader& cache,
                           const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, const ExportOptions& o,
                           Progress& progress, BackgroundFileWriter& background) {
-    ShardWriter writer(path, header, end - begin, static_cast<int>(o.deflate), o.min_saving);
+    ShardWriter writer(path, header, end - begin, static_cast<int>(o.deflate), o.min_saving, &background);
     constexpr std::int64_t kBlock = 512;
     std::vector<std::uint8_t> pixels;
     std::vector<std::int64_t> labels;
@@ -288,7 +288,7 @@ class ExportStage final : public Stage {
       progress.advance(n);
     }
     check_stop();
-    writer.commit(&background);
+    writer.commit();
     return {writer.chunks_written(), writer.chunks_without_deflate()};
   }
 };

@@ -82,6 +82,51 @@ TEST_CASE("hdf5 shard: fletcher32 matches HDF5's checksum of known bytes") {
   CHECK(hdf5_fletcher32(abc, 3) == 0x25C5C462u);  // sum1 0x6162 + 0x6300; sum2 0x6162 + 0xC462 folded
 }
 
+TEST_CASE("hdf5 shard: fletcher32 equals HDF5's word-by-word sums on long inputs") {
+  // HDF5's loop as its source states it (H5_checksum_fletcher32): one word at a time, folded every 360 words.
+  auto stepwise = [](const std::uint8_t* data, std::size_t n) {
+    std::uint32_t sum1 = 0, sum2 = 0;
+    std::size_t len = n / 2;
+    while (len > 0) {
+      std::size_t tlen = len > 360 ? 360 : len;
+      len -= tlen;
+      do {
+        sum1 += static_cast<std::uint32_t>((static_cast<std::uint32_t>(data[0]) << 8) | data[1]);
+        data += 2;
+        sum2 += sum1;
+      } while (--tlen);
+      sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+      sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    if (n % 2 != 0) {
+      sum1 += static_cast<std::uint32_t>(data[0]) << 8;
+      sum2 += sum1;
+      sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+      sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    return (sum2 << 16) | sum1;
+  };
+  std::vector<std::uint8_t> bytes(12289);
+  std::uint32_t state = 7;
+  for (auto& b : bytes) {
+    state = state * 1664525u + 1013904223u;
+    b = static_cast<std::uint8_t>(state >> 24);
+  }
+  for (const std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(719), std::size_t(720), std::size_t(721), std::size_t(12288),
+                              std::size_t(12289)}) {
+    CAPTURE(n);
+    CHECK(hdf5_fletcher32(bytes.data(), n) == stepwise(bytes.data(), n));
+  }
+  // All 0xff: the largest sums, where the folds matter most.
+  const std::vector<std::uint8_t> ones(12289, 0xff);
+  for (const std::size_t n : {std::size_t(720), std::size_t(12288), std::size_t(12289)}) {
+    CAPTURE(n);
+    CHECK(hdf5_fletcher32(ones.data(), n) == stepwise(ones.data(), n));
+  }
+}
+
 TEST_CASE("hdf5 shard: images written in uneven blocks read back exactly through HDF5's filters") {
   // 20x20x3 = 1200 bytes per image: 9 images per chunk, blocks that split chunks, a short last chunk.
   round_trip(20, 20, 3, 50, {7, 13, 1, 30}, 4);
