@@ -18,7 +18,7 @@ struct ExportOptions {
   std::string name = "train";       // shard files are <name>-00000-of-00008.h5
   std::string dir;                  // where the shards go; empty: <output>/hdf5
   std::int64_t deflate = 4;         // deflate level of the images dataset (0: none)
-  double min_saving = 0.05;         // store a block's chunks uncompressed when deflate saves less than this
+  double min_saving = 0.10;         // store a block's chunks uncompressed when deflate saves less than this
   static void bind(OptionBinder<ExportOptions>& b);
 };
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <hdf5.h>
 
 #include "manifests/hdf5_shard.h"
@@ -154,4 +155,52 @@ TEST_CASE("hdf5 shard: blocks that deflate would not shrink are stored without i
   CHECK(round_trip(16, 16, 3, 56, {14}, 1, 0.05, true) == std::make_pair<std::int64_t, std::int64_t>(4, 2));
   // Blocks that split chunks: a chunk of 5 smooth and 9 noise images still deflates by more than 5%.
   CHECK(round_trip(16, 16, 3, 60, {5, 9}, 1, 0.05, true).second == 0);
+}
+
+TEST_CASE("hdf5 shard: shards through one background writer reuse its memory and read back exactly with names that outgrow the estimate") {
+  // 2x2x1 images (4 bytes) with 260-character names: the names need several times the memory the
+  // pixels suggest, so HDF5's in-memory file grows (and is copied) while it is built. Three shards
+  // of different sizes go through one writer, so each reuses the buffers of the one before.
+  const auto dir = fs::temp_directory_path() / ("augment_test_shard_bg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::vector<std::int64_t> counts = {6000, 9000, 2500};
+  std::vector<std::vector<std::uint8_t>> pixels(counts.size());
+  std::vector<std::vector<std::string>> names(counts.size());
+  {
+    BackgroundFileWriter background;
+    for (std::size_t k = 0; k < counts.size(); ++k) {
+      const std::int64_t n = counts[k];
+      pixels[k].resize(static_cast<std::size_t>(n) * 4);
+      for (std::size_t i = 0; i < pixels[k].size(); ++i) pixels[k][i] = static_cast<std::uint8_t>((i * 7 + k * 31) % 251);
+      for (std::int64_t i = 0; i < n; ++i) names[k].push_back(fmt::format("class {} & ü/{:0>240}.png", k, i));
+      ShardWriter w(dir / fmt::format("s-{}.h5", k), ShardHeader{{"a", "b"}, 2, 2, 1, "s", static_cast<int>(k), 3, 0, "k"}, n, 4, 0.10,
+                    &background);
+      std::vector<std::int64_t> labels(static_cast<std::size_t>(n), 1);
+      std::vector<std::uint8_t> flags(static_cast<std::size_t>(n), 0);
+      w.write(0, n, pixels[k].data(), labels.data(), flags.data(), names[k]);
+      w.commit();
+    }
+    background.finish();
+  }
+  for (std::size_t k = 0; k < counts.size(); ++k) {
+    CAPTURE(k);
+    const auto path = dir / fmt::format("s-{}.h5", k);
+    CHECK(read_images(path, pixels[k].size()) == pixels[k]);
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    hid_t d = H5Dopen2(f, "files", H5P_DEFAULT);
+    hid_t type = H5Dget_type(d);
+    std::vector<char*> got(static_cast<std::size_t>(counts[k]), nullptr);
+    REQUIRE(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, got.data()) >= 0);
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) same += got[i] != nullptr && names[k][i] == got[i];
+    CHECK(same == got.size());
+    hid_t space = H5Dget_space(d);
+    H5Dvlen_reclaim(type, space, H5P_DEFAULT, got.data());
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  fs::remove_all(dir);
 }
