@@ -1,6 +1,7 @@
 #include "stages/export_stage.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <regex>
 
@@ -128,11 +129,14 @@ class ExportStage final : public Stage {
     CacheReader cache(ctx.dir("cache") / "train.h5");
     const int res = cache.info().resolution, channels = cache.info().channels;
     const std::size_t image_bytes = cache.image_bytes();
+    // The train split in memory, as training holds it: the export visits its rows in shuffled
+    // order, and one HDF5 read per row cost more than writing the shards.
+    std::vector<std::uint8_t> real_pixels(static_cast<std::size_t>(cache.size()) * image_bytes);
     // Manifest row -> cache row of the train split.
     std::map<std::int64_t, std::int64_t> cache_row;
     {
       std::vector<std::int64_t> sources(static_cast<std::size_t>(cache.size()));
-      cache.read(0, cache.size(), nullptr, nullptr, sources.data());
+      cache.read(0, cache.size(), real_pixels.data(), nullptr, sources.data());
       for (std::size_t i = 0; i < sources.size(); ++i) cache_row[sources[i]] = static_cast<std::int64_t>(i);
     }
 
@@ -173,7 +177,7 @@ class ExportStage final : public Stage {
       } else {
         const auto [written, plain] =
             write_shard(ctx, path, ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed, key},
-                        rows, order, begin, end, cache, cache_row, image_bytes, o, progress, background);
+                        rows, order, begin, end, real_pixels, cache_row, image_bytes, o, progress, background);
         chunks += written;
         chunks_plain += plain;
       }
@@ -225,7 +229,7 @@ class ExportStage final : public Stage {
  private:
   // Returns the chunks written and how many of them skip deflate.
   static std::pair<std::int64_t, std::int64_t> write_shard(const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<Row>& rows,
-                          const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const CacheReader& cache,
+                          const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& real_pixels,
                           const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, const ExportOptions& o,
                           Progress& progress, BackgroundFileWriter& background) {
     ShardWriter writer(path, header, end - begin, static_cast<int>(o.deflate), o.min_saving, &background);
@@ -241,8 +245,6 @@ class ExportStage final : public Stage {
       labels.resize(static_cast<std::size_t>(n));
       flags.resize(static_cast<std::size_t>(n));
       files.resize(static_cast<std::size_t>(n));
-      // Real images: read from the cache in row order (HDF5 on this thread only).
-      std::vector<std::pair<std::int64_t, std::size_t>> reads;
       std::vector<std::size_t> decodes;
       for (std::int64_t i = 0; i < n; ++i) {
         const auto& r = rows[order[static_cast<std::size_t>(b + i)]];
@@ -257,11 +259,10 @@ class ExportStage final : public Stage {
             throw UserError(ExitCode::kDataError, fmt::format("{} is not in {} (the cache is older than the emitted dataset); rerun `augment emit --force`",
                                                               r.file_name, (ctx.dir("cache") / "train.h5").string()));
           }
-          reads.emplace_back(it->second, static_cast<std::size_t>(i));
+          std::memcpy(pixels.data() + static_cast<std::size_t>(i) * image_bytes, real_pixels.data() + static_cast<std::size_t>(it->second) * image_bytes,
+                      image_bytes);
         }
       }
-      std::sort(reads.begin(), reads.end());
-      for (const auto& [crow, i] : reads) cache.read(crow, 1, pixels.data() + i * image_bytes, nullptr, nullptr);
       // Synthetic images: PNG decoding in parallel; no HDF5 call in here.
       std::vector<std::string> errors(decodes.size());
       const auto sample_dir = ctx.dir("sample");
