@@ -150,6 +150,20 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   if (env_.dist) {
     rank_ = env_.dist->rank();
     world_ = env_.dist->world_size();
+  }
+  if (n < o_.batch_size) {
+    // A small dataset is what augment is for: train on batches of the whole split (split evenly
+    // over the ranks) rather than refuse.
+    const std::int64_t whole = n / world_ * world_;
+    if (whole < 1) {
+      throw UserError(ExitCode::kDataError, fmt::format("the train split has {} images, fewer than the {} ranks; add images or run on fewer ranks", n, world_));
+    }
+    reporter_.warn(fmt::format("the train split has {} images, fewer than train.batch_size = {}: every batch is {} of them "
+                               "(set --train.batch_size {} to silence this)",
+                               n, o_.batch_size, whole, whole));
+    o_.batch_size = whole;
+  }
+  if (env_.dist) {
     if (o_.batch_size % world_ != 0) {
       throw UserError(ExitCode::kConfig, fmt::format("train.batch_size = {} is the global batch and must split evenly over the {} "
                                                      "ranks; use a multiple of {}",
@@ -157,12 +171,6 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
     }
   }
   if (data_.images.size(2) != data_.images.size(3)) throw UserError(ExitCode::kDataError, "training images must be square");
-  if (n < o_.batch_size) {
-    throw UserError(ExitCode::kDataError,
-                    fmt::format("the train split has {} images, fewer than train.batch_size = {}; lower --train.batch_size (and "
-                                "raise --train.accumulate to keep the effective batch) or add images",
-                                n, o_.batch_size));
-  }
   if (n > 0) {
     const auto lo = data_.labels.min().item<std::int64_t>(), hi = data_.labels.max().item<std::int64_t>();
     if (lo < 0 || hi >= static_cast<std::int64_t>(data_.class_names.size())) {

@@ -296,11 +296,23 @@ TEST_CASE("train: checkpoints also follow the clock") {
   fs::remove_all(dir);
 }
 
-TEST_CASE("train: too little data for the batch size is a clear error") {
+TEST_CASE("train: a split smaller than the batch size trains on batches of the whole split and says so") {
   auto o = tiny_options();
   o.batch_size = 64;
+  o.steps = 2;
   const auto dir = fresh_dir("small");
-  CHECK_THROWS_WITH_AS(Trainer(o, two_class_data(8), env_for(dir), quiet_reporter()), doctest::Contains("batch_size"), UserError);
+  const auto log = dir / "events.jsonl";
+  {
+    Reporter reporter(true, log);  // warnings also go to the JSON event log, which the test reads
+    Trainer trainer(o, two_class_data(8), env_for(dir), reporter);  // 16 images
+    const auto summary = trainer.run();
+    CHECK(summary.end_step == 2);
+    CHECK(std::isfinite(summary.last_loss));
+  }
+  std::ifstream in(log);
+  const std::string events((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CAPTURE(events);
+  CHECK(events.find("fewer than train.batch_size = 64: every batch is 16 of them") != std::string::npos);
   fs::remove_all(dir);
 }
 
