@@ -369,9 +369,11 @@ ClassifierTrainResult train_classifier(const LabeledImages& train, const Labeled
 
   const std::int64_t n = train.size();
   const std::int64_t batch = std::min<std::int64_t>(o.batch_size, n);
-  // The last partial batch is dropped (it changes every epoch with the shuffle): a batch of one
-  // image would break BatchNorm and add a noisy step.
-  const std::int64_t steps_per_epoch = n / batch;
+  // Every image once per epoch, in batches as even as possible (63 images at batch 32: 32 + 31).
+  // Dropping the partial tail instead lost up to half of a small train split every epoch, and a
+  // tail of one image would have broken BatchNorm.
+  const std::int64_t steps_per_epoch = (n + batch - 1) / batch;
+  auto batch_begin = [&](std::int64_t step) { return step * n / steps_per_epoch; };
   const std::int64_t total_steps = steps_per_epoch * o.epochs;
   const auto warmup = std::min<std::int64_t>(total_steps / 2, std::llround(o.warmup_epochs * static_cast<double>(steps_per_epoch)));
   const auto pad = o.effective_crop_pad(resolution);
@@ -409,13 +411,14 @@ ClassifierTrainResult train_classifier(const LabeledImages& train, const Labeled
     std::unique_ptr<Progress> progress;
     if (setup.reporter) {
       progress = std::make_unique<Progress>(*setup.reporter, fmt::format("{} epoch {}/{}", setup.label, epoch, o.epochs),
-                                            steps_per_epoch * batch, "img");
+                                            n, "img");
     }
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0, lr = 0;
     std::int64_t correct = 0, seen = 0;
     for (std::int64_t step = 0; step < steps_per_epoch; ++step) {
-      const auto idx = order_tensor.slice(0, step * batch, (step + 1) * batch);
+      const std::int64_t begin = batch_begin(step), size = batch_begin(step + 1) - begin;
+      const auto idx = order_tensor.slice(0, begin, begin + size);
       auto x = augment_batch(as_model_input(train.images.index_select(0, idx)), pad, o.flip, rng).to(setup.device);
       const auto y = labels_cpu.index_select(0, idx).to(setup.device);
       lr = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, o.effective_lr());
@@ -439,13 +442,13 @@ ClassifierTrainResult train_classifier(const LabeledImages& train, const Labeled
                                                         "(now {}) or use --precision fp32",
                                                         loss_value, epoch, o.effective_lr()));
       }
-      loss_sum += loss_value * static_cast<double>(batch);
+      loss_sum += loss_value * static_cast<double>(size);
       correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
-      seen += batch;
+      seen += size;
       if (progress) {
         progress->set_figure(fmt::format("loss {:.4f} acc {}", loss_sum / static_cast<double>(seen),
                                          percent(static_cast<double>(correct) / static_cast<double>(seen))));
-        progress->advance(batch);
+        progress->advance(size);
       }
       if (setup.between_steps) setup.between_steps();
     }

@@ -355,3 +355,17 @@ TEST_CASE("augment classifier end to end: image folder to metrics.json and a loa
   CHECK(read_text_file(log).find("classifier: up to date") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("classifier: every train image is used in every epoch even when the batch does not divide the split") {
+  torch::set_num_threads(1);  // tiny nets: one thread is fastest, and immune to a busy machine
+  const auto train = discs_and_stripes(25, 16, 3);  // 50 images: 25 + 25 at batch 32 or 49, one batch at 64
+  for (const std::int64_t batch : {32, 49, 64}) {
+    CAPTURE(batch);
+    auto setup = tiny_setup();
+    setup.options.epochs = 2;
+    setup.options.batch_size = batch;
+    const auto result = train_classifier(train, {}, setup);
+    REQUIRE(result.history.size() == 2);
+    for (const auto& epoch : result.history) CHECK(epoch.train_images == 50);
+  }
+}
