@@ -1,2 +1,11 @@
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include "pipeline/blas_threads.h"
+
+// The tests run with the thread settings augment itself uses.
+int main(int argc, char** argv) {
+  augment::single_threaded_blas();
+  doctest::Context context(argc, argv);
+  return context.run();
+}

@@ -17,8 +17,10 @@
 
 #include "models/classifier.h"
 #include "models/device.h"
+#include "pipeline/blas_threads.h"
 
 int main(int argc, char** argv) {
+  augment::single_threaded_blas();  // as augment runs
   std::map<std::string, std::string> a = {{"resolution", "28"}, {"channels", "1"}, {"classes", "5"}, {"width", "32"},
                                           {"blocks", "1"},      {"norm", "group"}, {"precision", "fp32"}, {"batch", "128"},
                                           {"steps", "10"},      {"threads", "0"},  {"device", "cpu"}};

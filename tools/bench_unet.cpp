@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 #include "pipeline/allocator.h"
+#include "pipeline/blas_threads.h"
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
@@ -116,6 +117,7 @@ Measured measure(const UNetConfig& config, int batch, int iters, const torch::De
 
 int main(int argc, char** argv) {
   augment::keep_freed_memory_in_heap();
+  augment::single_threaded_blas();  // as augment runs
   std::string config_name = "ref32", conditioning = "cfg", precisions = "fp32,bf16", formats = "contiguous,channels_last",
               device_name = "cpu", profile;
   int batch = 64, iters = 3, threads = 0;
