@@ -172,16 +172,9 @@ ParsedJournal parse_journal(const fs::path& path) {
 }
 
 void write_all(int fd, const char* data, std::size_t size, const fs::path& path) {
-  while (size > 0) {
-    const auto n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err),
-                                                      err == ENOSPC ? "; free disk space and rerun to continue" : ""));
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
+  if (const int err = write_to_fd(fd, data, size); err != 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err),
+                                                    err == ENOSPC ? "; free disk space and rerun to continue" : ""));
   }
 }
 

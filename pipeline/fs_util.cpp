@@ -76,26 +76,35 @@ void write_text_atomically(const fs::path& target, std::string_view text) {
   write_atomically(target, [&](const fs::path& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (no permission?)", tmp.string(), std::strerror(errno)));
-    // Pieces of 1 MiB: one write() of tens of MB cost the kernel two to four times the CPU time here.
-    constexpr std::size_t kPiece = 1 << 20;
-    std::size_t done = 0;
-    while (done < text.size()) {
-      const auto n = ::write(fd, text.data() + done, std::min(kPiece, text.size() - done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = n < 0 ? errno : ENOSPC;
+    // In slices of 8 MiB, each handed to the disk as soon as it is copied, so the fsync at the end
+    // waits for less.
+    constexpr std::size_t kFlush = 8 << 20;
+    for (std::size_t at = 0; at < text.size(); at += kFlush) {
+      const std::size_t n = std::min(kFlush, text.size() - at);
+      if (const int err = write_to_fd(fd, text.data() + at, n); err != 0) {
         ::close(fd);
         throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(err)));
       }
-      done += static_cast<std::size_t>(n);
 #ifdef SYNC_FILE_RANGE_WRITE
-      // Start the disk write of each 8 MiB as it is copied, so the fsync at the end waits for less.
-      constexpr std::size_t kFlush = 8 << 20;
-      if (done % kFlush == 0) ::sync_file_range(fd, static_cast<off_t>(done - kFlush), static_cast<off_t>(kFlush), SYNC_FILE_RANGE_WRITE);
+      if (n == kFlush) ::sync_file_range(fd, static_cast<off_t>(at), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
 #endif
     }
     if (::close(fd) != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(errno)));
   });
+}
+
+int write_to_fd(int fd, const void* data, std::size_t size) {
+  constexpr std::size_t kPiece = 1 << 20;
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const auto n = ::write(fd, p, std::min(kPiece, size));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return ENOSPC;
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return 0;
 }
 
 std::string read_text_file(const fs::path& path) {

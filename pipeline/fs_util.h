@@ -31,6 +31,11 @@ void write_atomically(const fs::path& target, const std::function<void(const fs:
 // The same for bytes already in memory (text or binary).
 void write_text_atomically(const fs::path& target, std::string_view bytes);
 
+// Writes all `size` bytes to `fd`, in pieces of at most 1 MiB (one write() of tens of MB cost the
+// kernel two to four times the CPU time here), retrying interrupted calls. Returns 0, or the errno
+// of the failure (ENOSPC for a write that made no progress); the caller words the error.
+int write_to_fd(int fd, const void* data, std::size_t size);
+
 std::string read_text_file(const fs::path& path);
 // Reads a whole binary file into `buf`; false when it cannot be opened or read completely.
 bool read_file_bytes(const fs::path& path, std::vector<std::uint8_t>& buf);

@@ -82,17 +82,9 @@ void write_file(const fs::path& path, const void* data, std::size_t size) {
     const int err = errno;
     throw UserError(ExitCode::kIoError, fmt::format("cannot create {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
   }
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const auto n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
+  if (const int err = write_to_fd(fd, data, size); err != 0) {
+    ::close(fd);
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
   }
   if (::close(fd) != 0) {
     const int err = errno;
