@@ -158,9 +158,8 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 == 1 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
   };
-  std::vector<double> ratios;
+  std::vector<double> ratios;  // in round order: the first round often runs with cold buffers
   for (const auto& r : rounds) ratios.push_back(r.plain_s / r.export_s);
-  std::sort(ratios.begin(), ratios.end());
   const double mb = static_cast<double>(pixels.size()) / 1e6;
   const double h5_s = median(&Round::export_s), plain_s = median(&Round::plain_s);
   const nlohmann::json out = {{"images", images},
