@@ -55,6 +55,7 @@ CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& inf
     hid_t space = H5Screate_simple(4, dims, maxdims);
     hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(plist, 4, chunk);
+    H5Pset_obj_track_times(plist, false);  // no timestamps: the same images give the same bytes
     images_ = check_id(H5Dcreate2(file_, "images", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT), "dataset create", tmp_);
     H5Pclose(plist);
     H5Sclose(space);
@@ -64,6 +65,7 @@ CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& inf
     hid_t space = H5Screate_simple(1, dims, maxdims);
     hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(plist, 1, chunk);
+    H5Pset_obj_track_times(plist, false);
     *id = check_id(H5Dcreate2(file_, name, H5T_STD_I64LE, space, H5P_DEFAULT, plist, H5P_DEFAULT), "dataset create", tmp_);
     H5Pclose(plist);
     H5Sclose(space);

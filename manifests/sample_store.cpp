@@ -173,8 +173,7 @@ ParsedJournal parse_journal(const fs::path& path) {
 
 void write_all(int fd, const char* data, std::size_t size, const fs::path& path) {
   if (const int err = write_to_fd(fd, data, size); err != 0) {
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err),
-                                                    err == ENOSPC ? "; free disk space and rerun to continue" : ""));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), disk_full_hint(err)));
   }
 }
 
@@ -241,9 +240,7 @@ bool entry_done(const JournalEntry& e, const SamplingJob& job, const std::string
     return filtering && e.tries >= job.max_tries && (!e.confidence || *e.confidence < job.min_confidence);
   }
   if (filtering && (!e.confidence || *e.confidence < job.min_confidence)) return false;
-  std::error_code ec;
-  const auto size = fs::file_size(job.dir / e.file, ec);
-  return !ec && size == e.png_bytes;
+  return png_matches(job.dir, e);
 }
 
 struct Pending {
@@ -253,6 +250,31 @@ struct Pending {
 };
 
 }  // namespace
+
+bool png_matches(const fs::path& sample_dir, const JournalEntry& e) {
+  std::vector<std::uint8_t> bytes;
+  if (!read_file_bytes(sample_dir / e.file, bytes)) return false;
+  return bytes.size() == e.png_bytes && hash_bytes(bytes.data(), bytes.size()) == e.png_hash;
+}
+
+std::string damaged_sample(const fs::path& sample_dir, const SamplePlan& plan, const std::vector<fs::path>& journals) {
+  for (const auto& path : journals) {
+    std::map<SampleItem, JournalEntry> last;
+    try {
+      for (auto& e : read_journal(path)) last[SampleItem{e.label, e.index}] = std::move(e);
+    } catch (const UserError&) {
+      return "output modified: " + path.string();
+    }
+    for (const auto& [item, e] : last) {
+      if (!e.accepted || item.label < 0 || static_cast<std::size_t>(item.label) >= plan.classes.size() ||
+          item.index >= plan.classes[static_cast<std::size_t>(item.label)].synthetic) {
+        continue;
+      }
+      if (!png_matches(sample_dir, e)) return "output missing or modified: " + (sample_dir / e.file).string();
+    }
+  }
+  return "";
+}
 
 std::vector<JournalEntry> read_journal(const fs::path& path, std::uint64_t* torn_bytes) {
   auto parsed = parse_journal(path);

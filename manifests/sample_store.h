@@ -76,6 +76,13 @@ std::vector<std::pair<ShardSpec, std::filesystem::path>> find_journals(const std
 // error naming file and line.
 std::vector<JournalEntry> read_journal(const std::filesystem::path& path, std::uint64_t* torn_bytes = nullptr);
 
+// True when the PNG a journal line names is there with the size and hash the line gives.
+bool png_matches(const std::filesystem::path& sample_dir, const JournalEntry& e);
+// The first kept image of `plan` that `journals` name and that is missing or differs from its
+// line ("output missing or modified: PATH"), or "" when all are intact.
+std::string damaged_sample(const std::filesystem::path& sample_dir, const SamplePlan& plan,
+                           const std::vector<std::filesystem::path>& journals);
+
 // PNG bytes of an image (RGB or gray, HWC).
 std::vector<std::uint8_t> encode_png(const std::uint8_t* pixels, int resolution, int channels);
 // Decodes a PNG to HWC RGB/gray with exactly `channels`; "" on success, else why not.

@@ -4,13 +4,55 @@
 #include <regex>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "pipeline/fs_util.h"
+#include "pipeline/hash.h"
 
 namespace augment {
 
 namespace {
 const std::regex kCheckpointName(R"(step-(\d+)\.pt)");
+}
+
+namespace {
+
+void digest_archive(torch::serialize::InputArchive& archive, const std::string& prefix, std::string& out) {
+  auto keys = archive.keys();
+  std::sort(keys.begin(), keys.end());
+  for (const auto& key : keys) {
+    const std::string name = prefix + key;
+    torch::Tensor t;
+    if (archive.try_read(key, t)) {
+      const auto c = t.detach().cpu().contiguous();
+      out += fmt::format("{} {} [{}] {};", name, c10::toString(c.scalar_type()), fmt::join(c.sizes().vec(), ","),
+                         hash_bytes(c.data_ptr(), static_cast<std::size_t>(c.nbytes())));
+      continue;
+    }
+    torch::serialize::InputArchive sub;
+    if (archive.try_read(key, sub)) {
+      digest_archive(sub, name + ".", out);
+      continue;
+    }
+    c10::IValue v;
+    if (archive.try_read(key, v)) {
+      if (v.isString()) out += name + "=" + v.toStringRef() + ";";
+      else if (v.isInt()) out += fmt::format("{}={};", name, v.toInt());
+      else if (v.isDouble()) out += fmt::format("{}={};", name, v.toDouble());
+      else if (v.isBool()) out += fmt::format("{}={};", name, v.toBool());
+      else out += fmt::format("{}:{};", name, v.tagKind());
+    }
+  }
+}
+
+}  // namespace
+
+std::string archive_fingerprint(const std::filesystem::path& path) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(path.string(), torch::Device(torch::kCPU));
+  std::string text;
+  digest_archive(archive, "", text);
+  return hash_text(text);
 }
 
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir) {

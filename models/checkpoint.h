@@ -13,6 +13,11 @@
 
 namespace augment {
 
+// Digest of the tensors (names, dtypes, shapes, values) and plain values of a LibTorch archive:
+// equal for equal weights, though two saves of them differ in their bytes. Throws when the file
+// is no archive.
+std::string archive_fingerprint(const std::filesystem::path& path);
+
 // Checkpoint files in `dir`, newest (highest step) first.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir);
 

@@ -136,6 +136,15 @@ void check_paths(const Context& ctx) {
   }
 }
 
+// A later command with --work alone (an operator requeueing a job) continues the recorded run:
+// WORK/config.ini, which every run writes, when neither --input nor --config is given.
+fs::path recorded_config(const Config& config) {
+  if (!config.is_set("work") || config.is_set("input") || !config.value("config").empty()) return {};
+  const auto path = fs::absolute(config.value("work")) / "config.ini";
+  std::error_code ec;
+  return fs::is_regular_file(path, ec) ? path : fs::path();
+}
+
 int report_error(Reporter* reporter, const std::string& message, ExitCode code) {
   if (reporter) {
     reporter->error(message);
@@ -173,6 +182,8 @@ int run_cli(const std::vector<std::string>& args) {
   try {
     Config config(registry);
     parse_command_line(rest, config);
+    const fs::path recorded = recorded_config(config);
+    if (!recorded.empty()) apply_ini_file(recorded, config);  // the command line still wins
     const auto global = load_options<GlobalOptions>(config);
     // Launcher variables (torchrun, srun) make this process one rank of a data-parallel job.
     // Only training is data-parallel; `status` just reads.
@@ -180,6 +191,11 @@ int run_cli(const std::vector<std::string>& args) {
     // Rank 0 speaks for the job; the others print only warnings and errors.
     reporter = std::make_unique<Reporter>(global.quiet || !launch.is_root(), launch.is_root() ? global.log_json : std::string());
     Context ctx(config, *reporter);
+    if (!recorded.empty()) {
+      reporter->info(fmt::format("no --input or --config given: using the inputs and options recorded in {} (options given on the "
+                                 "command line win)",
+                                 recorded.string()));
+    }
     check_paths(ctx);
 
     if (command == "status") {

@@ -83,13 +83,16 @@ void write_text_atomically(const fs::path& target, std::string_view text) {
       const std::size_t n = std::min(kFlush, text.size() - at);
       if (const int err = write_to_fd(fd, text.data() + at, n); err != 0) {
         ::close(fd);
-        throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(err)));
+        throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", tmp.string(), std::strerror(err), disk_full_hint(err)));
       }
 #ifdef SYNC_FILE_RANGE_WRITE
       if (n == kFlush) ::sync_file_range(fd, static_cast<off_t>(at), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
 #endif
     }
-    if (::close(fd) != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {} (disk full?)", tmp.string(), std::strerror(errno)));
+    if (::close(fd) != 0) {
+      const int err = errno;
+      throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", tmp.string(), std::strerror(err), disk_full_hint(err)));
+    }
   });
 }
 
@@ -105,6 +108,40 @@ int write_to_fd(int fd, const void* data, std::size_t size) {
     size -= static_cast<std::size_t>(n);
   }
   return 0;
+}
+
+std::string disk_full_hint(int err) {
+  return err == ENOSPC || err == EDQUOT || err == EFBIG ? " (disk full?): free space and rerun; finished work is kept" : "";
+}
+
+int copy_file_new(const fs::path& src, const fs::path& dst) {
+  const int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return errno;
+  const int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    const int err = errno;
+    ::close(in);
+    return err;
+  }
+  int err = 0;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const auto n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    if (n == 0) break;
+    if ((err = write_to_fd(out, buf.data(), static_cast<std::size_t>(n))) != 0) break;
+  }
+  ::close(in);
+  if (::close(out) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    std::error_code ec;
+    fs::remove(dst, ec);
+  }
+  return err;
 }
 
 std::string read_text_file(const fs::path& path) {

@@ -36,6 +36,16 @@ void write_text_atomically(const fs::path& target, std::string_view bytes);
 // of the failure (ENOSPC for a write that made no progress); the caller words the error.
 int write_to_fd(int fd, const void* data, std::size_t size);
 
+// What to tell the user after a write failed with `err`: for a full disk, a quota or a file size
+// limit, " (disk full?): free space and rerun; finished work is kept"; "" for other errors. Every
+// stage words a full disk the same way.
+std::string disk_full_hint(int err);
+
+// Copies `src` to the new file `dst` (which must not exist). Returns 0, or the errno of the
+// failure: ENOENT when `src` is gone, ENOSPC/EDQUOT/EFBIG for a full disk (where
+// std::filesystem::copy_file reports a short copy as EIO). A partial `dst` is removed.
+int copy_file_new(const fs::path& src, const fs::path& dst);
+
 std::string read_text_file(const fs::path& path);
 // Reads a whole binary file into `buf`; false when it cannot be opened or read completely.
 bool read_file_bytes(const fs::path& path, std::vector<std::uint8_t>& buf);

@@ -50,30 +50,48 @@ long long mtime_ns(const fs::path& p) {
   return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
 }
 
-json describe_file(const fs::path& work, const std::string& rel) {
-  const auto p = work / rel;
+// The digest a stage's output is recorded and compared by: its content digest where the stage
+// has one (equal model weights in differing archive bytes), else the hash of its bytes.
+std::string output_digest(const Context& ctx, const Stage* producer, const std::string& rel) {
+  if (producer) {
+    try {
+      if (auto d = producer->content_digest(ctx, rel); !d.empty()) return d;
+    } catch (const std::exception&) {
+      return "unreadable";  // a damaged archive: stale, and rerun
+    }
+  }
+  return hash_file(ctx.work() / rel);
+}
+
+json describe_file(const Context& ctx, const Stage& stage, const std::string& rel) {
+  const auto p = ctx.work() / rel;
   std::error_code ec;
   const auto size = fs::file_size(p, ec);
   if (ec) throw std::logic_error("stage output missing after run: " + p.string());
-  return {{"path", rel}, {"bytes", size}, {"mtime_ns", mtime_ns(p)}, {"hash", hash_file(p)}};
+  return {{"path", rel}, {"bytes", size}, {"mtime_ns", mtime_ns(p)}, {"hash", output_digest(ctx, &stage, rel)}};
 }
 
-// Content hash of a work-dir file, reusing a record's hash when size and mtime still match.
-std::string file_digest(const Context& ctx, const std::vector<json>& records, const std::string& rel) {
+}  // namespace
+
+// Digest of a work-dir file, reusing a record's digest when size and mtime still match.
+std::string Runner::file_digest(const Context& ctx, const std::vector<json>& records, const std::string& rel) const {
   const auto p = ctx.work() / rel;
   std::error_code ec;
   const auto size = fs::file_size(p, ec);
   if (ec) return "missing";
   const auto mt = mtime_ns(p);
+  const Stage* producer = nullptr;
   for (const auto& r : records) {
     for (const auto& o : r.value("outputs", json::array())) {
-      if (o.value("path", "") == rel && o.value("bytes", 0ull) == size && o.value("mtime_ns", 0ll) == mt) {
-        return o.value("hash", "");
-      }
+      if (o.value("path", "") != rel) continue;
+      if (o.value("bytes", 0ull) == size && o.value("mtime_ns", 0ll) == mt) return o.value("hash", "");
+      producer = find(r.value("stage", ""));
     }
   }
-  return hash_file(p);
+  return output_digest(ctx, producer, rel);
 }
+
+namespace {
 
 std::vector<json> all_records(const Context& ctx, const std::vector<std::unique_ptr<Stage>>& stages) {
   std::vector<json> out;
@@ -83,15 +101,15 @@ std::vector<json> all_records(const Context& ctx, const std::vector<std::unique_
   return out;
 }
 
-json input_digests(const Context& ctx, const Stage& stage, const std::vector<json>& records) {
+std::string options_hash(const json& options) { return hash_text(options.dump()); }
+
+}  // namespace
+
+json Runner::input_digests(const Context& ctx, const Stage& stage, const std::vector<json>& records) const {
   json inputs = json::object();
   for (const auto& rel : stage.inputs(ctx)) inputs[rel] = file_digest(ctx, records, rel);
   return inputs;
 }
-
-std::string options_hash(const json& options) { return hash_text(options.dump()); }
-
-}  // namespace
 
 Runner::Runner(std::vector<std::unique_ptr<Stage>> stages) : stages_(std::move(stages)) {}
 
@@ -168,6 +186,10 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
       return st;
     }
   }
+  if (auto damaged = stage.verify(ctx); !damaged.empty()) {
+    st.reason = std::move(damaged);
+    return st;
+  }
   st.state = StageState::kDone;
   st.reason.clear();
   return st;
@@ -191,7 +213,7 @@ void Runner::run_stage(Context& ctx, Stage& stage) {
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   json outputs = json::array();
-  for (const auto& rel : stage.outputs(ctx)) outputs.push_back(describe_file(ctx.work(), rel));
+  for (const auto& rel : stage.outputs(ctx)) outputs.push_back(describe_file(ctx, stage, rel));
   json record = {{"stage", stage.name()},
                  {"format_version", stage.format_version()},
                  {"tool_version", std::string(AUGMENT_VERSION) + " (" + AUGMENT_GIT_REVISION + ")"},

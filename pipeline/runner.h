@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "pipeline/stage.h"
 
 namespace augment {
@@ -44,6 +46,8 @@ class Runner {
 
  private:
   void run_stage(Context& ctx, Stage& stage);
+  std::string file_digest(const Context& ctx, const std::vector<nlohmann::json>& records, const std::string& rel) const;
+  nlohmann::json input_digests(const Context& ctx, const Stage& stage, const std::vector<nlohmann::json>& records) const;
 
   std::vector<std::unique_ptr<Stage>> stages_;
 };

@@ -24,6 +24,14 @@ class Stage {
   virtual std::string external_fingerprint(const Context& ctx) const { return ""; }
   // Final output files, relative to the work dir.
   virtual std::vector<std::string> outputs(const Context& ctx) const = 0;
+  // Digest of an output file's meaning, for files whose bytes differ between saves of equal
+  // content (LibTorch archives); "" means the bytes are the content. The runner records it and
+  // later stages see it as the digest of their input, so equal weights never make them stale.
+  virtual std::string content_digest(const Context& ctx, const std::string& rel) const { return ""; }
+  // What the stage vouches for beyond the files its record lists (the images a journal names, an
+  // output folder's images): "" when all is intact, else what is wrong ("output modified: …").
+  // `augment status` and every run call it, so it must be cheap: sizes, and hashes of small files.
+  virtual std::string verify(const Context& ctx) const { return ""; }
   // True when this invocation is one of several processes working in the work dir at once (a
   // shard of a sampling array): it takes the work-dir lock shared, leaves temporary files of
   // other processes alone, and needs the stages before it done instead of running them.

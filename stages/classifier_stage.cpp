@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "models/checkpoint.h"
 #include "models/classifier.h"
 #include "models/classifier_training.h"
 #include "models/device.h"
@@ -50,6 +51,9 @@ class ClassifierStage final : public Stage {
   std::vector<std::string> inputs(const Context&) const override { return {"cache/train.h5", "cache/val.h5", "cache/test.h5"}; }
   std::vector<std::string> outputs(const Context&) const override {
     return {"classifier/model.pt", "classifier/model.pt.json", "classifier/metrics.json"};
+  }
+  std::string content_digest(const Context& ctx, const std::string& rel) const override {
+    return rel == "classifier/model.pt" ? archive_fingerprint(ctx.work() / rel) : "";
   }
 
   void run(Context& ctx) override {

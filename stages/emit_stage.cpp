@@ -1,6 +1,7 @@
 #include "stages/emit_stage.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -11,7 +12,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -49,15 +52,14 @@ std::string class_folder_name(const std::string& class_name) {
   for (auto& ch : s) {
     if (ch == '/' || ch == '\0') ch = '_';
   }
-  if (s.empty() || s == "." || s == "..") s = "_" + s;
+  // A leading dot hides the folder from augment's own scan and from most loaders.
+  if (s.empty() || s[0] == '.') s = "_" + s;
   return s;
 }
 
 namespace {
 
-std::string io_hint(int err) {
-  return err == ENOSPC || err == EDQUOT ? "; free disk space (or choose an --output on another disk) and rerun" : "";
-}
+std::string io_hint(int err) { return disk_full_hint(err); }
 
 // A directory under construction: removed with its content unless released.
 class TempTree {
@@ -100,16 +102,13 @@ bool try_link(const fs::path& src, const fs::path& dst) {
 }
 
 void copy_real_file(const fs::path& src, const fs::path& dst) {
-  std::error_code ec;
-  fs::copy_file(src, dst, fs::copy_options::none, ec);
-  if (ec) {
-    std::error_code exists_ec;
-    if (!fs::exists(src, exists_ec)) {
+  if (const int err = copy_file_new(src, dst); err != 0) {
+    if (err == ENOENT) {
       throw UserError(ExitCode::kNoInput, fmt::format("{} has disappeared since it was scanned; rerun `augment run` (scan notices the change) "
                                                       "or use --real none",
                                                       src.string()));
     }
-    throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), ec.message(), io_hint(ec.value())));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), std::strerror(err), io_hint(err)));
   }
 }
 
@@ -118,8 +117,20 @@ bool directory_is_empty(const fs::path& dir) {
   return fs::directory_iterator(dir, ec) == fs::directory_iterator();
 }
 
-// Refuses a folder that is not ours, and ours without --force. `what` names it in messages.
-void check_output(const fs::path& out, bool force, const std::string& what = "--output") {
+// The output's marker: which work dir wrote it, and the id of the emit that did.
+json read_marker(const fs::path& out) {
+  try {
+    return json::parse(read_text_file(out / kOutputMarker));
+  } catch (const std::exception&) {
+    return json::object();
+  }
+}
+
+// Refuses a folder that is not ours, and ours without --force, unless `replaceable` says the
+// folder is this work dir's own and may go (a dead emit's, or the same emit again). `what` names
+// it in messages.
+void check_output(const fs::path& out, bool force, const std::function<bool(const json& marker)>& replaceable,
+                  const std::string& what = "--output") {
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) {
@@ -132,9 +143,11 @@ void check_output(const fs::path& out, bool force, const std::string& what = "--
                                 "output: choose a new or empty folder",
                                 what, out.string(), kOutputMarker));
   }
-  if (!force) {
+  if (!force && !replaceable(read_marker(out))) {
     throw UserError(ExitCode::kCantCreate,
-                    fmt::format("{} {} holds the output of an earlier emit; pass --force to replace it", what, out.string()));
+                    fmt::format("{} {} holds the output of an earlier emit with other settings or of another work dir; pass --force "
+                                "to replace it",
+                                what, out.string()));
   }
 }
 
@@ -263,6 +276,39 @@ class EmitStage final : public Stage {
     return out;
   }
 
+  // Every image of the output is there at its size; synthetic ones (small) also by content.
+  // Real images are not hashed here: they may be gigabytes, and a linked one is the input file,
+  // whose changes scan notices.
+  std::string verify(const Context& ctx) const override {
+    if (ctx.global().output.empty()) return "";
+    const fs::path out = fs::absolute(ctx.global().output).lexically_normal();
+    std::string text;
+    try {
+      text = read_text_file(ctx.dir("emit") / "rows.jsonl");
+    } catch (const UserError&) {
+      return "output missing: emit/rows.jsonl";
+    }
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      json row;
+      try {
+        row = json::parse(line);
+      } catch (const std::exception&) {
+        return "output modified: emit/rows.jsonl";
+      }
+      const auto file = out / fs::u8path(row.value("file_name", ""));
+      struct stat st;
+      if (::stat(file.c_str(), &st) != 0) return "output missing: " + file.string();
+      if (row.contains("_bytes") && static_cast<std::uint64_t>(st.st_size) != row["_bytes"].get<std::uint64_t>()) {
+        return "output modified: " + file.string();
+      }
+      if (row.value("source", "") == "synthetic" && hash_file(file) != row.value("_content", "")) return "output modified: " + file.string();
+    }
+    return "";
+  }
+
   void run(Context& ctx) override {
     const auto o = ctx.options<EmitOptions>();
     const auto& g = ctx.global();
@@ -281,8 +327,17 @@ class EmitStage final : public Stage {
     const auto records = read_records_jsonl(ctx.dir("subsample") / "manifest.jsonl");
     const auto report = report_files(ctx);
     const fs::path report_dir = report_folder(out);
-    check_output(out, g.force);
-    if (!report.empty()) check_output(report_dir, g.force, "the report folder");
+    // An output of this work dir may be replaced without --force when no finished emit stands
+    // behind it (a killed emit's) or when it came from this very emit (same options and inputs).
+    const std::string key = emit_key(ctx);
+    json done = read_done(ctx);
+    const auto replaceable = [&](const json& marker) {
+      if (marker.value("work", "") != ctx.work().string()) return false;
+      const json finished = done["outputs"].value(out.string(), json::object());
+      return finished.value("emit_id", "") != marker.value("emit_id", "-") || finished.value("key", "") == key;
+    };
+    check_output(out, g.force, replaceable);
+    if (!report.empty()) check_output(report_dir, g.force, replaceable, "the report folder");
     ensure_directory(out.parent_path());
     remove_stale_siblings(out);
     remove_stale_siblings(report_dir);
@@ -339,6 +394,7 @@ class EmitStage final : public Stage {
                 {"tries", nullptr}, {"weight", 1.0}};
       j["_manifest_row"] = row;
       j["_content"] = r.hash;
+      j["_bytes"] = r.bytes;
       rows.push_back(std::move(j));
       progress.advance();
       if (rows.size() % 256 == 0) check_stop();
@@ -363,8 +419,8 @@ class EmitStage final : public Stage {
       const std::string fname = fmt::format("synthetic_{:06}.png", e.index);
       used[c].insert(fname);
       const auto dst = tmp.path() / folders[c] / fname;
-      // The store never rewrites a PNG in place (new files are renamed over), so a link is safe.
-      if (!try_link(src, dst)) write_file(dst, bytes.data(), bytes.size());
+      // A copy, not a link: an edit in the sample store must not reach the dataset unnoticed.
+      write_file(dst, bytes.data(), bytes.size());
       ++synthetic[c];
       json j = {{"file_name", folders[c] + "/" + fname},
                 {"class", classes.names[c]},
@@ -383,6 +439,7 @@ class EmitStage final : public Stage {
                 {"weight", o.synthetic_weight}};
       j["_sample_file"] = e.file;
       j["_content"] = e.png_hash;
+      j["_bytes"] = e.png_bytes;
       rows.push_back(std::move(j));
       progress.advance();
       if (rows.size() % 256 == 0) check_stop();
@@ -412,7 +469,9 @@ class EmitStage final : public Stage {
     const std::string card_text = card.dump(2) + "\n";
     write_text(tmp.path() / "dataset.json", card_text);
     if (o.croissant) write_croissant(ctx, tmp.path(), card["name"].get<std::string>(), rows);
-    const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"created", iso_time_now()}};
+    const std::string emit_id = fmt::format("{:016x}{:016x}", std::random_device{}(), std::random_device{}() ^ static_cast<std::uint64_t>(::getpid()));
+    const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"emit_id", emit_id},
+                         {"created", iso_time_now()}};
     write_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
     TempTree report_tmp(report.empty() ? fs::path() : temp_path_for(report_dir));
     if (!report.empty()) {
@@ -423,8 +482,8 @@ class EmitStage final : public Stage {
     sync_tree(tmp.path());
     check_stop();
 
-    check_output(out, g.force);
-    if (!report.empty()) check_output(report_dir, g.force, "the report folder");
+    check_output(out, g.force, replaceable);
+    if (!report.empty()) check_output(report_dir, g.force, replaceable, "the report folder");
     swap_into_place(tmp.path(), out);
     tmp.release();
     if (!report.empty()) {
@@ -433,6 +492,8 @@ class EmitStage final : public Stage {
     }
     write_text_atomically(ctx.dir("emit") / "rows.jsonl", rows_text);
     write_text_atomically(ctx.dir("emit") / "dataset.json", card_text);
+    done["outputs"][out.string()] = {{"emit_id", emit_id}, {"key", key}};
+    write_text_atomically(done_path(ctx), done.dump(2) + "\n");
 
     std::int64_t n_real = 0, n_syn = 0;
     for (std::size_t c = 0; c < classes.names.size(); ++c) {
@@ -464,6 +525,26 @@ class EmitStage final : public Stage {
     write_text(dir / "croissant.json", croissant_document(d).dump(1) + "\n");
     ctx.report().info(fmt::format("croissant.json: SHA-256 of {} files in {:.1f} s", d.files.size(),
                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+  }
+
+  // emit/done.json: per output folder, the id and key of the last emit that finished there,
+  // written once its output is in place (the runner's record is removed when emit starts again).
+  static fs::path done_path(const Context& ctx) { return ctx.dir("emit") / "done.json"; }
+  static json read_done(const Context& ctx) {
+    json done;
+    try {
+      done = json::parse(read_text_file(done_path(ctx)));
+    } catch (const std::exception&) {
+      done = json::object();
+    }
+    if (!done.contains("outputs") || !done["outputs"].is_object()) done["outputs"] = json::object();
+    return done;
+  }
+  // What this emit's output is made of: its options and the content of its inputs.
+  std::string emit_key(const Context& ctx) const {
+    std::string text = json(ctx.config().snapshot(option_scopes())).dump();
+    for (const auto& rel : inputs(ctx)) text += "\n" + rel + " " + hash_file(ctx.work() / rel);
+    return hash_text(text);
   }
 
   static json dataset_card(const Context& ctx, const EmitOptions& o, const SamplePlan& plan, const MergedSamples& merged,

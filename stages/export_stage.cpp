@@ -100,9 +100,18 @@ class ExportStage final : public Stage {
   std::vector<std::string> inputs(const Context&) const override {
     return {"emit/rows.jsonl", "cache/train.h5", "subsample/classes.json"};
   }
+  // The index and every shard it lists: a shard deleted or changed makes export stale.
   std::vector<std::string> outputs(const Context& ctx) const override {
     std::vector<std::string> out = {"export/index.json"};
-    if (!ctx.options<ExportOptions>().dir.empty() || !ctx.global().output.empty()) out.push_back((export_dir(ctx) / "index.json").string());
+    if (ctx.options<ExportOptions>().dir.empty() && ctx.global().output.empty()) return out;
+    const auto dir = export_dir(ctx);
+    out.push_back((dir / "index.json").string());
+    try {
+      const auto index = json::parse(read_text_file(ctx.dir("export") / "index.json"));
+      for (const auto& s : index.at("shards")) out.push_back((dir / s.at("file").get<std::string>()).string());
+    } catch (const std::exception&) {
+      // no index yet (or a damaged one, which is an output too and makes the stage stale)
+    }
     return out;
   }
 
@@ -157,6 +166,16 @@ class ExportStage final : public Stage {
     BackgroundFileWriter background;  // shard k goes to disk while shard k+1 is built
     std::int64_t reused = 0, chunks = 0, chunks_plain = 0;
     json shards = json::array();
+    // What the last finished export vouched for: a shard it listed under the same key is kept only
+    // while its SHA-256 still matches (a changed byte leaves the key attribute intact).
+    std::map<std::string, json> finished;
+    try {
+      const auto index = json::parse(read_text_file(ctx.dir("export") / "index.json"));
+      for (const auto& s : index.at("shards")) finished[s.at("file").get<std::string>()] = s;
+    } catch (const std::exception&) {
+      // no finished export yet
+    }
+    std::map<std::string, std::string> sha256_of;
     std::vector<std::int64_t> per_class(classes.names.size(), 0), synthetic_per_class(classes.names.size(), 0);
     for (std::int64_t k = 0; k < nshards; ++k) {
       const std::int64_t begin = k * o.shard_size, end = std::min(total, begin + o.shard_size);
@@ -171,7 +190,16 @@ class ExportStage final : public Stage {
       }
       const std::string key = hash_text(key_text);
       const auto path = dir / shard_name(o.name, k, nshards);
-      if (read_shard_key(path) == key) {
+      bool intact = read_shard_key(path) == key;
+      if (intact) {
+        const auto it = finished.find(path.filename().string());
+        if (it != finished.end() && it->second.value("key", "") == key) {
+          const auto sha = sha256_file(path);
+          intact = sha == it->second.value("sha256", "");
+          if (intact) sha256_of[path.string()] = sha;
+        }
+      }
+      if (intact) {
         reused += end - begin;
         progress.advance(end - begin);
       } else {
@@ -181,7 +209,7 @@ class ExportStage final : public Stage {
         chunks += written;
         chunks_plain += plain;
       }
-      shards.push_back({{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}});
+      shards.push_back({{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}, {"key", key}});
     }
     background.finish();
     progress.finish();
@@ -196,7 +224,8 @@ class ExportStage final : public Stage {
     for (auto& s : shards) {
       const auto path = dir / s["file"].get<std::string>();
       s["bytes"] = fs::file_size(path);
-      s["sha256"] = sha256_file(path);
+      const auto known = sha256_of.find(path.string());
+      s["sha256"] = known != sha256_of.end() ? known->second : sha256_file(path);
       bytes += s["bytes"].get<std::uint64_t>();
     }
     const std::regex ours("^" + std::regex_replace(o.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + R"(-\d{5}-of-\d{5}\.h5$)");
@@ -276,6 +305,12 @@ class ExportStage final : public Stage {
           bytes = read_text_file(file);
         } catch (const std::exception&) {
           errors[d] = fmt::format("{} cannot be read; rerun `augment sample` and `augment emit --force`", file.string());
+          return;
+        }
+        if (hash_bytes(bytes.data(), bytes.size()) != r.content) {
+          errors[d] = fmt::format("{} does not match its journal line (changed after sampling); delete it and rerun `augment sample` "
+                                  "to generate it again",
+                                  file.string());
           return;
         }
         const std::vector<std::uint8_t> png(bytes.begin(), bytes.end());

@@ -1,5 +1,8 @@
 #include "stages/sample_plan.h"
 
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <stdexcept>
@@ -11,6 +14,7 @@
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
 #include "pipeline/hash.h"
+#include "manifests/image_cache.h"
 
 namespace augment {
 
@@ -70,6 +74,11 @@ SamplePolicy parse_sample_policy(const std::string& text) {
       n = 0;
     }
     if (n < 1) throw std::invalid_argument(kind + " needs a whole number >= 1, got '" + value + "'");
+    if (n > kMaxSyntheticPerClass) {
+      throw std::invalid_argument(fmt::format("{}={} asks for more than {} images per class, more than any disk or memory holds; "
+                                              "choose a smaller N",
+                                              kind, value, kMaxSyntheticPerClass));
+    }
     p.kind = kind == "per_class" ? SamplePolicy::Kind::kPerClass : SamplePolicy::Kind::kSynthetic;
     p.per_class = n;
     return p;
@@ -81,7 +90,9 @@ SamplePolicy parse_sample_policy(const std::string& text) {
     } catch (const std::invalid_argument&) {
       r = -1;
     }
-    if (r < 0 || r > 1e6) throw std::invalid_argument("ratio needs a number >= 0, got '" + value + "'");
+    if (r < 0 || r > kMaxRatio) {
+      throw std::invalid_argument(fmt::format("ratio needs a number between 0 and {}, got '{}'", kMaxRatio, value));
+    }
     p.kind = SamplePolicy::Kind::kRatio;
     p.ratio = r;
     return p;
@@ -178,9 +189,43 @@ SamplePlan read_sample_plan(const fs::path& path) {
   }
 }
 
+void check_plan_fits(const SamplePlan& plan, const PlanFootprint& room, const std::string& work) {
+  const auto total = plan.total_synthetic();
+  if (total <= 0) return;
+  const double n = static_cast<double>(total);
+  const double memory = n * kPlannedImageMemoryBytes;
+  const double disk = n * (room.image_bytes * kPngShareOfPixels + kJournalLineBytes);
+  auto gib = [](double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); };
+  if (room.memory_bytes > 0 && memory > 0.5 * room.memory_bytes) {
+    throw UserError(ExitCode::kConfig,
+                    fmt::format("sample.policy {} plans {} synthetic images; tracking them needs about {:.1f} GiB of memory and this "
+                                "machine has {:.1f} GiB: choose a smaller policy",
+                                plan.policy, total, gib(memory), gib(room.memory_bytes)));
+  }
+  if (room.disk_free_bytes > 0 && disk > room.disk_free_bytes) {
+    throw UserError(ExitCode::kConfig,
+                    fmt::format("sample.policy {} plans {} synthetic images, at least {:.1f} GiB in {} (and as much again in --output), "
+                                "but its disk has {:.1f} GiB free: choose a smaller policy or free disk space",
+                                plan.policy, total, gib(disk), work, gib(room.disk_free_bytes)));
+  }
+}
+
+PlanFootprint plan_footprint_here(const fs::path& work, std::int64_t image_bytes) {
+  PlanFootprint room;
+  room.image_bytes = static_cast<double>(image_bytes);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) room.memory_bytes = static_cast<double>(pages) * static_cast<double>(page);
+  struct statvfs st;
+  if (::statvfs(work.c_str(), &st) == 0) room.disk_free_bytes = static_cast<double>(st.f_bavail) * static_cast<double>(st.f_frsize);
+  return room;
+}
+
 SamplePlan prepare_sample_plan(Context& ctx) {
   const auto o = ctx.options<SampleOptions>();
   const auto plan = plan_for_work(ctx.work(), parse_sample_policy(o.policy));
+  const auto info = read_cache_info(ctx.dir("cache") / "train.h5");
+  check_plan_fits(plan, plan_footprint_here(ctx.work(), static_cast<std::int64_t>(info.resolution) * info.resolution * info.channels),
+                  ctx.work().string());
   ctx.report().print(plan_table(plan));
   write_sample_plan(ctx.dir("sample") / "plan.json", plan);
   return plan;

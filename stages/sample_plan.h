@@ -34,6 +34,9 @@ struct SamplePolicy {
   double ratio = 0.0;
   std::string text;  // as given, for the plan and the dataset card
 };
+// Bounds checked when the option is read: beyond them no disk or memory holds the plan.
+inline constexpr std::int64_t kMaxSyntheticPerClass = 10'000'000;
+inline constexpr double kMaxRatio = 10'000.0;
 // Parses "balance=max", "per_class=N", "ratio=r" or "synthetic=N"; throws std::invalid_argument saying what is accepted.
 SamplePolicy parse_sample_policy(const std::string& text);
 
@@ -58,7 +61,22 @@ std::string plan_table(const SamplePlan& plan);
 void write_sample_plan(const std::filesystem::path& path, const SamplePlan& plan);
 // Throws UserError naming the file when it is missing or damaged.
 SamplePlan read_sample_plan(const std::filesystem::path& path);
-// Computes the plan from the work dir and the options, prints it and writes work/sample/plan.json.
+// What a plan needs per image, at least: a compressed PNG is rarely under a tenth of its pixels,
+// a journal line is about 600 bytes, and sampling keeps about 1 KiB per planned image in memory.
+inline constexpr double kPngShareOfPixels = 0.1;
+inline constexpr double kJournalLineBytes = 600.0;
+inline constexpr double kPlannedImageMemoryBytes = 1024.0;
+struct PlanFootprint {
+  double image_bytes = 0;      // pixels of one image (resolution² × channels)
+  double memory_bytes = 0;     // physical memory (0: unknown, not checked)
+  double disk_free_bytes = 0;  // free space where the work dir is (0: unknown, not checked)
+};
+PlanFootprint plan_footprint_here(const std::filesystem::path& work, std::int64_t image_bytes);
+// Throws UserError(kConfig) naming sample.policy when the plan cannot fit in half the memory or
+// on the work dir's disk.
+void check_plan_fits(const SamplePlan& plan, const PlanFootprint& room, const std::string& work);
+// Computes the plan from the work dir and the options, checks that it fits, prints it and writes
+// work/sample/plan.json.
 SamplePlan prepare_sample_plan(Context& ctx);
 
 // Seed of try `attempt` (0-based) of synthetic image `index` of class `class_name`: a function of

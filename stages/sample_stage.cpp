@@ -101,6 +101,20 @@ class SampleStage final : public Stage {
     return out;
   }
   bool runs_alongside_others(const Context& ctx) const override { return shard_of_invocation(ctx).count > 1; }
+  // Every kept image of the journals this invocation vouches for, by size and hash (small files).
+  std::string verify(const Context& ctx) const override {
+    SamplePlan plan;
+    try {
+      plan = read_sample_plan(ctx.dir("sample") / "plan.json");
+    } catch (const UserError&) {
+      return "output missing or modified: sample/plan.json";
+    }
+    std::vector<fs::path> journals;
+    for (const auto& rel : outputs(ctx)) {
+      if (rel != "sample/plan.json") journals.push_back(ctx.work() / rel);
+    }
+    return damaged_sample(ctx.dir("sample"), plan, journals);
+  }
 
   void run(Context& ctx) override {
     const auto so = ctx.options<SampleOptions>();

@@ -65,6 +65,24 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
+// Class names become folder names, CSV cells and HDF5 attributes: a control character (a newline
+// above all) would break the manifests or hide in a listing. `where` says where the name came from.
+void check_class_name(const std::string& name, const std::string& where, ExitCode code) {
+  for (const char ch : name) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u < 0x20 || u == 0x7f) {
+      std::string shown;
+      for (const char c : name) {
+        const auto v = static_cast<unsigned char>(c);
+        shown += v < 0x20 || v == 0x7f ? fmt::format("\\x{:02x}", v) : std::string(1, c);
+      }
+      throw UserError(code, fmt::format("class name '{}' ({}) holds a control character (a newline or tab, say), which manifests and "
+                                        "folder listings cannot carry; rename it{}",
+                                        shown, where, code == ExitCode::kUsage ? "" : " (or give it another name with --class-map)"));
+    }
+  }
+}
+
 struct Root {
   std::filesystem::path path;
   std::string class_name;  // set for NAME=PATH inputs: the whole root is one class
@@ -82,6 +100,7 @@ std::vector<Root> parse_inputs(const GlobalOptions& g) {
     if (!fs::is_directory(text, ec) && eq != std::string::npos && eq > 0) {
       r.class_name = text.substr(0, eq);
       r.path = text.substr(eq + 1);
+      check_class_name(r.class_name, "--input " + text, ExitCode::kUsage);
     } else {
       r.path = text;
     }
@@ -174,6 +193,7 @@ std::vector<std::pair<std::string, std::string>> read_class_map(const fs::path& 
     if (src.is_relative()) src = roots.front().path / src;
     const auto norm = fs::absolute(src).lexically_normal().string();
     if ((*row)[1].empty()) throw UserError(ExitCode::kDataError, fmt::format("{}:{}: empty class name", file.string(), line));
+    check_class_name((*row)[1], fmt::format("{}:{}", file.string(), line), ExitCode::kDataError);
     map.emplace_back(norm, (*row)[1]);
   }
   if (map.empty()) throw UserError(ExitCode::kDataError, fmt::format("class map {} lists no sources", file.string()));
@@ -230,6 +250,7 @@ ScanWalk walk_inputs(const GlobalOptions& global, const ScanOptions& options) {
         }
         if (fs::is_directory(entry, ec)) {
           const std::string cls = entry.filename().string();
+          check_class_name(cls, "folder " + entry.string(), ExitCode::kDataError);
           auto& list = by_class[cls];
           // Each class is walked on its own: a link into another class's folder counts there too
           // (as ImageFolder does), while links back up to a root are loops and skipped.

@@ -8,6 +8,7 @@
 
 #include "models/classifier.h"
 #include "models/denoiser_file.h"
+#include "models/checkpoint.h"
 #include "models/device.h"
 #include "models/distributed.h"
 #include "models/tensor_data.h"
@@ -95,6 +96,9 @@ class TrainStage final : public Stage {
     return in;
   }
   std::vector<std::string> outputs(const Context&) const override { return {"train/model.pt", "train/model.json"}; }
+  std::string content_digest(const Context& ctx, const std::string& rel) const override {
+    return rel == "train/model.pt" ? archive_fingerprint(ctx.work() / rel) : "";
+  }
 
   void run(Context& ctx) override {
     const auto o = ctx.options<TrainOptions>();
@@ -131,7 +135,7 @@ class TrainStage final : public Stage {
                                                         path.string()));
       }
       env.frozen_classifier = load_frozen_classifier(path, info.class_names, info.resolution, info.channels, device);
-      env.classifier_fingerprint = hash_file(path);
+      env.classifier_fingerprint = archive_fingerprint(path);
     }
     if (!dist || dist->is_root()) ensure_directory(env.dir);
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());

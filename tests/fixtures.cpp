@@ -152,10 +152,10 @@ int wait_exit(int pid, double seconds) {
   return -1;
 }
 
-RunResult run_augment(const std::vector<std::string>& args) {
+RunResult run_augment(const std::vector<std::string>& args, const std::vector<std::string>& env) {
   TempDir io;
   const auto out_path = io / "out", err_path = io / "err";
-  const pid_t pid = spawn_augment(args, out_path.string(), err_path.string());
+  const pid_t pid = spawn_augment(args, out_path.string(), err_path.string(), env);
   int status = 0;
   ::waitpid(pid, &status, 0);
   RunResult r;

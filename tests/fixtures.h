@@ -45,8 +45,8 @@ int spawn_augment(const std::vector<std::string>& args, const std::string& out_f
 // Waits for `pid` up to `seconds`; its exit code (128 + signal when killed), or -1 on timeout
 // (the process is then killed).
 int wait_exit(int pid, double seconds);
-// Runs the augment binary with `args` (no shell), capturing output.
-RunResult run_augment(const std::vector<std::string>& args);
+// Runs the augment binary with `args` (no shell), capturing output; `env` as for spawn_augment.
+RunResult run_augment(const std::vector<std::string>& args, const std::vector<std::string>& env = {});
 // Runs a shell command line; returns its exit code and output.
 RunResult run_shell(const std::string& command);
 

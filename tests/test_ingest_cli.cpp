@@ -160,7 +160,10 @@ TEST_SUITE("ingest cli") {
     CHECK(r.err.find("does not exist") != std::string::npos);
     fs::create_directories(dir / "emptyroot");
     CHECK(run_augment({"scan", "--input", (dir / "emptyroot").string(), "--work", work}).code == 66);
-    CHECK(run_augment({"scan", "--work", work}).code == 64);  // no --input
+    // No --input (and no recorded run in the work dir to continue).
+    r = run_augment({"scan", "--work", (dir / "fresh").string()});
+    CHECK(r.code == 64);
+    CHECK(r.err.find("no input") != std::string::npos);
 
     r = run_augment({"scan", "--input", input.string(), "--work", (input / "cat" / "w").string()});
     CHECK(r.code == 73);
@@ -189,6 +192,90 @@ TEST_SUITE("ingest cli") {
     r = run_augment({"subsample", "--input", input.string(), "--work", work, "--allow-empty", "--classes", "cat,cow", "--quiet"});
     CHECK(r.code == 65);
     CHECK(r.err.find("'cow'") != std::string::npos);
+
+    // A plan no disk or memory holds is a configuration error when the option is read.
+    for (const char* policy : {"synthetic=99999999999999", "per_class=99999999999999", "ratio=1e9"}) {
+      CAPTURE(policy);
+      r = run_augment({"sample", "--input", input.string(), "--work", work, "--sample.policy", policy});
+      CHECK(r.code == 78);
+      CHECK(r.err.find("sample.policy") != std::string::npos);
+      CHECK(r.err.find("internal error") == std::string::npos);
+    }
+
+    // A control character in a class name (a folder, or NAME=) is refused with the name shown.
+    fs::remove_all(input / "empty class");
+    write_image(input / "line\nbreak" / "0.png", 12, 12, 3, 7);
+    r = run_augment({"scan", "--input", input.string(), "--work", work, "--quiet"});
+    CHECK(r.code == 65);
+    CHECK(r.err.find("line\\x0abreak") != std::string::npos);
+    CHECK(r.err.find("control character") != std::string::npos);
+    fs::remove_all(input / "line\nbreak");
+    r = run_augment({"scan", "--input", "tab\tcat=" + (input / "cat").string(), "--work", work, "--quiet"});
+    CHECK(r.code == 64);
+    CHECK(r.err.find("tab\\x09cat") != std::string::npos);
+  }
+
+  TEST_CASE("a later command with --work alone continues the recorded run - the options given still win") {
+    TempDir dir;
+    const auto input = dir / "data";
+    for (int i = 0; i < 5; ++i) {
+      write_image(input / "a b" / (std::to_string(i) + ".png"), 16, 16, 3, i);
+      write_image(input / "c&d" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
+    }
+    const auto work = (dir / "work").string();
+    auto r = run_augment({"cache", "--input", input.string(), "--work", work, "--resolution", "8", "--channels", "1", "--quiet"});
+    REQUIRE(r.code == 0);
+    r = run_augment({"status", "--work", work});
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(r.err.find("using the inputs and options recorded in") != std::string::npos);
+    CHECK(r.out.find("scan         done") != std::string::npos);
+    CHECK(r.out.find("cache        done") != std::string::npos);
+    r = run_augment({"cache", "--work", work});
+    CHECK(r.code == 0);
+    CHECK(r.err.find("cache: up to date") != std::string::npos);
+    // An option given wins over the recorded one.
+    r = run_augment({"status", "--work", work, "--channels", "3"});
+    CHECK(r.out.find("cache        stale") != std::string::npos);
+    CHECK(r.out.find("cache.channels") != std::string::npos);
+    // With --input the command line is the whole configuration, as before.
+    r = run_augment({"status", "--work", work, "--input", input.string(), "--resolution", "8"});
+    CHECK(r.err.find("recorded in") == std::string::npos);
+    CHECK(r.out.find("cache        stale") != std::string::npos);
+  }
+
+  TEST_CASE("cache --force on unchanged data writes the same bytes and leaves later stages done") {
+    TempDir dir;
+    const auto input = dir / "data";
+    for (int i = 0; i < 6; ++i) {
+      write_image(input / "a" / (std::to_string(i) + ".png"), 16, 16, 3, i);
+      write_image(input / "b" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
+    }
+    const auto work = dir / "work";
+    const std::vector<std::string> base = {"--input", input.string(), "--work", work.string(), "--resolution", "8", "--threads", "1",
+                                           "--precision", "fp32", "--classifier.epochs", "1", "--classifier.width", "4",
+                                           "--subsample.test_fraction", "0.25", "--subsample.val_fraction", "0.2", "--quiet"};
+    auto with = [&](std::vector<std::string> head) {
+      head.insert(head.end(), base.begin(), base.end());
+      return head;
+    };
+    REQUIRE(run_augment(with({"classifier"})).code == 0);
+    std::map<std::string, std::string> before;
+    for (const char* f : {"scan/tiles.h5", "cache/train.h5", "cache/val.h5", "cache/test.h5"}) before[f] = read_bytes(work / f);
+    const auto model = read_bytes(work / "classifier" / "model.pt");
+    REQUIRE(run_augment(with({"cache", "--from", "scan"})).code == 0);
+    for (const auto& [f, bytes] : before) {
+      CAPTURE(f);
+      CHECK(read_bytes(work / f) == bytes);
+    }
+    auto r = run_augment(with({"status"}));
+    CHECK(r.out.find("classifier   done") != std::string::npos);
+    // The classifier retrained on the same data: other archive bytes, the same weights, and the
+    // record (what later stages compare) says so.
+    const auto digest = nlohmann::json::parse(read_bytes(work / "records" / "classifier.json"))["outputs"][0]["hash"];
+    REQUIRE(run_augment(with({"classifier", "--force"})).code == 0);
+    CHECK(nlohmann::json::parse(read_bytes(work / "records" / "classifier.json"))["outputs"][0]["hash"] == digest);
+    MESSAGE("model.pt bytes ", (read_bytes(work / "classifier" / "model.pt") == model ? "equal" : "differ"), " after retraining");
   }
 
   TEST_CASE("NAME=DIR inputs and a class map make classes from whole folders and files") {
