@@ -328,13 +328,14 @@ class EmitStage final : public Stage {
     const auto report = report_files(ctx);
     const fs::path report_dir = report_folder(out);
     // An output of this work dir may be replaced without --force when no finished emit stands
-    // behind it (a killed emit's) or when it came from this very emit (same options and inputs).
-    const std::string key = emit_key(ctx);
+    // behind it (a killed emit's) or when it holds the very rows this emit writes (known once the
+    // tree is built: the check before the swap decides, the early one only refuses foreign folders).
     json done = read_done(ctx);
+    std::string key;
     const auto replaceable = [&](const json& marker) {
       if (marker.value("work", "") != ctx.work().string()) return false;
       const json finished = done["outputs"].value(out.string(), json::object());
-      return finished.value("emit_id", "") != marker.value("emit_id", "-") || finished.value("key", "") == key;
+      return key.empty() || finished.value("emit_id", "") != marker.value("emit_id", "-") || finished.value("key", "") == key;
     };
     check_output(out, g.force, replaceable);
     if (!report.empty()) check_output(report_dir, g.force, replaceable, "the report folder");
@@ -469,7 +470,8 @@ class EmitStage final : public Stage {
     const std::string card_text = card.dump(2) + "\n";
     write_text(tmp.path() / "dataset.json", card_text);
     if (o.croissant) write_croissant(ctx, tmp.path(), card["name"].get<std::string>(), rows);
-    const std::string emit_id = fmt::format("{:016x}{:016x}", std::random_device{}(), std::random_device{}() ^ static_cast<std::uint64_t>(::getpid()));
+    std::random_device random;
+    const std::string emit_id = fmt::format("{:08x}{:08x}{:08x}{:08x}", random(), random(), random(), random());
     const json marker = {{"written_by", "augment"}, {"version", AUGMENT_VERSION}, {"work", ctx.work().string()}, {"emit_id", emit_id},
                          {"created", iso_time_now()}};
     write_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
@@ -482,6 +484,7 @@ class EmitStage final : public Stage {
     sync_tree(tmp.path());
     check_stop();
 
+    key = hash_text(rows_text);  // every image with its content hash, name, label and columns
     check_output(out, g.force, replaceable);
     if (!report.empty()) check_output(report_dir, g.force, replaceable, "the report folder");
     swap_into_place(tmp.path(), out);
@@ -540,13 +543,6 @@ class EmitStage final : public Stage {
     if (!done.contains("outputs") || !done["outputs"].is_object()) done["outputs"] = json::object();
     return done;
   }
-  // What this emit's output is made of: its options and the content of its inputs.
-  std::string emit_key(const Context& ctx) const {
-    std::string text = json(ctx.config().snapshot(option_scopes())).dump();
-    for (const auto& rel : inputs(ctx)) text += "\n" + rel + " " + hash_file(ctx.work() / rel);
-    return hash_text(text);
-  }
-
   static json dataset_card(const Context& ctx, const EmitOptions& o, const SamplePlan& plan, const MergedSamples& merged,
                            const std::vector<std::string>& names, const std::vector<std::string>& folders,
                            const std::vector<std::int64_t>& real_train, const std::vector<std::int64_t>& real_in,

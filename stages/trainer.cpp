@@ -378,6 +378,10 @@ void Trainer::save(std::int64_t step) {
         // Randomness is keyed by sample position; the generator state is kept for checkpoints
         // that older builds read.
         a.write("elapsed", c10::IValue(elapsed_));
+        // The loss curve's open interval, so a row logged after a resume averages the same steps.
+        a.write("interval_loss", c10::IValue(interval_loss_));
+        a.write("interval_seconds", c10::IValue(interval_seconds_));
+        a.write("interval_steps", c10::IValue(interval_steps_));
         auto gen = at::detail::getDefaultCPUGenerator();
         std::lock_guard<std::mutex> lock(gen.mutex());
         a.write("cpu_rng", c10::IValue(gen.get_state()));
@@ -408,6 +412,10 @@ bool Trainer::restore() {
     a.read("cpu_rng", rng);
     step_ = step.toInt();
     elapsed_ = elapsed.toDouble();
+    c10::IValue loss_sum, seconds_sum, steps_in;  // absent in older checkpoints
+    interval_loss_ = a.try_read("interval_loss", loss_sum) ? loss_sum.toDouble() : 0.0;
+    interval_seconds_ = a.try_read("interval_seconds", seconds_sum) ? seconds_sum.toDouble() : 0.0;
+    interval_steps_ = a.try_read("interval_steps", steps_in) ? steps_in.toInt() : 0;
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(rng.toTensor().to(torch::kCPU));
@@ -522,8 +530,6 @@ TrainSummary Trainer::run() {
   const double budget = o_.minutes > 0 ? o_.minutes * 60.0 : 0.0;
   Progress progress(reporter_, "train", std::max<std::int64_t>(0, o_.steps - step_), "step");
   std::int64_t last_saved = step_;
-  double interval_loss = 0.0, interval_seconds = 0.0;
-  std::int64_t interval_steps = 0;
   double run_seconds = 0.0, interval_allreduce = 0.0;
   std::int64_t run_steps = 0;
 
@@ -565,25 +571,25 @@ TrainSummary Trainer::run() {
     elapsed_ += secs;
     run_seconds += secs;
     ++run_steps;
-    interval_loss += loss;
-    interval_seconds += secs;
-    ++interval_steps;
+    interval_loss_ += loss;
+    interval_seconds_ += secs;
+    ++interval_steps_;
     const int stop = agree_on_stop(elapsed_);
     if (budget > 0) progress.set_time_left(budget - elapsed_);
     progress.advance();
-    if (interval_steps == o_.log_every || step_ == o_.steps) {
-      const double ips = static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds);
-      summary.last_loss = interval_loss / static_cast<double>(interval_steps);
+    if (interval_steps_ == o_.log_every || step_ == o_.steps) {
+      const double ips = static_cast<double>(interval_steps_ * images_per_step) / std::max(1e-9, interval_seconds_);
+      summary.last_loss = interval_loss_ / static_cast<double>(interval_steps_);
       if (is_root()) {
         append_loss_row(step_, summary.last_loss, lr_at(step_ - 1), ips);
         nlohmann::json fields = {{"step", step_}, {"loss", summary.last_loss}, {"images_per_second", ips}, {"ranks", world_}};
-        if (env_.dist) fields["allreduce_ms_per_step"] = 1000.0 * (allreduce_seconds_ - interval_allreduce) / interval_steps;
+        if (env_.dist) fields["allreduce_ms_per_step"] = 1000.0 * (allreduce_seconds_ - interval_allreduce) / interval_steps_;
         reporter_.event("train_interval", fields);
       }
       interval_allreduce = allreduce_seconds_;
       progress.set_figure(fmt::format("loss {:.4f}, {:.1f} img/s", summary.last_loss, ips));
-      interval_loss = interval_seconds = 0.0;
-      interval_steps = 0;
+      interval_loss_ = interval_seconds_ = 0.0;
+      interval_steps_ = 0;
     }
     if (step_ % o_.checkpoint_every == 0 ||
         (o_.checkpoint_minutes > 0 && seconds_since(last_saved_at) >= o_.checkpoint_minutes * 60.0)) {
@@ -595,11 +601,11 @@ TrainSummary Trainer::run() {
       throw StopRequested(stop);
     }
   }
-  if (interval_steps > 0) {
-    summary.last_loss = interval_loss / static_cast<double>(interval_steps);
+  if (interval_steps_ > 0) {
+    summary.last_loss = interval_loss_ / static_cast<double>(interval_steps_);
     if (is_root()) {
       append_loss_row(step_, summary.last_loss, lr_at(step_ - 1),
-                      static_cast<double>(interval_steps * images_per_step) / std::max(1e-9, interval_seconds));
+                      static_cast<double>(interval_steps_ * images_per_step) / std::max(1e-9, interval_seconds_));
     }
   }
   verify_ranks_agree();

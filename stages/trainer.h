@@ -136,6 +136,9 @@ class Trainer {
   std::string key_;  // what a compatible checkpoint must have been written under
   std::int64_t step_ = 0;
   double elapsed_ = 0.0;  // training seconds over all runs (for the time budget)
+  // The loss curve's interval not yet logged: summed loss, seconds and steps (checkpointed).
+  double interval_loss_ = 0.0, interval_seconds_ = 0.0;
+  std::int64_t interval_steps_ = 0;
 };
 
 }  // namespace augment
