@@ -125,8 +125,35 @@ TEST_SUITE("sample plan") {
     plan = small_plan("synthetic=3");  // the same number for every class, whatever its real count
     for (const auto& c : plan.classes) CHECK(c.synthetic == 3);
     CHECK(plan_table(plan).find("ñandú") != std::string::npos);
-    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max", "synthetic=0", "synthetic=-2"}) {
+    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max", "synthetic=0", "synthetic=-2",
+                            "synthetic=99999999999999", "per_class=10000001", "ratio=10001"}) {
       CHECK_THROWS_AS(parse_sample_policy(bad), std::invalid_argument);
+    }
+    CHECK(parse_sample_policy("synthetic=10000000").per_class == kMaxSyntheticPerClass);
+  }
+
+  TEST_CASE("a plan larger than half the memory or the free disk is a configuration error naming the option") {
+    const auto plan = small_plan("synthetic=1000000");  // 3 million images
+    PlanFootprint room{64.0 * 64 * 3, 64e9, 1e12};
+    CHECK_NOTHROW(check_plan_fits(plan, room, "/w"));
+    room.memory_bytes = 4e9;  // 3 million x 1 KiB is 3 GB: more than half of 4 GB
+    try {
+      check_plan_fits(plan, room, "/w");
+      FAIL("no error");
+    } catch (const UserError& e) {
+      CHECK(e.code() == ExitCode::kConfig);
+      CHECK(std::string(e.what()).find("sample.policy synthetic=1000000") != std::string::npos);
+      CHECK(std::string(e.what()).find("memory") != std::string::npos);
+    }
+    room.memory_bytes = 64e9;
+    room.disk_free_bytes = 1e9;  // at least 3e6 x (1229 + 600) bytes = 5.5 GB
+    try {
+      check_plan_fits(plan, room, "/w");
+      FAIL("no error");
+    } catch (const UserError& e) {
+      CHECK(e.code() == ExitCode::kConfig);
+      CHECK(std::string(e.what()).find("disk") != std::string::npos);
+      CHECK(std::string(e.what()).find("/w") != std::string::npos);
     }
   }
 
@@ -266,8 +293,20 @@ TEST_SUITE("sample store") {
     CHECK(third.calls == 0);
     // A PNG deleted behind the store's back is regenerated, alone.
     fs::remove(dir / sample_image_relpath(0, 2));
+    CHECK(damaged_sample(dir.path(), plan, {journal}).find(sample_image_relpath(0, 2)) != std::string::npos);
     FakeModel fourth;
     CHECK(run_sampling(job_in(dir.path()), plan, fourth.fn(), quiet_reporter()).generated == 1);
+    CHECK(damaged_sample(dir.path(), plan, {journal}).empty());
+    // So is one changed in place with its size kept: the journal's hash tells.
+    {
+      auto png = read_bytes(dir / sample_image_relpath(1, 3));
+      png[png.size() / 2] = static_cast<char>(png[png.size() / 2] ^ 0x10);
+      write_bytes(dir / sample_image_relpath(1, 3), png);
+    }
+    CHECK(damaged_sample(dir.path(), plan, {journal}).find(sample_image_relpath(1, 3)) != std::string::npos);
+    FakeModel fifth;
+    CHECK(run_sampling(job_in(dir.path()), plan, fifth.fn(), quiet_reporter()).generated == 1);
+    CHECK(images_of(dir.path()) == images_of(ref.path()));
     // A damaged line followed by valid ones is not silently skipped.
     text = read_bytes(journal);
     write_bytes(journal, "{\"broken\n" + text);
