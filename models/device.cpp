@@ -50,6 +50,13 @@ torch::ScalarType resolve_precision(const std::string& name, const torch::Device
   throw UserError(ExitCode::kConfig, fmt::format("--precision {}: accepted values: auto, fp32, bf16", name));
 }
 
+std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen) {
+  if (requested != "auto") return "as --precision " + requested + " asks";
+  if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
+  return chosen == torch::kBFloat16 ? "--precision auto: this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)"
+                                    : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), so fp32";
+}
+
 std::string describe(const torch::Device& device, torch::ScalarType precision) {
   return fmt::format("{} {}", device.str(), precision == torch::kBFloat16 ? "bf16" : "fp32");
 }

@@ -18,5 +18,7 @@ torch::ScalarType resolve_precision(const std::string& name, const torch::Device
 bool cpu_has_fast_bf16();
 
 std::string describe(const torch::Device& device, torch::ScalarType precision);
+// Why `requested` ("auto", "fp32", "bf16") became `chosen` here, for the log line of a stage.
+std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen);
 
 }  // namespace augment

@@ -141,10 +141,10 @@ class TrainStage final : public Stage {
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();
     ctx.report().info(fmt::format("denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
-                                  "steps, on {}",
+                                  "steps, on {} ({})",
                                   meta.parameters / 1e6, meta.model.conditioning, info.resolution, info.resolution, info.channels,
                                   info.class_names.size(), meta.diffusion.schedule, meta.diffusion.prediction, meta.diffusion.steps,
-                                  describe(device, precision)));
+                                  describe(device, precision), precision_reason(ctx.global().precision, device, precision)));
     if (dist) {
       ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank", dist->world_size(),
                                     dist->env().launcher, dist->backend(), o.batch_size, o.batch_size / dist->world_size()));

@@ -70,7 +70,8 @@ void write_dataset(const fs::path& input) {
 }
 
 // `augment train` on the tiny model; `extra` overrides or adds options ("--key value" pairs, or
-// flags without a value such as --only train).
+// flags without a value such as --only train). fp32 and one thread: these tests compare ranks
+// with one process to fp32 rounding, whatever the CPU (`auto` would pick bf16 on AVX512-BF16).
 std::vector<std::string> train_args(const fs::path& input, const fs::path& work, int steps,
                                     const std::vector<std::pair<std::string, std::string>>& extra = {}) {
   std::vector<std::pair<std::string, std::string>> opts = {
@@ -78,7 +79,7 @@ std::vector<std::string> train_args(const fs::path& input, const fs::path& work,
       {"--train.channel_mult", "1,2"}, {"--train.blocks", "1"}, {"--train.attention", "8"}, {"--train.heads", "2"},
       {"--train.diffusion_steps", "50"}, {"--train.batch_size", "8"}, {"--train.steps", std::to_string(steps)},
       {"--train.warmup", "2"}, {"--train.lr", "1e-3"}, {"--train.checkpoint_every", "1"}, {"--train.log_every", "1"},
-      {"--train.dropout", "0.2"}, {"--threads", "1"}, {"--dist-timeout", "20"}, {"--classifier.epochs", "1"}};
+      {"--train.dropout", "0.2"}, {"--threads", "1"}, {"--precision", "fp32"}, {"--dist-timeout", "20"}, {"--classifier.epochs", "1"}};
   for (const auto& [k, v] : extra) {
     auto it = std::find_if(opts.begin(), opts.end(), [&](const auto& o) { return o.first == k; });
     if (it != opts.end()) it->second = v;
