@@ -6,14 +6,16 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "models/torch_compat.h"
+
 namespace augment {
 
 class AutocastScope {
  public:
   AutocastScope(const torch::Device& device, torch::ScalarType precision)
       : cuda_(device.is_cuda()), enable_(precision != torch::kFloat32) {
-    previous_ = cuda_ ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
-    previous_dtype_ = cuda_ ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+    previous_ = compat::autocast_enabled(cuda_);
+    previous_dtype_ = compat::autocast_dtype(cuda_);
     set(enable_, enable_ ? precision : previous_dtype_);
     at::autocast::increment_nesting();
   }
@@ -27,13 +29,8 @@ class AutocastScope {
 
  private:
   void set(bool enabled, torch::ScalarType dtype) const {
-    if (cuda_) {
-      at::autocast::set_enabled(enabled);
-      at::autocast::set_autocast_gpu_dtype(dtype);
-    } else {
-      at::autocast::set_cpu_enabled(enabled);
-      at::autocast::set_autocast_cpu_dtype(dtype);
-    }
+    compat::set_autocast_enabled(cuda_, enabled);
+    compat::set_autocast_dtype(cuda_, dtype);
   }
 
   bool cuda_, enable_, previous_ = false;

@@ -1,13 +1,12 @@
 #include "models/classifier_training.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <cmath>
 #include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "models/autocast.h"
 #include "models/tensor_data.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
@@ -26,41 +25,6 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 torch::Tensor as_model_input(const torch::Tensor& images) {
   return images.scalar_type() == torch::kUInt8 ? to_model_range(images) : images.to(torch::kFloat32);
 }
-
-// bf16 autocast around a forward pass. Backward runs outside, as autocast requires; the cast
-// weights are cached inside one scope only, so each step sees its fresh weights.
-class AutocastScope {
- public:
-  AutocastScope(const torch::Device& device, torch::ScalarType precision)
-      : active_(precision == torch::kBFloat16), cuda_(device.is_cuda()) {
-    if (!active_) return;
-    if (cuda_) {
-      was_enabled_ = at::autocast::is_enabled();
-      at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      was_enabled_ = at::autocast::is_cpu_enabled();
-      at::autocast::set_autocast_cpu_dtype(torch::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!active_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(was_enabled_);
-    } else {
-      at::autocast::set_cpu_enabled(was_enabled_);
-    }
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool active_, cuda_;
-  bool was_enabled_ = false;
-};
 
 // Random crop (mirrored padding, then a crop back to size) and horizontal flip, drawn per image
 // in a fixed order from `rng` so an epoch's augmentation depends only on the seed and the epoch.

@@ -11,10 +11,10 @@
 #include <map>
 #include <string>
 
-#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "models/autocast.h"
 #include "models/classifier.h"
 #include "models/device.h"
 #include "pipeline/blas_threads.h"
@@ -48,24 +48,16 @@ int main(int argc, char** argv) {
   torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-3));
   auto x = torch::rand({batch, c.channels, c.resolution, c.resolution}).mul(2).sub(1).to(device);
   auto y = torch::randint(c.num_classes, {batch}, torch::kInt64).to(device);
-  auto autocast_on = [&](bool on) {
-    if (!bf16) return;
-    if (device.is_cuda()) {
-      at::autocast::set_autocast_gpu_dtype(torch::kBFloat16);
-      at::autocast::set_enabled(on);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(torch::kBFloat16);
-      at::autocast::set_cpu_enabled(on);
-    }
-    if (!on) at::autocast::clear_cache();
-  };
+  const auto precision = bf16 ? torch::kBFloat16 : torch::kFloat32;
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
   auto train_step = [&] {
-    autocast_on(true);
-    auto logits = net->forward(x);
-    autocast_on(false);
+    torch::Tensor logits;
+    {
+      augment::AutocastScope autocast(device, precision);
+      logits = net->forward(x);
+    }
     auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), y);
     opt.zero_grad();
     loss.backward();
@@ -79,14 +71,16 @@ int main(int argc, char** argv) {
   const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   net->eval();
   torch::NoGradGuard no_grad;
-  autocast_on(true);
-  net->forward(x);
-  sync();
-  t0 = std::chrono::steady_clock::now();
-  for (int s = 0; s < steps; ++s) net->forward(x);
-  sync();
-  const double eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  autocast_on(false);
+  double eval_s = 0;
+  {
+    augment::AutocastScope autocast(device, precision);
+    net->forward(x);
+    sync();
+    t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < steps; ++s) net->forward(x);
+    sync();
+    eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   std::cout << fmt::format("{} {}px x{} width {} blocks {} {} norm, batch {}, {} threads: train {:.1f} img/s, eval {:.1f} img/s\n",
                            augment::describe(device, bf16 ? torch::kBFloat16 : torch::kFloat32), c.resolution, c.channels, c.width,
                            c.blocks, c.norm, batch, torch::get_num_threads(), steps * batch / train_s, steps * batch / eval_s);
