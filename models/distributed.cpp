@@ -19,6 +19,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "models/torch_compat.h"
 #include "pipeline/errors.h"
 
 namespace augment {
@@ -49,7 +50,7 @@ bool is_loopback(const std::string& host) { return host == "localhost" || host.r
 
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<compat::CollectiveGroup> group;
   bool nccl = false;
   torch::Device device = torch::kCPU;  // where the group's collectives run
 };

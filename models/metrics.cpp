@@ -18,7 +18,7 @@ torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kCPU, torch
 // Square root of a symmetric positive semi-definite matrix; rounding can make tiny eigenvalues
 // negative, which are zero in exact arithmetic.
 torch::Tensor psd_sqrt(const torch::Tensor& s) {
-  auto [values, vectors] = torch::linalg::eigh(0.5 * (s + s.t()), "L");
+  auto [values, vectors] = at::linalg_eigh(0.5 * (s + s.t()), "L");
   return vectors.mm(torch::diag(values.clamp_min(0).sqrt())).mm(vectors.t());
 }
 
@@ -65,7 +65,7 @@ double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, c
   // symmetric eigendecomposition gives its eigenvalues, the same as those of S_a S_b.
   const auto root_a = psd_sqrt(sa);
   const auto inner = root_a.mm(sb).mm(root_a);
-  const auto eigen = torch::linalg::eigvalsh(0.5 * (inner + inner.t()), "L").clamp_min(0);
+  const auto eigen = at::linalg_eigvalsh(0.5 * (inner + inner.t()), "L").clamp_min(0);
   const double cross = eigen.sqrt().sum().item<double>();
   const double mean_term = (ma - mb).pow(2).sum().item<double>();
   const double value = mean_term + sa.trace().item<double>() + sb.trace().item<double>() - 2.0 * cross;

@@ -5,7 +5,20 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+namespace c10d {
+class Backend;
+class ProcessGroup;
+}  // namespace c10d
+
 namespace augment::compat {
+
+#if TORCH_VERSION_MAJOR >= 2
+// 2.x: ProcessGroupGloo and ProcessGroupNCCL are backends (c10d::Backend) behind a ProcessGroup;
+// augment drives one backend directly, as it drove the group in 1.13.
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 // 2.4 and later: one set of autocast calls taking the device type.

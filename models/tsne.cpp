@@ -23,7 +23,7 @@ torch::Tensor squared_distances(const torch::Tensor& x) {
 // positive) so the result does not depend on the eigensolver's choice of sign.
 torch::Tensor principal_components(const torch::Tensor& centred, std::int64_t dims) {
   const auto cov = centred.t().mm(centred);
-  auto [values, vectors] = torch::linalg::eigh(cov, "L");  // ascending
+  auto [values, vectors] = at::linalg_eigh(cov, "L");  // ascending
   auto top = vectors.slice(1, vectors.size(1) - dims, vectors.size(1)).flip({1});
   const auto pivot = top.abs().argmax(0);
   const auto signs = torch::where(top.gather(0, pivot.unsqueeze(0)) < 0, -1.0, 1.0);

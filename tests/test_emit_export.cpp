@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -93,6 +94,21 @@ std::vector<std::map<std::string, std::string>> read_csv(const fs::path& p) {
 }
 
 std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
+
+// Runs `run` under a file size limit of `bytes`, which stands in for a full disk: a child's write
+// past it fails (EFBIG) instead of killing the process (SIGXFSZ ignored, inherited).
+RunResult with_full_disk_at(std::uint64_t bytes, const std::function<RunResult()>& run) {
+  ::signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  ::getrlimit(RLIMIT_FSIZE, &old);
+  rlimit small = old;
+  small.rlim_cur = bytes;
+  ::setrlimit(RLIMIT_FSIZE, &small);
+  auto r = run();
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, SIG_DFL);
+  return r;
+}
 
 }  // namespace
 
@@ -367,16 +383,7 @@ TEST_SUITE("emit and export") {
     MESSAGE("shard ", shard_bytes, " bytes, config.ini ", config_bytes);
     REQUIRE(shard_bytes > config_bytes + 2048);
     fs::remove_all(hdf5_dir);
-    // A file size limit stands in for a full disk: the shard's write fails (EFBIG) in the child.
-    ::signal(SIGXFSZ, SIG_IGN);  // inherited: the write fails instead of killing the process
-    rlimit old{};
-    ::getrlimit(RLIMIT_FSIZE, &old);
-    rlimit small = old;
-    small.rlim_cur = config_bytes + 1024;
-    ::setrlimit(RLIMIT_FSIZE, &small);
-    auto r = cmd("export");
-    ::setrlimit(RLIMIT_FSIZE, &old);
-    ::signal(SIGXFSZ, SIG_DFL);
+    auto r = with_full_disk_at(config_bytes + 1024, [&] { return cmd("export"); });
     INFO(r.err);
     CHECK(r.code == 74);
     CHECK(r.err.find("train-00000-of-00001.h5") != std::string::npos);
@@ -542,15 +549,7 @@ TEST_SUITE("emit and export") {
     fs::remove_all(out);
     const auto config_bytes = fs::file_size(work / "config.ini");
     REQUIRE(fs::file_size(input / "with space" / "big.png") > config_bytes + 4096);
-    ::signal(SIGXFSZ, SIG_IGN);  // inherited: the write fails (EFBIG) instead of killing the process
-    rlimit old{};
-    ::getrlimit(RLIMIT_FSIZE, &old);
-    rlimit small = old;
-    small.rlim_cur = config_bytes + 4096;
-    ::setrlimit(RLIMIT_FSIZE, &small);
-    auto r = run_augment(args);
-    ::setrlimit(RLIMIT_FSIZE, &old);
-    ::signal(SIGXFSZ, SIG_DFL);
+    auto r = with_full_disk_at(config_bytes + 4096, [&] { return run_augment(args); });
     INFO(r.err);
     CHECK(r.code == 74);
     CHECK(r.err.find("big.png") != std::string::npos);
