@@ -3,10 +3,13 @@
 #   example  builds the unbalanced Fashion-MNIST folder and runs the whole augment pipeline on it
 #   test     runs the test suite
 #   build    only builds
+#   torch2   builds against the LibTorch 2.x of PyPI's torch wheel (CUDA enabled) in build-torch2
+#            and runs the test suite there; the wheel goes into a virtual environment under
+#            ~/.cache/augment (AUGMENT_TORCH_VERSION, default 2.15.0), downloaded once per machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-build}"
-case "$mode" in example|test|build) ;; *) echo "usage: $0 example|test|build" >&2; exit 64 ;; esac
+case "$mode" in example|test|build|torch2) ;; *) echo "usage: $0 example|test|build|torch2" >&2; exit 64 ;; esac
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -19,6 +22,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$mode" = torch2 ]; then
+  version="${AUGMENT_TORCH_VERSION:-2.15.0}"
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/augment/torch-$version"
+  if ! "$venv/bin/python3" -c 'import torch' 2>/dev/null; then
+    echo "installing torch $version from PyPI into $venv (once per machine; about 5 GB)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "torch==$version"
+  fi
+  # The wheel's CMake files, and its root so that its libraries are found before any system LibTorch.
+  torch_root=$("$venv/bin/python3" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
+  cmake -S . -B build-torch2 -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$torch_root/share/cmake;$torch_root"
+  cmake --build build-torch2 -j "$(nproc)"
+  export PATH="/usr/bin:$PATH"
+  ctest --test-dir build-torch2 --output-on-failure -j 2
+  exit
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
