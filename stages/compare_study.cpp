@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -49,8 +50,9 @@ void link_or_copy(const fs::path& src, const fs::path& dst) {
   std::error_code ec;
   fs::remove(dst, ec);
   if (::link(src.c_str(), dst.c_str()) == 0) return;
-  fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
-  if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}", src.string(), dst.string(), ec.message()));
+  if (const int err = copy_file_new(src, dst); err != 0) {
+    throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), std::strerror(err), disk_full_hint(err)));
+  }
 }
 
 json read_json_or_null(const fs::path& path) {

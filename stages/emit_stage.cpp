@@ -59,8 +59,6 @@ std::string class_folder_name(const std::string& class_name) {
 
 namespace {
 
-std::string io_hint(int err) { return disk_full_hint(err); }
-
 // A directory under construction: removed with its content unless released.
 class TempTree {
  public:
@@ -82,15 +80,15 @@ void write_file(const fs::path& path, const void* data, std::size_t size) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     const int err = errno;
-    throw UserError(ExitCode::kIoError, fmt::format("cannot create {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot create {}: {}{}", path.string(), std::strerror(err), disk_full_hint(err)));
   }
   if (const int err = write_to_fd(fd, data, size); err != 0) {
     ::close(fd);
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), disk_full_hint(err)));
   }
   if (::close(fd) != 0) {
     const int err = errno;
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), io_hint(err)));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), disk_full_hint(err)));
   }
 }
 
@@ -108,7 +106,7 @@ void copy_real_file(const fs::path& src, const fs::path& dst) {
                                                       "or use --real none",
                                                       src.string()));
     }
-    throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), std::strerror(err), io_hint(err)));
+    throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), std::strerror(err), disk_full_hint(err)));
   }
 }
 
@@ -196,7 +194,7 @@ void sync_tree(const fs::path& dir) {
   const int rc = ::syncfs(fd);
   const int err = errno;
   ::close(fd);
-  if (rc != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot flush {} to disk: {}{}", dir.string(), std::strerror(err), io_hint(err)));
+  if (rc != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot flush {} to disk: {}{}", dir.string(), std::strerror(err), disk_full_hint(err)));
 }
 
 // Columns of manifest.csv and metadata.jsonl, in order, with their Croissant types.
@@ -243,10 +241,8 @@ void copy_report(const Context& ctx, const std::vector<std::string>& files, cons
   for (const auto& rel : files) {
     const auto src = ctx.dir("evaluate") / "report" / rel, dst = tmp / rel;
     ensure_directory(dst.parent_path());
-    std::error_code ec;
-    fs::copy_file(src, dst, fs::copy_options::none, ec);
-    if (ec) {
-      throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), ec.message(), io_hint(ec.value())));
+    if (const int err = copy_file_new(src, dst); err != 0) {
+      throw UserError(ExitCode::kIoError, fmt::format("cannot copy {} to {}: {}{}", src.string(), dst.string(), std::strerror(err), disk_full_hint(err)));
     }
   }
 }
