@@ -7,6 +7,28 @@
 #include <nlohmann/json.hpp>
 
 namespace augment {
+namespace {
+
+// A JSON-LD @id for a file: its path with every byte outside RFC 3986's unreserved set and '/'
+// percent-encoded. mlcroissant refuses ids with spaces (escaped or not otherwise), and class folders
+// have them; `name` and `contentUrl` keep the plain path.
+std::string id_for(const std::string& path) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (const unsigned char c : path) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 
 using nlohmann::json;
 
@@ -64,7 +86,7 @@ json croissant_document(const CroissantDataset& d) {
   json distribution = json::array();
   for (const auto& f : d.files) {
     distribution.push_back({{"@type", "cr:FileObject"},
-                            {"@id", f.path},
+                            {"@id", id_for(f.path)},
                             {"name", f.path},
                             {"contentUrl", f.path},
                             {"contentSize", std::to_string(f.bytes) + " B"},
@@ -78,7 +100,7 @@ json croissant_document(const CroissantDataset& d) {
                       {"name", c.name},
                       {"description", c.description},
                       {"dataType", c.data_type},
-                      {"source", {{"fileObject", {{"@id", d.manifest}}}, {"extract", {{"column", c.name}}}}}});
+                      {"source", {{"fileObject", {{"@id", id_for(d.manifest)}}}, {"extract", {{"column", c.name}}}}}});
   }
   return {{"@context", context},
           {"@type", "sc:Dataset"},

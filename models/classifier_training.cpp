@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/autocast.h"
+#include "models/device_transfer.h"
 #include "models/tensor_data.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
@@ -274,11 +275,13 @@ torch::Tensor classifier_logits(ClassifierNet& net, const torch::Tensor& images,
   std::vector<torch::Tensor> parts;
   for (std::int64_t s = 0; s < images.size(0); s += batch_size) {
     const auto e = std::min(images.size(0), s + batch_size);
-    parts.push_back(net->forward(as_model_input(images.slice(0, s, e)).to(device)).to(torch::kFloat32).cpu());
+    // The stored pixels go to the device as they are (uint8: a quarter of the bytes) and the
+    // results come back once, after the last batch.
+    parts.push_back(net->forward(as_model_input(images.slice(0, s, e).to(device))).to(torch::kFloat32));
   }
   net->train(was_training);
   if (parts.empty()) return torch::empty({0, net->config().num_classes});
-  return torch::cat(parts);
+  return torch::cat(parts).cpu();
 }
 
 ClassifierOutputs classifier_outputs(ClassifierNet& net, const torch::Tensor& images, const torch::Device& device,
@@ -289,13 +292,13 @@ ClassifierOutputs classifier_outputs(ClassifierNet& net, const torch::Tensor& im
   std::vector<torch::Tensor> logits, features;
   for (std::int64_t s = 0; s < images.size(0); s += batch_size) {
     const auto e = std::min(images.size(0), s + batch_size);
-    auto [l, f] = net->forward_features(as_model_input(images.slice(0, s, e)).to(device));
-    logits.push_back(l.to(torch::kFloat32).cpu());
-    features.push_back(f.to(torch::kFloat32).cpu());
+    auto [l, f] = net->forward_features(as_model_input(images.slice(0, s, e).to(device)));
+    logits.push_back(l.to(torch::kFloat32));
+    features.push_back(f.to(torch::kFloat32));
   }
   net->train(was_training);
   if (logits.empty()) return {torch::empty({0, net->config().num_classes}), torch::empty({0, net->feature_dim()})};
-  return {torch::cat(logits), torch::cat(features)};
+  return {torch::cat(logits).cpu(), torch::cat(features).cpu()};
 }
 
 ClassifierScores evaluate_classifier(ClassifierNet& net, const LabeledImages& data, const torch::Device& device, std::int64_t batch_size) {
@@ -383,8 +386,11 @@ ClassifierTrainResult train_classifier(const LabeledImages& train, const Labeled
     for (std::int64_t step = 0; step < steps_per_epoch; ++step) {
       const std::int64_t begin = batch_begin(step), size = batch_begin(step + 1) - begin;
       const auto idx = order_tensor.slice(0, begin, begin + size);
-      auto x = augment_batch(as_model_input(train.images.index_select(0, idx)), pad, o.flip, rng).to(setup.device);
-      const auto y = labels_cpu.index_select(0, idx).to(setup.device);
+      const auto moved = to_device_once({augment_batch(as_model_input(train.images.index_select(0, idx)), pad, o.flip, rng),
+                                         labels_cpu.index_select(0, idx)},
+                                        setup.device);
+      const auto& x = moved[0];
+      const auto& y = moved[1];
       lr = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, o.effective_lr());
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       torch::Tensor logits;
@@ -400,14 +406,16 @@ ClassifierTrainResult train_classifier(const LabeledImages& train, const Labeled
       loss.backward();
       optimizer->step();
 
-      const double loss_value = loss.item<double>();
+      // Loss and hits come back together: one read from the device per batch.
+      const auto figures = torch::stack({loss.detach().to(torch::kFloat64), logits.argmax(1).eq(y).sum().to(torch::kFloat64)}).cpu();
+      const double loss_value = figures[0].item<double>();
       if (!std::isfinite(loss_value)) {
         throw UserError(ExitCode::kFailure, fmt::format("the classifier's training loss became {} in epoch {}; lower --classifier.lr "
                                                         "(now {}) or use --precision fp32",
                                                         loss_value, epoch, o.effective_lr()));
       }
       loss_sum += loss_value * static_cast<double>(size);
-      correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+      correct += static_cast<std::int64_t>(figures[1].item<double>());
       seen += size;
       if (progress) {
         progress->set_figure(fmt::format("loss {:.4f} acc {}", loss_sum / static_cast<double>(seen),

@@ -12,12 +12,13 @@ namespace augment {
 torch::Device resolve_device(const std::string& name) {
   if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   if (name == "cpu") return torch::Device(torch::kCPU);
-  if (name.rfind("cuda", 0) == 0) {
+  const bool cuda = name == "cuda" || (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 8 &&
+                                       name.find_first_not_of("0123456789", 5) == std::string::npos);
+  if (cuda) {
     if (!torch::cuda::is_available()) {
       throw UserError(ExitCode::kConfig, fmt::format("--device {}: this build of LibTorch sees no CUDA GPU; use --device cpu or auto", name));
     }
-    int index = 0;
-    if (name.size() > 5 && name[4] == ':') index = std::stoi(name.substr(5));
+    const int index = name == "cuda" ? 0 : std::stoi(name.substr(5));
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
       throw UserError(ExitCode::kConfig, fmt::format("--device {}: there are {} CUDA devices", name, torch::cuda::device_count()));
     }

@@ -1,6 +1,9 @@
 #include "models/diffusion.h"
 
 #include <cmath>
+#include <mutex>
+#include <tuple>
+#include <vector>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -13,7 +16,8 @@ void DiffusionConfig::validate() const {
   if (prediction != "eps" && prediction != "v") throw std::invalid_argument("prediction must be eps or v, not '" + prediction + "'");
 }
 
-GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config) : config_(config) {
+GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config)
+    : config_(config), device_tables_(std::make_shared<DeviceTables>()) {
   config_.validate();
   const int T = config_.steps;
   const auto f64 = torch::dtype(torch::kFloat64);
@@ -36,6 +40,7 @@ GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config) : config_(co
   post_c0_ = betas_ * alphas_cumprod_prev_.sqrt() / (1.0 - alphas_cumprod_);
   post_ct_ = (1.0 - betas_).sqrt() * (1.0 - alphas_cumprod_prev_) / (1.0 - alphas_cumprod_);
   post_var_ = betas_ * (1.0 - alphas_cumprod_prev_) / (1.0 - alphas_cumprod_);
+  snr_ = alphas_cumprod_ / (1.0 - alphas_cumprod_);
 }
 
 double GaussianDiffusion::alpha_bar(int t) const {
@@ -43,15 +48,31 @@ double GaussianDiffusion::alpha_bar(int t) const {
   return t < 0 ? 1.0 : alphas_cumprod_[t].item<double>();
 }
 
+struct GaussianDiffusion::DeviceTables {
+  std::mutex mutex;
+  // (table's host data, device) -> the table in float32 on that device
+  std::vector<std::tuple<const void*, torch::Device, torch::Tensor>> copies;
+};
+
+torch::Tensor GaussianDiffusion::on_device(const torch::Tensor& table, const torch::Device& device) const {
+  std::lock_guard<std::mutex> lock(device_tables_->mutex);
+  for (const auto& [key, dev, copy] : device_tables_->copies) {
+    if (key == table.data_ptr() && dev == device) return copy;
+  }
+  auto copy = table.to(torch::kFloat32).to(device);
+  device_tables_->copies.emplace_back(table.data_ptr(), device, copy);
+  return copy;
+}
+
 torch::Tensor GaussianDiffusion::gather(const torch::Tensor& table, const torch::Tensor& t, const torch::Tensor& like) const {
-  auto v = table.index_select(0, t.to(torch::kCPU, torch::kInt64)).to(torch::kFloat32);
+  // Timesteps on a GPU are looked up there, in the table's float32 copy: reading them back to the
+  // host would stall every training step on the device.
+  if (!t.device().is_cpu()) return on_device(table, t.device()).index_select(0, t.to(torch::kInt64)).view({-1, 1, 1, 1});
+  auto v = table.index_select(0, t.to(torch::kInt64)).to(torch::kFloat32);
   return v.to(like.device()).view({-1, 1, 1, 1});
 }
 
-torch::Tensor GaussianDiffusion::snr(const torch::Tensor& t) const {
-  auto ab = alphas_cumprod_.index_select(0, t.to(torch::kCPU, torch::kInt64));
-  return (ab / (1.0 - ab)).to(torch::kFloat32).to(t.device());
-}
+torch::Tensor GaussianDiffusion::snr(const torch::Tensor& t) const { return gather(snr_, t, t).view({-1}); }
 
 torch::Tensor GaussianDiffusion::q_sample(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& noise) const {
   return gather(sqrt_ab_, t, x0) * x0 + gather(sqrt_one_minus_ab_, t, x0) * noise;

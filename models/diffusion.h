@@ -7,6 +7,7 @@
 // stands for the clean image, so the last sampling step goes from t = 0 to s = -1.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -71,11 +72,15 @@ class GaussianDiffusion {
  private:
   // Gathers a float64 table at t int64 [N] -> float32 [N, 1, 1, 1] on `like`'s device.
   torch::Tensor gather(const torch::Tensor& table, const torch::Tensor& t, const torch::Tensor& like) const;
+  // The table in float32 on a device, copied there once.
+  torch::Tensor on_device(const torch::Tensor& table, const torch::Device& device) const;
+  struct DeviceTables;
 
   DiffusionConfig config_;
   // float64; coefficients are formed in double so that 1 - alpha_bar near t = 0 keeps its digits.
   torch::Tensor betas_, alphas_cumprod_, alphas_cumprod_prev_;
-  torch::Tensor sqrt_ab_, sqrt_one_minus_ab_, post_c0_, post_ct_, post_var_;
+  torch::Tensor sqrt_ab_, sqrt_one_minus_ab_, post_c0_, post_ct_, post_var_, snr_;
+  std::shared_ptr<DeviceTables> device_tables_;  // shared by copies, as the tables are
 };
 
 }  // namespace augment

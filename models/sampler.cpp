@@ -38,11 +38,13 @@ NoiseSource::NoiseSource(const std::vector<std::uint64_t>& seeds, int channels, 
 
 torch::Tensor NoiseSource::next() {
   // Drawn on the CPU per image: the draw of one image never depends on the others or the device.
-  auto out = torch::empty({size(), channels_, resolution_, resolution_}, torch::kFloat32);
+  // For a GPU into page-locked memory, so the copy runs while the host goes on (no round trip).
+  auto out = torch::empty({size(), channels_, resolution_, resolution_},
+                          torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device_.is_cuda()));
   for (std::int64_t i = 0; i < size(); ++i) {
     out[i].copy_(torch::randn({channels_, resolution_, resolution_}, generators_[static_cast<std::size_t>(i)], torch::kFloat32));
   }
-  return out.to(device_);
+  return device_.is_cuda() ? out.to(device_, /*non_blocking=*/true) : out;
 }
 
 Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_out, const torch::Tensor& x_t, int t, bool clip) {

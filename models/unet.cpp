@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "models/fused_norm.h"
 #include "pipeline/rng.h"
 
 namespace augment {
@@ -16,17 +17,6 @@ int group_count(int channels) {
   int g = std::min(32, std::max(1, channels / 2));
   while (channels % g) --g;
   return g;
-}
-
-// Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
-// CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
-// parameters keeps the norm in bf16, which is where the speed is.
-torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
-  if (w.defined() && w.scalar_type() != x.scalar_type()) {
-    w = w.to(x.scalar_type());
-    b = b.to(x.scalar_type());
-  }
-  return torch::group_norm(x, groups, w, b, 1e-5, /*cudnn_enabled=*/true);
 }
 
 // GroupNorm with learned affine parameters, or, for cbn, a parameter-free norm whose scale and
@@ -50,6 +40,12 @@ class NormLayer : public UNetLayer {
       running_mean_ = register_buffer("running_mean", torch::zeros({channels}));
       running_var_ = register_buffer("running_var", torch::ones({channels}));
     }
+  }
+
+  // silu(forward(x)): the plain GroupNorm goes through the fused op (one CUDA kernel at inference).
+  torch::Tensor forward_silu(const torch::Tensor& x, const LayerCond& cond) {
+    if (!conditional_) return group_norm_silu(x, groups_, weight_, bias_);
+    return torch::silu(forward(x, cond));
   }
 
   torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
@@ -151,10 +147,10 @@ class ResBlock : public UNetLayer {
   }
 
   torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
-    auto h = conv1_->forward(torch::silu(norm1_->forward(x, cond)));
+    auto h = conv1_->forward(norm1_->forward_silu(x, cond));
     auto e = emb_proj_->forward(torch::silu(cond.emb)).to(h.scalar_type());  // [N, out]
     h = h + e.unsqueeze(-1).unsqueeze(-1);
-    h = torch::silu(norm2_->forward(h, cond));
+    h = norm2_->forward_silu(h, cond);
     if (dropout_ > 0 && is_training() && cond.sample_seeds.defined()) {
       h = per_sample_dropout(h, dropout_, cond.sample_seeds, static_cast<std::uint64_t>(stream_));
     } else if (dropout_ > 0) {
@@ -378,7 +374,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
     skips.pop_back();
     h = run_block(block, torch::cat({h, skip.to(h.scalar_type())}, 1), cond);  // [N, ch + skip, H, W]
   }
-  return out_conv_->forward(torch::silu(out_norm_->forward(h, cond)));
+  return out_conv_->forward(static_cast<NormLayer&>(*out_norm_).forward_silu(h, cond));
 }
 
 std::int64_t UNetImpl::parameter_count() const {

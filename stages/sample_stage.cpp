@@ -227,7 +227,8 @@ class SampleStage final : public Stage {
       const auto y = torch::tensor(labels, torch::kInt64).to(device);
       NoiseSource noise(seeds, settings.channels, settings.resolution, device);
       const auto x = sampler->run(diffusion, denoiser_model_fn(loaded.model, y, call), noise, [] { check_stop(); });
-      const auto pixels = to_pixels(x.cpu()).permute({0, 2, 3, 1}).contiguous();  // uint8 NHWC
+      // Quantised on the device: one read-back of uint8 pixels per batch.
+      const auto pixels = to_pixels(x).cpu().permute({0, 2, 3, 1}).contiguous();  // uint8 NHWC
       torch::Tensor confidence;
       if (judge) {
         confidence = torch::softmax(classifier_logits(judge, pixels.permute({0, 3, 1, 2}), device), 1)

@@ -10,6 +10,7 @@
 
 #include "models/autocast.h"
 #include "models/checkpoint.h"
+#include "models/device_transfer.h"
 #include "models/distributed.h"
 #include "models/ema.h"
 #include "models/tensor_data.h"
@@ -287,6 +288,7 @@ double Trainer::train_step(std::int64_t step) {
   for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
   double loss_sum = 0.0;
+  torch::Tensor loss_total;
   const std::int64_t b = o_.batch_size / world_, first = rank_ * b;
   const auto dev = env_.device;
   const auto c = data_.images.size(1), side = data_.images.size(2);
@@ -318,11 +320,15 @@ double Trainer::train_step(std::int64_t step) {
     auto y_in = y;
     if (o_.conditioning == "cfg" && o_.cond_drop > 0) y_in = torch::where(drop, torch::full_like(y, model_->null_label()), y);
     const auto format = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-    x0 = x0.to(dev).contiguous(format);
-    noise = noise.to(dev).contiguous(format);
-    t = t.to(dev);
-    y = y.to(dev);
-    y_in = y_in.to(dev);
+    {
+      // One host-to-device copy per micro-batch (on the CPU these are the tensors themselves).
+      auto moved = to_device_once({x0, noise, t, y, y_in}, dev);
+      x0 = moved[0].contiguous(format);
+      noise = moved[1].contiguous(format);
+      t = moved[2];
+      y = moved[3];
+      y_in = moved[4];
+    }
 
     auto x_t = diffusion_.q_sample(x0, t, noise);
     torch::Tensor out;
@@ -340,8 +346,12 @@ double Trainer::train_step(std::int64_t step) {
     }
     if (averager_ && micro + 1 == o_.accumulate) averager_->arm();
     (loss / static_cast<double>(o_.accumulate)).backward();
-    loss_sum += loss.item<double>();
+    // Summed where it was computed, in double as on the host: one read-back per step, not per
+    // micro-batch.
+    const auto l = loss.detach().to(torch::kFloat64);
+    loss_total = loss_total.defined() ? loss_total + l : l;
   }
+  loss_sum = loss_total.item<double>();
   if (averager_) {
     allreduce_seconds_ += averager_->finish();
     auto total = torch::full({1}, loss_sum, torch::kFloat64);

@@ -226,6 +226,7 @@ TEST_SUITE("emit and export") {
       REQUIRE(f.is_object());
       CHECK(f["sha256"] == sha256_file(out / row.at("file_name")));
       CHECK(f["encodingFormat"] == "image/png");
+      CHECK(f["@id"].get<std::string>().find(' ') == std::string::npos);  // mlcroissant refuses ids with spaces
     }
     CHECK(listed["manifest.csv"]["sha256"] == sha256_file(out / "manifest.csv"));
     CHECK(listed["dataset.json"]["sha256"] == sha256_file(out / "dataset.json"));

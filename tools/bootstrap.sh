@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine: installs what is missing, builds, then
 #   example  builds the unbalanced Fashion-MNIST folder and runs the whole augment pipeline on it
-#   test     runs the test suite
+#   test     runs the test suite; then, where the CUDA toolkit is installed, the torch2 build and
+#            the same suite against it
 #   build    only builds
 #   torch2   builds against the LibTorch 2.x of PyPI's torch wheel (CUDA enabled) in build-torch2
 #            and runs the test suite there; the wheel goes into a virtual environment under
@@ -24,7 +25,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$mode" = torch2 ]; then
+# The CUDA toolkit the torch wheel's CMake files need (nvcc); none on a plain Debian machine.
+cuda_toolkit() { command -v nvcc > /dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; }
+
+torch2() {
   version="${AUGMENT_TORCH_VERSION:-2.15.0}"
   venv="${XDG_CACHE_HOME:-$HOME/.cache}/augment/torch-$version"
   if ! "$venv/bin/python3" -c 'import torch' 2>/dev/null; then
@@ -36,8 +40,12 @@ if [ "$mode" = torch2 ]; then
   torch_root=$("$venv/bin/python3" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
   cmake -S . -B build-torch2 -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$torch_root/share/cmake;$torch_root"
   cmake --build build-torch2 -j "$(nproc)"
-  export PATH="/usr/bin:$PATH"
-  ctest --test-dir build-torch2 --output-on-failure -j 2
+  PATH="/usr/bin:$PATH" ctest --test-dir build-torch2 --output-on-failure -j 2
+}
+
+if [ "$mode" = torch2 ]; then
+  cuda_toolkit || { echo "torch2: the CUDA toolkit (nvcc) is needed to configure against the CUDA wheel" >&2; exit 69; }
+  torch2
   exit
 fi
 
@@ -58,7 +66,12 @@ case "$mode" in
     ;;
   test)
     # Python in tests only: proves downstream tools (h5py, PIL) read what augment writes.
-    export PATH="/usr/bin:$PATH"
-    ctest --test-dir build --output-on-failure -j 2
+    PATH="/usr/bin:$PATH" ctest --test-dir build --output-on-failure -j 2
+    # Then the same suite against LibTorch 2.x (CUDA build), where the CUDA toolkit is installed.
+    if cuda_toolkit; then
+      torch2
+    else
+      echo "test: LibTorch 2.x build skipped: no CUDA toolkit (nvcc) on this machine"
+    fi
     ;;
 esac
