@@ -122,9 +122,10 @@ void Progress::set_figure(std::string text) {
   figure_ = std::move(text);
 }
 
-void Progress::set_time_left(double seconds) {
+void Progress::set_time_budget(double budget, double used) {
   std::lock_guard<std::mutex> lock(mutex_);
-  time_left_ = std::max(0.0, seconds);
+  time_budget_ = budget;
+  time_left_ = std::max(0.0, budget - used);
   time_left_at_ = std::chrono::steady_clock::now();
 }
 
@@ -156,10 +157,16 @@ void Progress::render(bool final) {
     }
   }
   std::string line;
-  if (total_ > 0) {
+  const double steps_eta = r > 0 && total_ > 0 ? static_cast<double>(total_ - done) / r : NAN;
+  if (time_left >= 0 && !(steps_eta <= time_left)) {
+    // The clock ends this loop: "train: 1234 steps, 12m 3s of 45m 0s (27%) 2.1 step/s ETA 32m 57s".
+    const double spent = time_budget_ - time_left;
+    line = fmt::format("{}: {} {}s, {} of {} ({:.0f}%) {:.1f} {}/s {} {}", label_, done, unit_, format_duration(spent),
+                       format_duration(time_budget_), 100.0 * spent / std::max(1e-9, time_budget_), r, unit_,
+                       final ? "in " + format_duration(elapsed_seconds()) : "ETA " + format_duration(time_left), figure);
+  } else if (total_ > 0) {
     const double pct = 100.0 * static_cast<double>(done) / static_cast<double>(total_);
-    double eta = r > 0 ? static_cast<double>(total_ - done) / r : NAN;
-    if (time_left >= 0 && !(eta <= time_left)) eta = time_left;
+    const double eta = steps_eta;
     line = fmt::format("{}: {}/{} ({:.0f}%) {:.1f} {}/s {} {}", label_, done, total_, pct, r, unit_,
                        final ? "in " + format_duration(elapsed_seconds()) : "ETA " + format_duration(eta), figure);
   } else {
@@ -168,7 +175,7 @@ void Progress::render(bool final) {
   while (!line.empty() && line.back() == ' ') line.pop_back();
   if (!reporter_.quiet()) reporter_.write_progress(line, final);
   reporter_.event("progress", {{"label", label_}, {"done", done}, {"total", total_}, {"rate", r}, {"unit", unit_},
-                               {"final", final}, {"figure", figure}});
+                               {"final", final}, {"figure", figure}, {"line", line}});
 }
 
 }  // namespace augment

@@ -53,8 +53,10 @@ class Progress {
   void advance(std::int64_t n = 1);
   // The loop's key figure, shown after the rate (e.g. "loss 0.0312").
   void set_figure(std::string text);
-  // A time budget that ends the loop before `total` (seconds left): the ETA shows whichever comes first.
-  void set_time_left(double seconds);
+  // A time budget that may end the loop before `total`: `used` of `budget` seconds are spent (over
+  // all resumed runs). The ETA shows whichever end comes first; when the budget ends the loop, the
+  // line shows the time spent of the budget instead of a step count no one will reach.
+  void set_time_budget(double budget, double used);
   void finish();
   double rate() const;
   double elapsed_seconds() const;
@@ -71,6 +73,7 @@ class Progress {
   std::mutex mutex_;
   std::string figure_;
   double time_left_ = -1.0;  // < 0: no time budget
+  double time_budget_ = 0.0;
   std::chrono::steady_clock::time_point time_left_at_;
   bool finished_ = false;
 };

@@ -1,8 +1,10 @@
 #include "stages/evaluate_figures.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include <fmt/format.h>
@@ -187,14 +189,9 @@ void draw_marker(cv::Mat& img, cv::Point at, const cv::Scalar& colour, bool synt
   }
 }
 
-}  // namespace
-
-cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::string>& class_names, int size) {
-  const int legend_width = 240;
-  cv::Mat out(size, size + legend_width, CV_8UC3, kWhite);
-  cv::rectangle(out, {0, 0}, {size - 1, size - 1}, kLightGrey);
-  const MapFrame frame(points, size, 12);
-  for (const auto& p : points) draw_marker(out, frame.at(p), class_colour(p.label), p.synthetic);
+// Class swatches, then what real and synthetic points look like, in a column from x.
+void draw_legend(cv::Mat& out, int x, const std::vector<MapPoint>& points, const std::vector<std::string>& class_names,
+                 const std::function<void(cv::Mat&, cv::Point, bool)>& marker) {
   std::set<int> present;
   bool any_real = false, any_synthetic = false;
   for (const auto& p : points) {
@@ -202,7 +199,6 @@ cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::
     (p.synthetic ? any_synthetic : any_real) = true;
   }
   int y = 24;
-  const int x = size + 16;
   for (const int label : present) {
     cv::circle(out, {x + 5, y - 4}, 5, class_colour(label), cv::FILLED, cv::LINE_AA);
     const auto name = label >= 0 && static_cast<std::size_t>(label) < class_names.size() ? class_names[label] : std::to_string(label);
@@ -211,20 +207,49 @@ cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::
   }
   y += 10;
   if (any_real) {
-    draw_marker(out, {x + 5, y - 4}, kBlack, false);
+    marker(out, {x + 5, y - 4}, false);
     put_text(out, "real", {x + 16, y});
     y += 22;
   }
   if (any_synthetic) {
-    draw_marker(out, {x + 5, y - 4}, kBlack, true);
+    marker(out, {x + 5, y - 4}, true);
     put_text(out, "synthetic", {x + 16, y});
   }
+}
+
+// A thumbnail's frame in its class colour: solid and thick for a real image, only the corners
+// for a synthetic one, so the two can be told apart at a glance.
+void draw_frame(cv::Mat& img, const cv::Rect& box, const cv::Scalar& colour, bool synthetic) {
+  if (!synthetic) {
+    cv::rectangle(img, box, colour, 2);
+    return;
+  }
+  const int l = std::max(3, box.width / 4), x0 = box.x, y0 = box.y, x1 = box.x + box.width - 1, y1 = box.y + box.height - 1;
+  for (const auto& [cx, cy, dx, dy] : {std::array<int, 4>{x0, y0, 1, 1}, {x1, y0, -1, 1}, {x0, y1, 1, -1}, {x1, y1, -1, -1}}) {
+    cv::line(img, {cx, cy}, {cx + dx * l, cy}, colour, 2);
+    cv::line(img, {cx, cy}, {cx, cy + dy * l}, colour, 2);
+  }
+}
+
+constexpr int kLegendWidth = 240;
+
+}  // namespace
+
+cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::string>& class_names, int size) {
+  cv::Mat out(size, size + kLegendWidth, CV_8UC3, kWhite);
+  cv::rectangle(out, {0, 0}, {size - 1, size - 1}, kLightGrey);
+  const MapFrame frame(points, size, 12);
+  for (const auto& p : points) draw_marker(out, frame.at(p), class_colour(p.label), p.synthetic);
+  draw_legend(out, size + 16, points, class_names,
+              [](cv::Mat& img, cv::Point at, bool synthetic) { draw_marker(img, at, kBlack, synthetic); });
   return out;
 }
 
-cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles, int size, int thumb) {
+cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles, const std::vector<std::string>& class_names,
+                      int size, int thumb) {
   if (tiles.size() != points.size()) throw std::invalid_argument("thumbnail_map: one tile per point expected");
-  cv::Mat out(size, size, CV_8UC3, kWhite);
+  cv::Mat out(size, size + kLegendWidth, CV_8UC3, kWhite);
+  cv::rectangle(out, {0, 0}, {size - 1, size - 1}, kLightGrey);
   const int half = thumb / 2 + 1;
   const MapFrame frame(points, size, half + 1);
   std::set<std::pair<int, int>> taken;
@@ -235,8 +260,11 @@ cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv:
     const cv::Rect inside = box & cv::Rect(0, 0, size, size);
     if (inside.area() != box.area()) continue;
     scaled_tile(tiles[i], thumb).copyTo(out(box));
-    cv::rectangle(out, box, class_colour(points[i].label), points[i].synthetic ? 1 : 2);
+    draw_frame(out, box, class_colour(points[i].label), points[i].synthetic);
   }
+  draw_legend(out, size + 16, points, class_names, [](cv::Mat& img, cv::Point at, bool synthetic) {
+    draw_frame(img, cv::Rect(at.x - 7, at.y - 7, 14, 14), kBlack, synthetic);
+  });
   return out;
 }
 

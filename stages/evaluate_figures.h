@@ -37,8 +37,10 @@ struct MapPoint {
 cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::string>& class_names, int size);
 
 // The same layout with each point drawn as its image (`tiles[i]` for points[i]) framed in its class
-// colour; where images would overlap, only the first one of a cell of the thumbnail's size is drawn.
-cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles, int size, int thumb);
+// colour (real: a solid frame, synthetic: corners only), with the same legend; where images would
+// overlap, only the first one of a cell of the thumbnail's size is drawn.
+cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles, const std::vector<std::string>& class_names,
+                      int size, int thumb);
 
 // A line chart with axes, ticks and labels: the raw series thin and light, its moving average
 // (when `smooth` > 1 points) bold. The y axis is logarithmic when all values are positive and

@@ -440,10 +440,10 @@ class EvaluateStage final : public Stage {
         tiles.push_back(to_mat(images[i]));
       }
       write_png(dir / "tsne_classes.png", scatter_map(points, names, 900));
-      write_png(dir / "tsne_thumbnails.png", thumbnail_map(points, tiles, 1600, std::clamp(res, 24, 40)));
+      write_png(dir / "tsne_thumbnails.png", thumbnail_map(points, tiles, names, 1600, std::clamp(res, 24, 40)));
       maps.figures.push_back({"tsne_classes.png", "t-SNE map coloured by class", "dots: real train images; crosses: synthetic images"});
       maps.figures.push_back({"tsne_thumbnails.png", "t-SNE map of the images themselves",
-                              "each point drawn as its image, framed in its class colour (thin frame: synthetic); overlapping images are "
+                              "each point drawn as its image, framed in its class colour (solid frame: real, corners only: synthetic; legend on the right); overlapping images are "
                               "left out"});
       metrics["tsne"] = {{"real", take_real},
                          {"synthetic", take_syn},

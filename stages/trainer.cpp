@@ -585,7 +585,7 @@ TrainSummary Trainer::run() {
     interval_seconds_ += secs;
     ++interval_steps_;
     const int stop = agree_on_stop(elapsed_);
-    if (budget > 0) progress.set_time_left(budget - elapsed_);
+    if (budget > 0) progress.set_time_budget(budget, elapsed_);
     progress.advance();
     if (interval_steps_ == o_.log_every || step_ == o_.steps) {
       const double ips = static_cast<double>(interval_steps_ * images_per_step) / std::max(1e-9, interval_seconds_);

@@ -16,6 +16,7 @@
 #include "manifests/sample_store.h"
 #include "pipeline/fs_util.h"
 #include "pipeline/report.h"
+#include "stages/evaluate_figures.h"
 #include "stages/evaluate_report.h"
 #include "stages/sample_plan.h"
 
@@ -264,4 +265,22 @@ TEST_SUITE("evaluate") {
     for (const auto& l : links_of(html)) links.insert(l);
     CHECK(links == std::set<std::string>{"x.png", "metrics.json"});
   }
+}
+
+TEST_CASE("evaluate figures: the t-SNE thumbnail map has a legend and tells real from synthetic frames") {
+  // Two far-apart points, one real and one synthetic of the same class, drawn as grey tiles.
+  const std::vector<MapPoint> points{{0.0f, 0.0f, 0, false}, {1.0f, 1.0f, 0, true}};
+  const std::vector<cv::Mat> tiles(2, cv::Mat(8, 8, CV_8UC3, cv::Scalar(128, 128, 128)));
+  const int size = 400, thumb = 32;
+  const auto map = thumbnail_map(points, tiles, {"cross & bar"}, size, thumb);
+  REQUIRE(map.cols > size);  // the legend sits to the right of the map
+  const cv::Mat legend = map(cv::Rect(size, 0, map.cols - size, map.rows));
+  cv::Mat ink;
+  cv::inRange(legend, cv::Scalar(0, 0, 0), cv::Scalar(250, 250, 250), ink);
+  CHECK(cv::countNonZero(ink) > 200);  // the class swatch, its name, "real" and "synthetic"
+  // The middle of a frame's top edge: the class colour for the real image, the tile for the synthetic one.
+  const int lo = thumb / 2 + 2, hi = size - lo;  // where MapFrame puts the two points
+  const auto top_middle = [&](int cx, int cy) { return map.at<cv::Vec3b>(cy - thumb / 2, cx); };
+  CHECK(top_middle(lo, lo) != cv::Vec3b(128, 128, 128));
+  CHECK(top_middle(hi, hi) == cv::Vec3b(128, 128, 128));
 }
