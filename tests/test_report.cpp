@@ -12,6 +12,7 @@
 #include "pipeline/report.h"
 
 using namespace augment;
+using augment::test::TempDir;
 
 namespace {
 
