@@ -40,15 +40,9 @@ for name, n, colour in (("big & bold", 12, (200, 60, 40)), ("small one", 6, (40,
         im.save(os.path.join(root, name, f"{i:02d}.png"))
 EOF
 
-# The tiny run of tests/kill_points.sh.
-options=(--input "$input" --resolution 8 --threads 1 --precision fp32 --quiet
-  --subsample.val_fraction 0.2 --subsample.test_fraction 0.2
-  --classifier.epochs 1 --classifier.width 4
-  --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 4 --train.heads 2
-  --train.diffusion_steps 20 --train.steps 4 --train.batch_size 4 --train.checkpoint_every 2
-  --sample.sampler ddim --sample.steps 2 --sample.batch_size 2
-  --evaluate.seeds 1 --evaluate.downstream_epochs 1 --evaluate.tsne_points 20 --evaluate.tsne_iterations 300
-  --export.shard_size 8)
+# The tiny run (tests/tiny_run.sh).
+source "$(dirname "$0")/tiny_run.sh"
+tiny_run_options "$input"
 out="$tmp/out"
 if ! "$augment" run --work "$tmp/work" --output "$out" "${options[@]}" > "$tmp/run.log" 2>&1; then
   echo "FAIL: augment run failed:"
