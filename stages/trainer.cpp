@@ -20,6 +20,7 @@
 #include "pipeline/report.h"
 #include "pipeline/rng.h"
 #include "pipeline/signals.h"
+#include "stages/train_plan.h"
 
 namespace augment {
 
@@ -541,7 +542,9 @@ TrainSummary Trainer::run() {
   Progress progress(reporter_, "train", std::max<std::int64_t>(0, o_.steps - step_), "step");
   std::int64_t last_saved = step_;
   double run_seconds = 0.0, interval_allreduce = 0.0;
-  std::int64_t run_steps = 0;
+  std::int64_t run_steps = 0, plan_steps = 0;
+  double plan_seconds = 0.0;
+  bool planned = false;
 
   auto last_saved_at = Clock::now();
   auto checkpoint = [&]() {
@@ -581,6 +584,29 @@ TrainSummary Trainer::run() {
     elapsed_ += secs;
     run_seconds += secs;
     ++run_steps;
+    // The plan, once, from steps 2.. of this run (the first pays for allocation and warm-up).
+    if (run_steps > 1) {
+      plan_seconds += secs;
+      ++plan_steps;
+    }
+    if (!planned && is_root() && (plan_steps >= 10 || (plan_steps >= 2 && plan_seconds >= 5.0))) {
+      planned = true;
+      TrainPlanInput in;
+      in.parameters = model_->parameter_count();
+      in.step_seconds = plan_seconds / static_cast<double>(plan_steps);
+      in.images_per_step = images_per_step;
+      in.step = step_;
+      in.max_steps = o_.steps;
+      in.budget_seconds = budget;
+      in.elapsed_seconds = elapsed_;
+      in.train_images = data_.images.size(0);
+      const auto plan = plan_training(in, std::time(nullptr));
+      reporter_.info(plan.text);
+      if (!plan.warning.empty()) reporter_.warn(plan.warning);
+      reporter_.event("train_plan", {{"steps_left", plan.steps_left}, {"seconds_left", plan.seconds_left},
+                                     {"budget_ends_training", plan.budget_ends_it}, {"epochs", plan.epochs},
+                                     {"images_per_second", static_cast<double>(images_per_step) / in.step_seconds}});
+    }
     interval_loss_ += loss;
     interval_seconds_ += secs;
     ++interval_steps_;
