@@ -49,6 +49,7 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   const auto log_text = augment::read_text_file(log);
   CAPTURE(log_text);
   CHECK(log_text.find("M parameters") != std::string::npos);
+  CHECK(log_text.find("fewer than 20 training images") == std::string::npos);  // 20 each
   REQUIRE(fs::exists(work / "train" / "model.pt"));
   const auto meta = nlohmann::json::parse(augment::read_text_file(work / "train" / "model.json"));
   CHECK(meta["class_names"] == nlohmann::json({"bar", "circle"}));
@@ -90,5 +91,28 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
     CHECK(text.find(flag == "1" ? "on cpu bf16 (--precision auto: this CPU has bf16 matrix instructions"
                                 : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") != std::string::npos);
   }
+  fs::remove_all(root);
+}
+
+TEST_CASE("train stage: a class with few images trains with a warning that names it") {
+  const auto root = fs::temp_directory_path() / ("augment_train_small_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const auto input = root / "in";
+  for (const auto& [name, n] : {std::pair<std::string, int>{"many", 30}, {"rare & small", 8}}) {
+    fs::create_directories(input / name);
+    for (int i = 0; i < n; ++i) {
+      cv::Mat img(12, 12, CV_8UC3, cv::Scalar(10 * i % 250, name == "many" ? 200 : 40, 90));
+      cv::imwrite((input / name / (std::to_string(i) + ".png")).string(), img);
+    }
+  }
+  const auto log = root / "log.txt";
+  REQUIRE(run("train --work " + (root / "work").string() + " --input " + input.string() +
+                  " --cache.resolution 8 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 4"
+                  " --train.heads 2 --train.diffusion_steps 20 --train.steps 1 --train.batch_size 4 --classifier.epochs 1 --threads 1",
+              log) == 0);
+  const auto text = augment::read_text_file(log);
+  CAPTURE(text);
+  CHECK(text.find("1 of 2 classes have fewer than 20 training images: 'rare & small' (") != std::string::npos);
+  CHECK(text.find("'many'") == std::string::npos);
   fs::remove_all(root);
 }
