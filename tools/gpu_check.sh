@@ -60,7 +60,7 @@ inventory() {
     local where
     where=$(command -v "$tool" || true)
     [ -z "$where" ] && [ "$tool" = nvcc ] && [ -x /usr/local/cuda/bin/nvcc ] && where=/usr/local/cuda/bin/nvcc
-    record "$tool: ${where:-missing}${where:+ ($("$where" --version 2>&1 | grep -m1 -i 'version\|release' | head -c 80))}"
+    record "$tool: ${where:-missing}${where:+ ($("$where" --version 2>&1 | grep -m1 -E '[0-9]+\.[0-9]+' | head -c 80))}"
   done
   # The libraries augment builds with (headers found on the default include path or via pkg-config).
   local -A header=([OpenCV]=opencv4/opencv2/core.hpp [HDF5]=hdf5/serial/hdf5.h [TBB]=tbb/tbb.h
