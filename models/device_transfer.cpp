@@ -43,9 +43,4 @@ std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host
   return out;
 }
 
-torch::Tensor pinned_for(const torch::Tensor& host, const torch::Device& device) {
-  if (!device.is_cuda() || !host.device().is_cpu() || host.is_pinned()) return host;
-  return host.pin_memory();
-}
-
 }  // namespace augment

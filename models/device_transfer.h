@@ -15,8 +15,4 @@ namespace augment {
 std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host, const torch::Device& device,
                                           bool force_pack = false);
 
-// A host tensor in page-locked memory where `device` is a GPU (so its copy can overlap compute);
-// unchanged elsewhere.
-torch::Tensor pinned_for(const torch::Tensor& host, const torch::Device& device);
-
 }  // namespace augment
