@@ -16,6 +16,8 @@
 #include "pipeline/runner.h"
 #include "pipeline/signals.h"
 #include "stages/compare_study.h"
+#include "stages/run_defaults.h"
+#include "stages/train_plan.h"
 #include "stages/stage_list.h"
 
 namespace augment {
@@ -42,7 +44,7 @@ std::string usage(const Runner& runner) {
   for (const auto& st : runner.stages()) s += fmt::format("  {:<10} {}\n", st->name(), st->summary());
   s += "  compare    the study: train, sample and evaluate each of compare.methods on the same data and classifier\n";
   s += "  status     show each stage: done / stale / pending, with when and how long\n";
-  s += "  help       `augment help [command|options|exit-codes]`\n";
+  s += "  help       `augment help [command|options|defaults|exit-codes]`\n";
   s += "  --version  print the version\n\n";
   s += "common options: --work DIR (required), --input DIR or NAME=DIR (repeatable), --config job.ini,\n";
   s += "  --force, --from STAGE, --only STAGE, --seed N, --threads N, --quiet, --log-json FILE\n";
@@ -59,7 +61,10 @@ std::string describe_option(const OptionInfo& info) {
     type.clear();
     for (const auto& c : info.choices) type += (type.empty() ? "" : "|") + c;
   }
-  return fmt::format("  {}  <{}>  (default: {})\n      {}\n", names, type, info.default_text.empty() ? "none" : info.default_text, info.help);
+  const std::string def = is_sized_option(info.key) ? "sized by the data and device, see `augment help defaults`"
+                          : info.default_text.empty()   ? "none"
+                                                        : info.default_text;
+  return fmt::format("  {}  <{}>  (default: {})\n      {}\n", names, type, def, info.help);
 }
 
 std::string options_help(const OptionRegistry& registry, const std::string& scope) {
@@ -79,6 +84,10 @@ int help(const Runner& runner, const OptionRegistry& registry, const std::vector
   const auto& topic = args[0];
   if (topic == "options") {
     std::cout << "options (command line: --name value or --name=value; INI: [section] name = value):\n" << options_help(registry, "");
+    return 0;
+  }
+  if (topic == "defaults") {
+    std::cout << size_table_text();
     return 0;
   }
   if (topic == "exit-codes") {
@@ -184,6 +193,8 @@ int run_cli(const std::vector<std::string>& args) {
     parse_command_line(rest, config);
     const fs::path recorded = recorded_config(config);
     if (!recorded.empty()) apply_ini_file(recorded, config);  // the command line still wins
+    // Last: the model and budget sized by the data and device, for every option still unset.
+    apply_sized_defaults(config);
     const auto global = load_options<GlobalOptions>(config);
     // Launcher variables (torchrun, srun) make this process one rank of a data-parallel job.
     // Only training is data-parallel; `status` just reads.
@@ -203,6 +214,7 @@ int run_cli(const std::vector<std::string>& args) {
         throw UserError(ExitCode::kNoInput, fmt::format("work directory {} does not exist yet; nothing has run", ctx.work().string()));
       }
       reporter->print(runner.status_table(ctx));
+      if (const auto plan = saved_plan_summary(ctx.dir("train") / "plan.json"); !plan.empty()) reporter->print(plan + "\n");
       return 0;
     }
 

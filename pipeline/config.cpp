@@ -178,6 +178,22 @@ void Config::set(const std::string& key, const std::string& value, const std::st
   explicit_[info.key] = source;
 }
 
+void Config::set_derived(const std::string& key, const std::string& value, const std::string& note) {
+  const OptionInfo& info = known(registry_, key, note);
+  if (const auto err = info.check(value); !err.empty()) {
+    throw UserError(ExitCode::kConfig, fmt::format("{}: bad value '{}' for option '{}': {}", note, value, info.key, err));
+  }
+  values_[info.key] = {value};
+  explicit_.erase(info.key);
+  derived_[info.key] = note;
+}
+
+std::string Config::derived_note(const std::string& key) const {
+  if (explicit_.count(key)) return {};
+  const auto it = derived_.find(key);
+  return it == derived_.end() ? std::string() : it->second;
+}
+
 void Config::append(const std::string& key, const std::string& value, const std::string& source) {
   const OptionInfo& info = known(registry_, key, source);
   if (const auto err = info.check(value); !err.empty()) {

@@ -60,6 +60,12 @@ class Config {
   const std::vector<std::string>& values(const std::string& key) const;  // raw items
   std::string value(const std::string& key) const;                      // joined text form
   bool is_set(const std::string& key) const { return explicit_.count(key) > 0; }
+  // A default that depends on other options or on what a work dir recorded (the size table, a
+  // stage's record): sets the value like set() but leaves the key unset by the user; `note` says
+  // where the value came from.
+  void set_derived(const std::string& key, const std::string& value, const std::string& note);
+  // Where a value not set by the user came from ("" for the built-in default).
+  std::string derived_note(const std::string& key) const;
 
   // key -> text value for all non-transient keys whose name starts with one of the scopes
   // ("scan" matches "scan.*"; a global key matches exactly).
@@ -73,6 +79,7 @@ class Config {
   const OptionRegistry& registry_;
   std::map<std::string, std::vector<std::string>> values_;
   std::map<std::string, std::string> explicit_;  // key -> where it was set
+  std::map<std::string, std::string> derived_;   // key -> note, for values set by set_derived
 };
 
 // Parses `args` (after the subcommand) into `config`: the INI named by --config first, then the

@@ -31,7 +31,7 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("only", &GlobalOptions::only, "rerun this stage alone (the outputs of the stages before it must exist)", {}, {"", {}, false, true});
 }
 
-Context::Context(const Config& config, Reporter& reporter)
+Context::Context(Config& config, Reporter& reporter)
     : config_(config), reporter_(reporter), global_(load_options<GlobalOptions>(config)) {
   work_ = global_.work.empty() ? fs::path() : fs::absolute(global_.work).lexically_normal();
   if (!global_.output.empty()) {

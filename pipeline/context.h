@@ -37,9 +37,11 @@ struct GlobalOptions {
 
 class Context {
  public:
-  Context(const Config& config, Reporter& reporter);
+  Context(Config& config, Reporter& reporter);
 
   const Config& config() const { return config_; }
+  // For the runner, which keeps a stage's recorded option values where only a default changed.
+  Config& mutable_config() { return config_; }
   const GlobalOptions& global() const { return global_; }
   Reporter& report() const { return reporter_; }
   const fs::path& work() const { return work_; }
@@ -57,7 +59,7 @@ class Context {
 
  private:
   JobGroup* job_ = nullptr;
-  const Config& config_;
+  Config& config_;
   Reporter& reporter_;
   GlobalOptions global_;
   fs::path work_;

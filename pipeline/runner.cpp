@@ -137,11 +137,11 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
   const json options = ctx.config().snapshot(stage.option_scopes());
   if (record->value("options_hash", "") != options_hash(options)) {
     const auto old = record->value("options", json::object());
-    // An option that a newer augment added, at its default, is not a change: upgrading must not
-    // invalidate finished stages (a trained model above all).
+    // An option that a newer augment added is not a change unless the user set it: upgrading must
+    // not invalidate finished stages (a trained model above all).
     auto added_at_default = [&](const std::string& k, const json& v) {
       const OptionInfo* info = ctx.config().registry().find(k);
-      return info != nullptr && v.is_string() && v.get<std::string>() == info->default_text;
+      return info != nullptr && v.is_string() && (v.get<std::string>() == info->default_text || !ctx.config().is_set(k));
     };
     std::string changed;
     for (const auto& [k, v] : options.items()) {
@@ -194,6 +194,42 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
   st.reason.clear();
   return st;
 }
+
+std::vector<KeptOption> Runner::kept_options(const Context& ctx, const Stage& stage) const {
+  const auto record = read_record(ctx, stage);
+  if (!record || record->value("format_version", 0) != stage.format_version()) return {};
+  const auto old = record->value("options", json::object());
+  const auto& config = ctx.config();
+  std::vector<KeptOption> kept;
+  for (const auto& [key, value] : config.snapshot(stage.option_scopes())) {
+    if (!old.contains(key) || !old[key].is_string() || old[key].get<std::string>() == value) continue;
+    const OptionInfo* info = config.registry().find(key);
+    // The user asked for this value, or it is a run-wide key: the stage reruns.
+    if (config.is_set(key) || info == nullptr || info->repeatable || key.find('.') == std::string::npos) return {};
+    kept.push_back({key, old[key].get<std::string>(), value});
+  }
+  if (kept.empty()) return {};
+  Config trial = config;
+  try {
+    for (const auto& k : kept) trial.set_derived(k.key, k.recorded, "kept");
+  } catch (const UserError&) {
+    return {};  // this augment no longer accepts the recorded value
+  }
+  Context trial_ctx(trial, ctx.report());
+  return status(trial_ctx, stage).state == StageState::kDone ? kept : std::vector<KeptOption>{};
+}
+
+namespace {
+
+std::string describe_kept(const std::vector<KeptOption>& kept) {
+  std::string out;
+  for (const auto& k : kept) {
+    out += fmt::format("{}{} = {} (default now {})", out.empty() ? "" : ", ", k.key, k.recorded, k.default_now);
+  }
+  return out;
+}
+
+}  // namespace
 
 void Runner::run_stage(Context& ctx, Stage& stage) {
   auto& report = ctx.report();
@@ -297,7 +333,20 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
     // --from and --only name stages the user wants rerun, up to date or not.
     const bool forced = (g.force && selected) || i >= first_forced || only_this;
     if (!forced) {
-      const auto st = status(ctx, stage);
+      auto st = status(ctx, stage);
+      if (st.state == StageState::kStale) {
+        if (const auto kept = kept_options(ctx, stage); !kept.empty()) {
+          for (const auto& k : kept) {
+            ctx.mutable_config().set_derived(k.key, k.recorded, fmt::format("kept from records/{}.json", stage.name()));
+          }
+          ctx.report().info(fmt::format("== {}: keeps the options it ran with where only their defaults changed: {}; set them, or "
+                                        "pass --force to `augment {}`, to rerun it with today's defaults",
+                                        stage.name(), describe_kept(kept), stage.name()));
+          // A later command with --work alone continues with what the work dir holds.
+          write_text_atomically(ctx.work() / "config.ini", ctx.config().to_ini());
+          st = status(ctx, stage);
+        }
+      }
       if (st.state == StageState::kDone) {
         ctx.report().info(fmt::format("== {}: up to date (finished {}), skipped", stage.name(), st.finished_at));
         if (i == last && before_target) before_target(false);
@@ -314,7 +363,13 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
 std::string Runner::status_table(const Context& ctx) const {
   std::string out = fmt::format("{:<12} {:<8} {:<21} {:>9}  {}\n", "stage", "state", "finished", "took", "note");
   for (const auto& s : stages_) {
-    const auto st = status(ctx, *s);
+    auto st = status(ctx, *s);
+    if (st.state == StageState::kStale) {
+      if (const auto kept = kept_options(ctx, *s); !kept.empty()) {
+        st.state = StageState::kDone;
+        st.reason = "keeps " + describe_kept(kept) + "; --force reruns it with the new defaults";
+      }
+    }
     out += fmt::format("{:<12} {:<8} {:<21} {:>9}  {}\n", s->name(), state_name(st.state),
                        st.finished_at.empty() ? "-" : st.finished_at,
                        st.finished_at.empty() ? "-" : format_duration(st.seconds), st.reason);

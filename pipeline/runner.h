@@ -25,6 +25,14 @@ struct StageStatus {
   double seconds = 0;       // duration of the last completed run
 };
 
+// An option whose value differs from a stage's record only because its default changed (a newer
+// augment, or a default sized by the data): the stage keeps the recorded value instead of rerunning.
+struct KeptOption {
+  std::string key;
+  std::string recorded;     // what the stage ran with
+  std::string default_now;  // what this invocation would have used
+};
+
 class Runner {
  public:
   explicit Runner(std::vector<std::unique_ptr<Stage>> stages);
@@ -41,6 +49,10 @@ class Runner {
   // Runs one stage's work without reading or writing its record: the other ranks of a
   // data-parallel job, whose rank 0 runs the stage through `run` and records it.
   void run_unrecorded(Context& ctx, const std::string& name);
+  // The options a stale stage keeps from its record: non-empty only when every differing option
+  // is one the user did not set, and taking the recorded values makes the stage up to date.
+  // `run` applies them (and says so) instead of rerunning the stage.
+  std::vector<KeptOption> kept_options(const Context& ctx, const Stage& stage) const;
   // The `status` table.
   std::string status_table(const Context& ctx) const;
 

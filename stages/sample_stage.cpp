@@ -155,24 +155,7 @@ class SampleStage final : public Stage {
       ctx.report().warn(fmt::format("sample.guidance is ignored: the model uses {} conditioning, not cfg", meta.model.conditioning));
     }
 
-    double guided_from = 0.0, guided_to = 1.0;
-    {
-      const auto& iv = mo.guidance_interval;
-      bool ok = iv.size() == 2;
-      try {
-        if (ok) {
-          guided_from = std::stod(iv[0]);
-          guided_to = std::stod(iv[1]);
-        }
-      } catch (const std::exception&) {
-        ok = false;
-      }
-      if (!ok || !(guided_from >= 0.0 && guided_from <= guided_to && guided_to <= 1.0)) {
-        throw UserError(ExitCode::kConfig, fmt::format("sample.guidance_interval must be FROM,TO with 0 <= FROM <= TO <= 1 (shares of the "
-                                                       "noise schedule), e.g. 0,1 or 0.2,0.9; got '{}'",
-                                                       fmt::join(iv, ",")));
-      }
-    }
+    const auto [guided_from, guided_to] = guidance_interval_of(mo);
     SamplerSettings sampler_settings{mo.sampler, static_cast<int>(mo.steps), mo.eta, mo.clip};
     std::unique_ptr<Sampler> sampler;
     try {
@@ -255,6 +238,37 @@ class SampleStage final : public Stage {
 };
 
 }  // namespace
+
+std::pair<double, double> guidance_interval_of(const SamplerOptions& mo) {
+  double guided_from = 0.0, guided_to = 1.0;
+  const auto& iv = mo.guidance_interval;
+  bool ok = iv.size() == 2;
+  try {
+    if (ok) {
+      guided_from = std::stod(iv[0]);
+      guided_to = std::stod(iv[1]);
+    }
+  } catch (const std::exception&) {
+    ok = false;
+  }
+  if (!ok || !(guided_from >= 0.0 && guided_from <= guided_to && guided_to <= 1.0)) {
+    throw UserError(ExitCode::kConfig, fmt::format("sample.guidance_interval must be FROM,TO with 0 <= FROM <= TO <= 1 (shares of the "
+                                                   "noise schedule), e.g. 0,1 or 0.2,0.9; got '{}'",
+                                                   fmt::join(iv, ",")));
+  }
+  return {guided_from, guided_to};
+}
+
+double denoiser_passes_per_image(const SamplerOptions& mo, int diffusion_steps, bool guided) {
+  const auto steps = sampling_timesteps(diffusion_steps, mo.sampler == "ddpm" ? diffusion_steps : static_cast<int>(mo.steps));
+  double passes = static_cast<double>(steps.size());
+  if (!guided || mo.guidance == 1.0) return passes;
+  const auto [from, to] = guidance_interval_of(mo);
+  for (const int t : steps) {
+    if (t >= from * diffusion_steps && (to >= 1.0 || t <= to * diffusion_steps)) passes += 1.0;  // the unconditional half
+  }
+  return passes;
+}
 
 std::unique_ptr<Stage> make_sample_stage() { return std::make_unique<SampleStage>(); }
 

@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include "pipeline/fs_util.h"
 #include "pipeline/report.h"
 
 namespace augment {
@@ -50,12 +52,53 @@ TrainPlan plan_training(const TrainPlanInput& in, std::time_t now) {
                          "training images",
                          rate, p.steps_left, in.max_steps, format_duration(p.seconds_left), finish, p.epochs, in.train_images);
   }
+  if (in.synthetic_images > 0 && in.sample_seconds_per_image > 0) {
+    p.sample_seconds = static_cast<double>(in.synthetic_images) * in.sample_seconds_per_image;
+    p.text += fmt::format("; then sampling the {} synthetic images of the balance plan takes about {} (done at about {})",
+                          in.synthetic_images, format_duration(p.sample_seconds),
+                          clock_time(now + static_cast<std::time_t>(std::lround(p.seconds_left + p.sample_seconds))));
+  }
   if (p.epochs < 1.0) {
     p.warning = fmt::format("this plan sees each training image {:.2g} times on average (under one epoch): expect an undertrained "
                             "model; raise {}",
                             p.epochs, p.budget_ends_it ? "train.minutes" : "train.steps");
   }
   return p;
+}
+
+nlohmann::json plan_fields(const TrainPlan& plan, const TrainPlanInput& in) {
+  return {{"steps_left", plan.steps_left},
+          {"seconds_left", plan.seconds_left},
+          {"budget_ends_training", plan.budget_ends_it},
+          {"epochs", plan.epochs},
+          {"images_per_second", static_cast<double>(in.images_per_step) / std::max(1e-9, in.step_seconds)},
+          {"sample_seconds", plan.sample_seconds},
+          {"synthetic_images", in.synthetic_images}};
+}
+
+void write_train_plan(const std::filesystem::path& path, const TrainPlan& plan, const TrainPlanInput& in, std::time_t now) {
+  auto j = plan_fields(plan, in);
+  j["text"] = plan.text;
+  j["warning"] = plan.warning;
+  j["made_at"] = static_cast<std::int64_t>(now);
+  j["step"] = in.step;
+  write_text_atomically(path, j.dump(2) + "\n");
+}
+
+std::string saved_plan_summary(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return {};
+  try {
+    const auto j = nlohmann::json::parse(read_text_file(path));
+    const auto made = static_cast<std::time_t>(j.at("made_at").get<std::int64_t>());
+    auto text = j.at("text").get<std::string>();
+    if (text.rfind("plan: ", 0) == 0) text = text.substr(6);
+    std::string out = fmt::format("train plan (made at {}, step {}): {}", clock_time(made), j.at("step").get<std::int64_t>(), text);
+    if (const auto w = j.value("warning", ""); !w.empty()) out += "\n  warning: " + w;
+    return out;
+  } catch (const std::exception&) {
+    return {};
+  }
 }
 
 }  // namespace augment

@@ -4,7 +4,10 @@
 
 #include <cstdint>
 #include <ctime>
+#include <filesystem>
 #include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace augment {
 
@@ -17,6 +20,9 @@ struct TrainPlanInput {
   double budget_seconds = 0;        // train.minutes x 60; 0: none
   double elapsed_seconds = 0;       // of the budget, over all runs
   std::int64_t train_images = 0;
+  // What `augment sample` will draw after training (0: not known; no sampling estimate).
+  std::int64_t synthetic_images = 0;
+  double sample_seconds_per_image = 0;  // measured denoiser passes x passes per image
 };
 
 struct TrainPlan {
@@ -24,10 +30,19 @@ struct TrainPlan {
   double seconds_left = 0;
   bool budget_ends_it = false;  // the clock, not train.steps, ends training
   double epochs = 0;            // total steps x images per step / training images
+  double sample_seconds = 0;    // the balance plan's sampling, after training (0: not known)
   std::string text;             // one line for the log
   std::string warning;          // non-empty when the plan is too short to learn much
 };
 
 TrainPlan plan_training(const TrainPlanInput& in, std::time_t now);
+
+// The plan's figures, as the train_plan event and train/plan.json hold them.
+nlohmann::json plan_fields(const TrainPlan& plan, const TrainPlanInput& in);
+// train/plan.json, which `augment status` shows: the figures, the text and when it was made.
+void write_train_plan(const std::filesystem::path& path, const TrainPlan& plan, const TrainPlanInput& in, std::time_t now);
+// "train plan (made at 14:02, step 10): plan: …" from that file; "" when there is none or it is
+// unreadable (the plan is advice, not a record).
+std::string saved_plan_summary(const std::filesystem::path& path);
 
 }  // namespace augment

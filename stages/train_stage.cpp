@@ -17,6 +17,9 @@
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
 #include "pipeline/hash.h"
+#include "stages/run_defaults.h"
+#include "stages/sample_plan.h"
+#include "stages/sample_stage.h"
 #include "stages/trainer.h"
 
 namespace augment {
@@ -24,6 +27,10 @@ namespace augment {
 void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   using I = std::int64_t;
   const FieldOptions bookkeeping{"", {}, false, true};
+  b.add("preset", &TrainOptions::preset,
+        "quick, default or thorough: scales the model and the budget that are sized by the data and the device together "
+        "(`augment help defaults`); options you set win",
+        {}, {"preset", {"quick", "default", "thorough"}});
   b.add("steps", &TrainOptions::steps, "optimizer steps to train (raise it and rerun to train on from the last checkpoint)",
         at_least<I>(1));
   b.add("minutes", &TrainOptions::minutes, "wall-clock training budget in minutes over all resumed runs; 0: only train.steps counts",
@@ -104,6 +111,20 @@ void warn_small_classes(Reporter& report, const torch::Tensor& labels, const std
 }
 
 
+// What the plan needs to say how long sampling will take after training. Best effort: a policy
+// the sample stage would refuse gives no estimate here (the sample stage says what is wrong).
+void plan_sampling(const Context& ctx, const TrainOptions& o, TrainerEnv& env) {
+  try {
+    const auto sample = ctx.options<SampleOptions>();
+    const auto sampler = ctx.options<SamplerOptions>();
+    env.synthetic_images = plan_for_work(ctx.work(), parse_sample_policy(sample.policy)).total_synthetic();
+    env.passes_per_image = denoiser_passes_per_image(sampler, static_cast<int>(o.diffusion_steps), o.conditioning == "cfg");
+    env.sample_batch = sample.batch_size;
+  } catch (const std::exception&) {
+    env.synthetic_images = 0;
+  }
+}
+
 bool uses_frozen_classifier(const TrainOptions& o) { return o.conditioning == "ac" && o.ac_classifier == "frozen"; }
 
 class TrainStage final : public Stage {
@@ -160,7 +181,13 @@ class TrainStage final : public Stage {
     }
     if (!dist || dist->is_root()) {
       ensure_directory(env.dir);
+      if (const auto line = sized_defaults_line(ctx.config()); !line.empty()) {
+        ctx.report().info(line);
+        const auto sized = sized_defaults(info.resolution, o.preset, device.is_cuda());
+        if (!sized.warning.empty()) ctx.report().warn(sized.warning);
+      }
       warn_small_classes(ctx.report(), split.labels, info.class_names);
+      plan_sampling(ctx, o, env);
     }
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();

@@ -282,6 +282,49 @@ double Trainer::lr_at(std::int64_t step) const {
   return o_.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
 
+double Trainer::seconds_per_denoised_image() {
+  torch::NoGradGuard no_grad;
+  const std::int64_t n = std::max<std::int64_t>(1, std::min<std::int64_t>(env_.sample_batch, 64));
+  const auto c = data_.images.size(1), side = data_.images.size(2);
+  const auto format = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  const auto x = torch::zeros({n, c, side, side}, torch::device(env_.device)).contiguous(format);
+  const auto t = torch::full({n}, diffusion_.steps() / 2, torch::dtype(torch::kInt64).device(env_.device));
+  const auto y = torch::zeros({n}, torch::dtype(torch::kInt64).device(env_.device));
+  double seconds = 0.0;
+  for (int pass = 0; pass < 2; ++pass) {  // the first pays for allocation
+    const auto start = Clock::now();
+    {
+      AutocastScope autocast(env_.device, env_.precision);
+      const auto out = ema_->forward(x, t, y);
+      (void)out.sum().item<double>();  // waits for a GPU
+    }
+    seconds = seconds_since(start);
+  }
+  return seconds / static_cast<double>(n);
+}
+
+void Trainer::report_plan(double step_seconds, double budget_seconds) {
+  TrainPlanInput in;
+  in.parameters = model_->parameter_count();
+  in.step_seconds = step_seconds;
+  in.images_per_step = o_.batch_size * o_.accumulate;
+  in.step = step_;
+  in.max_steps = o_.steps;
+  in.budget_seconds = budget_seconds;
+  in.elapsed_seconds = elapsed_;
+  in.train_images = data_.images.size(0);
+  if (env_.synthetic_images > 0 && env_.passes_per_image > 0) {
+    in.synthetic_images = env_.synthetic_images;
+    in.sample_seconds_per_image = env_.passes_per_image * seconds_per_denoised_image();
+  }
+  const auto now = std::time(nullptr);
+  const auto plan = plan_training(in, now);
+  reporter_.info(plan.text);
+  if (!plan.warning.empty()) reporter_.warn(plan.warning);
+  reporter_.event("train_plan", plan_fields(plan, in));
+  write_train_plan(env_.dir / "plan.json", plan, in, now);
+}
+
 double Trainer::train_step(std::int64_t step) {
   model_->train();
   if (joint_classifier_) classifier_->train();
@@ -591,21 +634,7 @@ TrainSummary Trainer::run() {
     }
     if (!planned && is_root() && (plan_steps >= 10 || (plan_steps >= 2 && plan_seconds >= 5.0))) {
       planned = true;
-      TrainPlanInput in;
-      in.parameters = model_->parameter_count();
-      in.step_seconds = plan_seconds / static_cast<double>(plan_steps);
-      in.images_per_step = images_per_step;
-      in.step = step_;
-      in.max_steps = o_.steps;
-      in.budget_seconds = budget;
-      in.elapsed_seconds = elapsed_;
-      in.train_images = data_.images.size(0);
-      const auto plan = plan_training(in, std::time(nullptr));
-      reporter_.info(plan.text);
-      if (!plan.warning.empty()) reporter_.warn(plan.warning);
-      reporter_.event("train_plan", {{"steps_left", plan.steps_left}, {"seconds_left", plan.seconds_left},
-                                     {"budget_ends_training", plan.budget_ends_it}, {"epochs", plan.epochs},
-                                     {"images_per_second", static_cast<double>(images_per_step) / in.step_seconds}});
+      report_plan(plan_seconds / static_cast<double>(plan_steps), budget);
     }
     interval_loss_ += loss;
     interval_seconds_ += secs;

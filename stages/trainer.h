@@ -39,6 +39,11 @@ struct TrainerEnv {
   // Data-parallel job (null: one process). Every rank trains on its slice of each global batch of
   // train.batch_size images; rank 0 alone writes checkpoints and loss.csv.
   Distributed* dist = nullptr;
+  // For the plan's sampling estimate: the images `augment sample` will draw after training and
+  // the denoiser passes each takes (0: no estimate), timed on batches of `sample_batch`.
+  std::int64_t synthetic_images = 0;
+  double passes_per_image = 0;
+  std::int64_t sample_batch = 64;
 };
 
 // The order of the training images in epoch `epoch`, n = labels.size() entries. class_power 1:
@@ -103,6 +108,11 @@ class Trainer {
 
  private:
   double lr_at(std::int64_t step) const;
+  // Prints the plan (and writes train/plan.json) from the measured seconds per step.
+  void report_plan(double step_seconds, double budget_seconds);
+  // Seconds the sampler will spend per denoiser pass of one image: two timed no-grad batches of
+  // the EMA model (it draws no random numbers, so training is unchanged).
+  double seconds_per_denoised_image();
   // One optimizer step (all micro-batches); returns the mean loss.
   double train_step(std::int64_t step);
   void save(std::int64_t step);

@@ -238,10 +238,12 @@ TEST_SUITE("ingest cli") {
     r = run_augment({"status", "--work", work, "--channels", "3"});
     CHECK(r.out.find("cache        stale") != std::string::npos);
     CHECK(r.out.find("cache.channels") != std::string::npos);
-    // With --input the command line is the whole configuration, as before.
+    // With --input the command line is the whole configuration, as before; an option it leaves
+    // out keeps what the finished stage ran with rather than retraining on a default.
     r = run_augment({"status", "--work", work, "--input", input.string(), "--resolution", "8"});
     CHECK(r.err.find("recorded in") == std::string::npos);
-    CHECK(r.out.find("cache        stale") != std::string::npos);
+    CHECK(r.out.find("cache        done") != std::string::npos);
+    CHECK(r.out.find("keeps cache.channels = 1 (default now 3)") != std::string::npos);
   }
 
   TEST_CASE("cache --force on unchanged data writes the same bytes and leaves later stages done") {

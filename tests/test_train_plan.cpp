@@ -56,3 +56,16 @@ TEST_CASE("train plan: train.steps that end first - and a budget under one epoch
   CHECK(p.warning.find("under one epoch") != std::string::npos);
   CHECK(p.warning.find("train.minutes") != std::string::npos);
 }
+
+TEST_CASE("train plan: the balance plan's sampling time follows training") {
+  auto in = base();
+  in.max_steps = 160;  // 60 steps left at 0.5 s: 30 s
+  in.synthetic_images = 4901;
+  in.sample_seconds_per_image = 0.12;  // 588 s
+  const auto p = plan_training(in, 0);
+  CHECK(p.sample_seconds == doctest::Approx(588.12));
+  CAPTURE(p.text);
+  CHECK(p.text.find("then sampling the 4901 synthetic images of the balance plan takes about 9m48s") != std::string::npos);
+  in.synthetic_images = 0;  // not known: no sampling clause
+  CHECK(plan_training(in, 0).text.find("sampling") == std::string::npos);
+}
