@@ -215,6 +215,23 @@ const std::vector<CroissantColumn> kColumns = {
     {"tries", "sc:Integer", "synthetic images: draws the classifier filter needed"},
     {"weight", "sc:Float", "training weight: 1 for real images, emit.synthetic_weight for synthetic ones"}};
 
+// The order of metadata.jsonl's rows: real and synthetic evenly mixed, starting with one of each.
+// Readers that infer column types from the first block of a JSON-lines file (Hugging Face
+// `datasets`, pyarrow) would otherwise type the synthetic-only columns as null from tens of
+// thousands of leading real rows and fail on the first synthetic one.
+std::vector<std::size_t> mixed_order(const std::vector<json>& rows) {
+  std::vector<std::size_t> real, synthetic;
+  for (std::size_t i = 0; i < rows.size(); ++i) (rows[i]["source"] == "synthetic" ? synthetic : real).push_back(i);
+  std::vector<std::size_t> order;
+  std::size_t r = 0, s = 0;
+  while (r < real.size() || s < synthetic.size()) {
+    // Synthetic next while its share so far is below its share of the whole (after one real row).
+    const bool take_synthetic = s < synthetic.size() && (r == real.size() || (r > 0 && s * real.size() <= r * synthetic.size()));
+    order.push_back(take_synthetic ? synthetic[s++] : real[r++]);
+  }
+  return order;
+}
+
 std::string csv_cell(const json& v) {
   if (v.is_null()) return "";
   if (v.is_string()) return v.get<std::string>();
@@ -443,20 +460,21 @@ class EmitStage final : public Stage {
     }
     progress.finish();
 
-    // Manifests: one row per image, real first (in manifest order), then synthetic by class and index.
+    // Manifests: one row per image, real first (in manifest order), then synthetic by class and
+    // index; metadata.jsonl mixes the two (mixed_order).
     std::vector<std::string> header;
     for (const auto& k : kColumns) header.push_back(k.name);
     std::string csv_text = csv::join_row(header) + "\n", meta_text, rows_text;
     for (const auto& j : rows) {
       std::vector<std::string> cells;
-      json meta = json::object();
-      for (const auto& k : kColumns) {
-        cells.push_back(csv_cell(j[k.name]));
-        meta[k.name] = j[k.name];
-      }
+      for (const auto& k : kColumns) cells.push_back(csv_cell(j[k.name]));
       csv_text += csv::join_row(cells) + "\n";
-      meta_text += meta.dump() + "\n";
       rows_text += j.dump() + "\n";
+    }
+    for (const auto i : mixed_order(rows)) {
+      json meta = json::object();
+      for (const auto& k : kColumns) meta[k.name] = rows[i][k.name];
+      meta_text += meta.dump() + "\n";
     }
     write_text(tmp.path() / "manifest.csv", csv_text);
     write_text(tmp.path() / "metadata.jsonl", meta_text);

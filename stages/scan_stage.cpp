@@ -24,6 +24,7 @@
 #include "pipeline/signals.h"
 #include "manifests/image_cache.h"
 #include "stages/cache_stage.h"
+#include "stages/geometry_advice.h"
 #include "stages/image_decode.h"
 #include "stages/image_probe.h"
 
@@ -466,6 +467,10 @@ class ScanStage final : public Stage {
                               cross_class ? fmt::format("; {} groups span several classes (conflicting labels)", cross_class) : ""));
     }
 
+    for (const auto& advice : geometry_advice(accepted, static_cast<int>(tile.resolution), static_cast<int>(tile.channels),
+                                              ctx.config().is_set("cache.resolution"), ctx.config().is_set("cache.channels"))) {
+      report.warn(advice);
+    }
     if (tiles) {
       tiles->set_key(tile_key(tile, tile_order));
       tiles->commit();

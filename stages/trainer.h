@@ -110,7 +110,7 @@ class Trainer {
   double lr_at(std::int64_t step) const;
   // Prints the plan (and writes train/plan.json) from the measured seconds per step.
   void report_plan(double step_seconds, double budget_seconds);
-  // Seconds the sampler will spend per denoiser pass of one image: two timed no-grad batches of
+  // Seconds the sampler will spend per denoiser pass of one image: timed no-grad batches of
   // the EMA model (it draws no random numbers, so training is unchanged).
   double seconds_per_denoised_image();
   // One optimizer step (all micro-batches); returns the mean loss.

@@ -195,14 +195,28 @@ TEST_SUITE("emit and export") {
     // metadata.jsonl: one object per image with file_name relative to the folder.
     std::ifstream meta(out / "metadata.jsonl");
     std::string line;
+    // Real and synthetic rows are mixed from the start, so readers that type columns from the
+    // first block (Hugging Face datasets) see both kinds: the second row is synthetic, and every
+    // tenth of the file holds some of each.
     std::size_t n_meta = 0;
+    std::vector<std::string> sources;
     while (std::getline(meta, line)) {
       const auto j = json::parse(line);
       CHECK(fs::is_regular_file(out / j["file_name"].get<std::string>()));
       CHECK(j["label"].is_number_integer());
+      sources.push_back(j["source"].get<std::string>());
       ++n_meta;
     }
     CHECK(n_meta == rows.size());
+    REQUIRE(sources.size() >= 2);
+    CHECK(sources[0] == "real");
+    CHECK(sources[1] == "synthetic");
+    const std::size_t tenth = sources.size() / 10;
+    for (std::size_t start = 0; tenth >= 4 && start + tenth <= sources.size(); start += tenth) {
+      const auto synthetic = std::count(sources.begin() + start, sources.begin() + start + tenth, "synthetic");
+      CHECK(synthetic > 0);
+      CHECK(synthetic < static_cast<long>(tenth));
+    }
 
     const auto card = json::parse(read_bytes(out / "dataset.json"));
     CHECK(card["policy"] == "balance=max");

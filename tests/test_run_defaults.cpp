@@ -8,6 +8,7 @@
 
 #include "fixtures.h"
 #include "pipeline/config.h"
+#include "stages/geometry_advice.h"
 #include "stages/run_defaults.h"
 #include "stages/stage_list.h"
 
@@ -24,6 +25,14 @@ std::string value_in_ini(const fs::path& ini, const std::string& section, const 
     if (current == section && line.rfind(name + " = ", 0) == 0) return line.substr(name.size() + 3);
   }
   return "<missing>";
+}
+
+// Classes a and b with `n` RGB images of side x side each.
+void two_classes(const fs::path& root, int n, int side) {
+  for (int i = 0; i < n; ++i) {
+    write_image(root / "a" / (std::to_string(i) + ".png"), side, side, 3, i);
+    write_image(root / "b" / (std::to_string(i) + ".png"), side, side, 3, 10 + i);
+  }
 }
 
 }  // namespace
@@ -111,10 +120,7 @@ TEST_SUITE("defaults") {
 
   TEST_CASE("a run with no train options gets the sized model - the preset flag scales it") {
     TempDir dir;
-    for (int i = 0; i < 4; ++i) {
-      write_image(dir / "in" / "a" / (std::to_string(i) + ".png"), 20, 20, 3, i);
-      write_image(dir / "in" / "b" / (std::to_string(i) + ".png"), 20, 20, 3, 10 + i);
-    }
+    two_classes(dir / "in", 4, 20);
     const auto work = dir / "work";
     auto r = run_augment({"scan", "--input", (dir / "in").string(), "--work", work.string(), "--resolution", "64", "--quiet"});
     REQUIRE(r.code == 0);
@@ -133,10 +139,7 @@ TEST_SUITE("defaults") {
 
   TEST_CASE("a finished stage keeps its options when only a default changed - status says so - --force or an explicit value reruns") {
     TempDir dir;
-    for (int i = 0; i < 5; ++i) {
-      write_image(dir / "in" / "a" / (std::to_string(i) + ".png"), 16, 16, 3, i);
-      write_image(dir / "in" / "b" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
-    }
+    two_classes(dir / "in", 5, 16);
     const auto work = dir / "work";
     const std::vector<std::string> base = {"--input", (dir / "in").string(), "--work", work.string(), "--resolution", "8"};
     auto with = [&](std::vector<std::string> head, std::vector<std::string> tail = {}) {
@@ -177,5 +180,29 @@ TEST_SUITE("defaults") {
     CHECK(r.code == 0);
     CHECK(r.err.find("== cache done") != std::string::npos);
     CHECK(nlohmann::json::parse(read_bytes(rec_path))["options"]["cache.fit"] == "crop");
+  }
+
+  TEST_CASE("scan advises a resolution and channel count that suit small or grayscale images - unless the user chose them") {
+    std::vector<ImageRecord> gray_small(10);
+    for (auto& r : gray_small) {
+      r.width = 28;
+      r.height = 28;
+      r.channels = 1;
+    }
+    auto advice = geometry_advice(gray_small, 64, 3, false, false);
+    REQUIRE(advice.size() == 2);
+    CHECK(advice[0].find("10 of 10 images are smaller than cache.resolution 64 (median short side 28 px)") != std::string::npos);
+    CHECK(advice[0].find("--resolution 28") != std::string::npos);
+    CHECK(advice[1].find("--channels 1") != std::string::npos);
+    CHECK(geometry_advice(gray_small, 64, 3, true, true).empty());
+    CHECK(geometry_advice(gray_small, 28, 1, false, false).empty());
+
+    std::vector<ImageRecord> photos(10);
+    for (std::size_t i = 0; i < photos.size(); ++i) {
+      photos[i].width = 500;
+      photos[i].height = i < 3 ? 40 : 375;  // a few small ones do not matter
+      photos[i].channels = i == 0 ? 1 : 3;
+    }
+    CHECK(geometry_advice(photos, 64, 3, false, false).empty());
   }
 }
