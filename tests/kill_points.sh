@@ -42,13 +42,14 @@ run() {  # run DIR [env...]: the whole pipeline into DIR/work and DIR/out
 
 # Content of everything a run delivers, one "path sha256" line per file. Text files are compared
 # with what differs between two uninterrupted runs blanked: dates, the emit's random id, timings
-# ("seconds") and the run's own folder in paths.
+# ("seconds", the report's "Written by augment evaluate in N s") and the run's own folder in paths.
 fingerprint() {
   local dir=$1
   "$python" - "$dir" <<'EOF'
 import hashlib, json, os, re, sys
 root = sys.argv[1]
 volatile = re.compile(r'"(created|datePublished|dateCreated|dateModified|emit_id)": *"[^"]*"|"seconds": *([-0-9.e+]+|\{[^}]*\})')
+report_time = re.compile(r'Written by augment evaluate in [0-9]+ s')
 for top in ("out", "out_report", "out_hdf5"):
     base = os.path.join(root, top)
     for d, _, files in sorted(os.walk(base)):
@@ -63,6 +64,7 @@ for top in ("out", "out_report", "out_hdf5"):
                 data = json.dumps(doc).encode()
             if f.endswith((".json", ".jsonl", ".csv", ".html")) or f == ".augment-dataset":
                 text = data.decode("utf-8").replace(root + "/", "RUN/")
+                text = report_time.sub("Written by augment evaluate in N s", text)
                 data = volatile.sub(lambda m: m.group(0).split(":")[0] + ": 0", text).encode()
             print(os.path.relpath(p, root), hashlib.sha256(data).hexdigest())
 EOF
