@@ -12,6 +12,7 @@
 #include "pipeline/context.h"
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
+#include "pipeline/input_root.h"
 #include "pipeline/launch.h"
 #include "pipeline/runner.h"
 #include "pipeline/signals.h"
@@ -124,9 +125,8 @@ void check_paths(const Context& ctx) {
   const auto& g = ctx.global();
   if (g.work.empty()) throw UserError(ExitCode::kUsage, "no work directory: pass --work DIR (it will hold everything the run produces)");
   for (const auto& text : g.input) {
-    const auto eq = text.find('=');
+    const fs::path input = parse_input_root(text).path;
     std::error_code ec;
-    const fs::path input = (!fs::is_directory(text, ec) && eq != std::string::npos && eq > 0) ? fs::path(text.substr(eq + 1)) : fs::path(text);
     if (is_same_or_inside(ctx.work(), input)) {
       throw UserError(ExitCode::kCantCreate, fmt::format("--work {} is inside the input {}; augment never writes into your data: choose a work directory outside it",
                                                          ctx.work().string(), input.string()));

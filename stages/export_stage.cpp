@@ -18,6 +18,7 @@
 #include "pipeline/errors.h"
 #include "pipeline/fs_util.h"
 #include "pipeline/hash.h"
+#include "pipeline/input_root.h"
 #include "pipeline/rng.h"
 #include "pipeline/sha256.h"
 #include "pipeline/signals.h"
@@ -120,7 +121,7 @@ class ExportStage final : public Stage {
     const auto o = ctx.options<ExportOptions>();
     const auto dir = export_dir(ctx);
     for (const auto& input : ctx.global().input) {
-      if (is_same_or_inside(dir, input.substr(input.find('=') == std::string::npos || fs::is_directory(input) ? 0 : input.find('=') + 1))) {
+      if (is_same_or_inside(dir, parse_input_root(input).path)) {
         throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the input {}; augment never writes into your data", dir.string(), input));
       }
     }

@@ -23,6 +23,7 @@
 #include "pipeline/hash.h"
 #include "pipeline/signals.h"
 #include "manifests/image_cache.h"
+#include "pipeline/input_root.h"
 #include "stages/cache_stage.h"
 #include "stages/geometry_advice.h"
 #include "stages/image_decode.h"
@@ -97,14 +98,10 @@ std::vector<Root> parse_inputs(const GlobalOptions& g) {
   for (const auto& text : g.input) {
     Root r;
     std::error_code ec;
-    const auto eq = text.find('=');
-    if (!fs::is_directory(text, ec) && eq != std::string::npos && eq > 0) {
-      r.class_name = text.substr(0, eq);
-      r.path = text.substr(eq + 1);
-      check_class_name(r.class_name, "--input " + text, ExitCode::kUsage);
-    } else {
-      r.path = text;
-    }
+    const auto root = parse_input_root(text);
+    r.class_name = root.class_name;
+    r.path = root.path;
+    if (!r.class_name.empty()) check_class_name(r.class_name, "--input " + text, ExitCode::kUsage);
     if (!fs::exists(r.path, ec)) {
       throw UserError(ExitCode::kNoInput, fmt::format("input folder {} does not exist; check the path given to --input", r.path.string()));
     }

@@ -3,6 +3,7 @@
 #include "fixtures.h"
 #include "pipeline/config.h"
 #include "pipeline/context.h"
+#include "pipeline/input_root.h"
 #include "stages/cache_stage.h"
 #include "stages/stage_list.h"
 #include "stages/subsample_stage.h"
@@ -131,4 +132,22 @@ TEST_SUITE("config") {
     }
     CHECK(load_options<GlobalOptions>(d).input == std::vector<std::string>{"/data/a,b", "dog=/x y/#z"});
   }
+}
+
+TEST_CASE("--input values: NAME=DIR names a class - an existing folder with '=' and a bare =DIR are paths") {
+  augment::test::TempDir dir;
+  const auto odd = dir / "a=b";
+  fs::create_directories(odd);
+  auto r = parse_input_root("dog=/data/dogs");
+  CHECK(r.class_name == "dog");
+  CHECK(r.path == fs::path("/data/dogs"));
+  r = parse_input_root(odd.string());
+  CHECK(r.class_name.empty());
+  CHECK(r.path == odd);
+  r = parse_input_root("=/data/dogs");
+  CHECK(r.class_name.empty());
+  CHECK(r.path == fs::path("=/data/dogs"));
+  r = parse_input_root("/data/plain");
+  CHECK(r.class_name.empty());
+  CHECK(r.path == fs::path("/data/plain"));
 }
