@@ -11,7 +11,7 @@ ModelFn denoiser_model_fn(UNet model, torch::Tensor labels, const ModelCall& cal
   return [model, labels, y, call, guided](const torch::Tensor& x_t, int t) mutable {
     torch::NoGradGuard no_grad;
     const auto n = x_t.size(0);
-    const bool guide_now = guided && t >= call.guided_from && t <= call.guided_to;
+    const bool guide_now = guided && call.guides_at(t);
     auto x = guide_now ? torch::cat({x_t, x_t}) : x_t;
     if (call.channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     const auto tt = torch::full({x.size(0)}, t, torch::dtype(torch::kInt64).device(x.device()));

@@ -17,6 +17,12 @@ struct ModelCall {
   // conditional pass runs alone (half the work). Guidance matters most at mid noise levels
   // (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval").
   double guided_from = 0.0, guided_to = 1e18;
+  // From shares of the schedule (sample.guidance_interval): t/T in [from, to]; to = 1 includes T - 1.
+  void set_guided_interval(double from_share, double to_share, int diffusion_steps) {
+    guided_from = from_share * diffusion_steps;
+    guided_to = to_share >= 1.0 ? 1e18 : to_share * diffusion_steps;
+  }
+  bool guides_at(int t) const { return t >= guided_from && t <= guided_to; }
 };
 
 // `labels` int64 [N] on the model's device. For cfg with guidance != 1 the conditional and the

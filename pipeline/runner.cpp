@@ -344,7 +344,7 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
                                         stage.name(), describe_kept(kept), stage.name()));
           // A later command with --work alone continues with what the work dir holds.
           write_text_atomically(ctx.work() / "config.ini", ctx.config().to_ini());
-          st = status(ctx, stage);
+          st.state = StageState::kDone;  // what kept_options checked with these values
         }
       }
       if (st.state == StageState::kDone) {

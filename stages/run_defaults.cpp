@@ -56,6 +56,7 @@ const std::vector<Preset>& presets() {
   return p;
 }
 
+constexpr const char* kTableNote = "size table";  // how the notes of its values begin
 constexpr std::int64_t kCpuSteps = 1'000'000;  // the clock ends a CPU run
 constexpr int kGpuBlocks = 2;
 
@@ -123,7 +124,7 @@ SizedDefaults sized_defaults(int resolution, const std::string& preset_name, boo
   d.values["train.lr"] = cuda ? "0.0002" : "0.0005";
   d.values["train.steps"] = std::to_string(cuda ? preset->gpu_steps : kCpuSteps);
   d.values["train.minutes"] = cuda ? "0" : fmt::format("{:g}", preset->cpu_minutes);
-  d.note = fmt::format("size table row {} for {} px, preset {}, on {}", row->name, resolution, preset->name, cuda ? "CUDA" : "CPU");
+  d.note = fmt::format("{} row {} for {} px, preset {}, on {}", kTableNote, row->name, resolution, preset->name, cuda ? "CUDA" : "CPU");
   return d;
 }
 
@@ -162,6 +163,9 @@ bool device_option_is_cuda(const std::string& device) {
 }
 
 SizedDefaults apply_sized_defaults(Config& config) {
+  const auto& keys = sized_keys();
+  // Asking for CUDA initialises it: not when the user set every sized option.
+  if (std::all_of(keys.begin(), keys.end(), [&](const std::string& k) { return config.is_set(k); })) return {};
   std::int64_t resolution = 0;
   parse_value(config.value("cache.resolution"), resolution);
   const auto d = sized_defaults(static_cast<int>(resolution), config.value("train.preset"),
@@ -177,7 +181,7 @@ std::string sized_defaults_line(const Config& config) {
   std::string note;
   for (const auto& key : sized_keys()) {
     const auto n = config.derived_note(key);
-    if (n.empty() || n.rfind("size table", 0) != 0) continue;
+    if (n.rfind(kTableNote, 0) != 0) continue;  // the user's value, a built-in or a kept one
     note = n;
     parts.push_back(fmt::format("{} {}", key.substr(key.find('.') + 1), config.value(key)));
   }

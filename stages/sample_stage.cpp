@@ -188,8 +188,7 @@ class SampleStage final : public Stage {
     call.channels_last = device.is_cuda() || precision != torch::kFloat32;
     call.guidance = cfg ? mo.guidance : 1.0;
     const double T = static_cast<double>(meta.diffusion.steps);
-    call.guided_from = guided_from * T;
-    call.guided_to = guided_to >= 1.0 ? 1e18 : guided_to * T;
+    call.set_guided_interval(guided_from, guided_to, T);
     if (call.channels_last) loaded.model->to_channels_last();
     const bool guided = cfg && call.guidance != 1.0;
     ctx.report().info(fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {}",
@@ -264,9 +263,9 @@ double denoiser_passes_per_image(const SamplerOptions& mo, int diffusion_steps, 
   double passes = static_cast<double>(steps.size());
   if (!guided || mo.guidance == 1.0) return passes;
   const auto [from, to] = guidance_interval_of(mo);
-  for (const int t : steps) {
-    if (t >= from * diffusion_steps && (to >= 1.0 || t <= to * diffusion_steps)) passes += 1.0;  // the unconditional half
-  }
+  ModelCall call;
+  call.set_guided_interval(from, to, diffusion_steps);
+  for (const int t : steps) passes += call.guides_at(t) ? 1.0 : 0.0;  // the unconditional half
   return passes;
 }
 

@@ -85,22 +85,14 @@ void check_class_name(const std::string& name, const std::string& where, ExitCod
   }
 }
 
-struct Root {
-  std::filesystem::path path;
-  std::string class_name;  // set for NAME=PATH inputs: the whole root is one class
-};
-
-std::vector<Root> parse_inputs(const GlobalOptions& g) {
+std::vector<InputRoot> parse_inputs(const GlobalOptions& g) {
   if (g.input.empty()) {
     throw UserError(ExitCode::kUsage, "no input: pass --input DIR (an image folder DIR/<class>/*.jpg) or --input NAME=DIR");
   }
-  std::vector<Root> roots;
+  std::vector<InputRoot> roots;
   for (const auto& text : g.input) {
-    Root r;
     std::error_code ec;
-    const auto root = parse_input_root(text);
-    r.class_name = root.class_name;
-    r.path = root.path;
+    auto r = parse_input_root(text);
     if (!r.class_name.empty()) check_class_name(r.class_name, "--input " + text, ExitCode::kUsage);
     if (!fs::exists(r.path, ec)) {
       throw UserError(ExitCode::kNoInput, fmt::format("input folder {} does not exist; check the path given to --input", r.path.string()));
@@ -174,7 +166,7 @@ struct Walker {
 long long stat_mtime(const struct stat& st) { return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec; }
 
 // source (absolute, normalised) -> class, from the --class-map CSV.
-std::vector<std::pair<std::string, std::string>> read_class_map(const fs::path& file, const std::vector<Root>& roots) {
+std::vector<std::pair<std::string, std::string>> read_class_map(const fs::path& file, const std::vector<InputRoot>& roots) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw UserError(ExitCode::kNoInput, fmt::format("cannot read class map {}; check the path given to --class-map", file.string()));
   std::vector<std::pair<std::string, std::string>> map;
