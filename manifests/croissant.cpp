@@ -29,20 +29,28 @@ std::string id_for(const std::string& path) {
 
 }  // namespace
 
-
 using nlohmann::json;
 
 std::string mime_type_for(const std::string& path) {
-  static const std::map<std::string, std::string> kTypes = {
-      {".png", "image/png"},   {".jpg", "image/jpeg"},  {".jpeg", "image/jpeg"},         {".bmp", "image/bmp"},
-      {".gif", "image/gif"},   {".tif", "image/tiff"},  {".tiff", "image/tiff"},         {".webp", "image/webp"},
-      {".ppm", "image/x-portable-pixmap"},              {".pgm", "image/x-portable-graymap"}, {".csv", "text/csv"},
-      {".json", "application/json"},                    {".jsonl", "application/jsonlines"}};
+  static const std::map<std::string, std::string> kTypes = {{".png", "image/png"},
+                                                            {".jpg", "image/jpeg"},
+                                                            {".jpeg", "image/jpeg"},
+                                                            {".bmp", "image/bmp"},
+                                                            {".gif", "image/gif"},
+                                                            {".tif", "image/tiff"},
+                                                            {".tiff", "image/tiff"},
+                                                            {".webp", "image/webp"},
+                                                            {".ppm", "image/x-portable-pixmap"},
+                                                            {".pgm", "image/x-portable-graymap"},
+                                                            {".csv", "text/csv"},
+                                                            {".json", "application/json"},
+                                                            {".jsonl", "application/jsonlines"}};
   const auto dot = path.find_last_of('.');
   const auto slash = path.find_last_of('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "application/octet-stream";
   std::string ext = path.substr(dot);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   const auto it = kTypes.find(ext);
   return it == kTypes.end() ? "application/octet-stream" : it->second;
 }

@@ -13,58 +13,13 @@
 #include <tbb/parallel_for.h>
 
 #include "manifests/hdf5_util.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
 using h5::check;
 using h5::check_id;
-
-std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int height, int width, int channels) {
-  constexpr unsigned long long kMin = 10 * 1024, kMax = 1024 * 1024;
-  const unsigned long long row = static_cast<unsigned long long>(width) * channels;
-  const unsigned long long image = row * height;
-  if (image > kMax) {
-    const auto rows = std::max<unsigned long long>(1, kMax / row);
-    return {1, std::min<unsigned long long>(rows, height), static_cast<unsigned long long>(width), static_cast<unsigned long long>(channels)};
-  }
-  unsigned long long k = (kMin + image - 1) / image;
-  k = std::max<unsigned long long>(1, std::min<unsigned long long>(k, static_cast<unsigned long long>(std::max<std::int64_t>(count, 1))));
-  return {k, static_cast<unsigned long long>(height), static_cast<unsigned long long>(width), static_cast<unsigned long long>(channels)};
-}
-
-std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n) {
-  std::uint32_t sum1 = 0, sum2 = 0;
-  std::size_t words = n / 2;
-  while (words > 0) {
-    // HDF5 folds after every 360 words (which keeps both sums below 2^32) and only adds in between:
-    // sum1 += w_i; sum2 += sum1. Summed in closed form, the block has no serial dependency and the
-    // compiler vectorizes it; the result is the same integer.
-    const std::size_t m = std::min<std::size_t>(words, 360);
-    std::uint32_t plain = 0, weighted = 0;
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::uint32_t w = (static_cast<std::uint32_t>(data[2 * i]) << 8) | data[2 * i + 1];
-      plain += w;
-      weighted += static_cast<std::uint32_t>(m - i) * w;
-    }
-    sum2 += static_cast<std::uint32_t>(m) * sum1 + weighted;
-    sum1 += plain;
-    data += 2 * m;
-    words -= m;
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-  }
-  if (n % 2 != 0) {
-    sum1 += static_cast<std::uint32_t>(data[0]) << 8;
-    sum2 += sum1;
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-  }
-  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-  return (sum2 << 16) | sum1;
-}
 
 // libdeflate writes the same zlib streams as zlib's compress2 (HDF5's deflate filter inflates them)
 // two to three times faster; one compressor per worker thread, reused across calls.
@@ -90,7 +45,9 @@ struct ShardWriter::CoreMemory {
   PageBuffer buffer;
   std::size_t size = 0;  // what HDF5 asked for last
 
-  static void* allocate(std::size_t size, H5FD_file_image_op_t op, void* self) { return reallocate(nullptr, size, op, self); }
+  static void* allocate(std::size_t size, H5FD_file_image_op_t op, void* self) {
+    return reallocate(nullptr, size, op, self);
+  }
   static void* reallocate(void* ptr, std::size_t size, H5FD_file_image_op_t, void* self) {
     auto* m = static_cast<CoreMemory*>(self);
     if (size > m->buffer.capacity()) {
@@ -106,13 +63,15 @@ struct ShardWriter::CoreMemory {
     return m->buffer.data();
   }
   static herr_t release(void*, H5FD_file_image_op_t, void*) { return 0; }  // the writer keeps the memory
-  static void* copy(void* dst, const void* src, std::size_t n, H5FD_file_image_op_t, void*) { return std::memcpy(dst, src, n); }
+  static void* copy(void* dst, const void* src, std::size_t n, H5FD_file_image_op_t, void*) {
+    return std::memcpy(dst, src, n);
+  }
   static void* share(void* self) { return self; }  // property-list copies all point to the writer's memory
   static herr_t unshare(void*) { return 0; }
 };
 
-ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level,
-                         double min_saving, BackgroundFileWriter* background)
+ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count,
+                         int deflate_level, double min_saving, BackgroundFileWriter* background)
     : path_(path),
       tmp_(temp_path_for(path)),
       header_(header),
@@ -123,8 +82,10 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
   chunk_ = image_chunk_shape(count, header.height, header.width, header.channels);
   h5::silence_error_stack();
   ensure_directory(path.parent_path());
-  const auto raw_bytes = static_cast<unsigned long long>(std::max<std::int64_t>(count, 0)) * static_cast<unsigned long long>(header.height) *
-                         static_cast<unsigned long long>(header.width) * static_cast<unsigned long long>(header.channels);
+  const auto raw_bytes = static_cast<unsigned long long>(std::max<std::int64_t>(count, 0)) *
+                         static_cast<unsigned long long>(header.height) *
+                         static_cast<unsigned long long>(header.width) *
+                         static_cast<unsigned long long>(header.channels);
   in_memory_ = raw_bytes <= kInMemoryShardBytes;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (in_memory_) {
@@ -133,8 +94,9 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardHeader& h
     H5Pset_fapl_core(fapl, static_cast<size_t>(raw_bytes + raw_bytes / 16 + (1 << 20)), /*backing_store=*/0);
     core_ = std::make_unique<CoreMemory>();
     core_->background = background;
-    H5FD_file_image_callbacks_t callbacks{&CoreMemory::allocate, &CoreMemory::copy,  &CoreMemory::reallocate, &CoreMemory::release,
-                                          &CoreMemory::share,    &CoreMemory::unshare, core_.get()};
+    H5FD_file_image_callbacks_t callbacks{
+        &CoreMemory::allocate, &CoreMemory::copy, &CoreMemory::reallocate, &CoreMemory::release, &CoreMemory::share,
+        &CoreMemory::unshare,  core_.get()};
     if (H5Pset_file_image_callbacks(fapl, &callbacks) < 0) {
       H5Pclose(fapl);
       throw std::runtime_error("H5Pset_file_image_callbacks failed");
@@ -218,7 +180,9 @@ void write_rows(hid_t dset, int rank, hid_t mem_type, const void* data, hsize_t 
   H5Sclose(fspace);
   // HDF5's error stack is silenced; a failed write is most often a full disk.
   if (rc < 0) {
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", p.string()));
+    throw UserError(
+        ExitCode::kIoError,
+        fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", p.string()));
   }
 }
 
@@ -227,14 +191,17 @@ void write_rows(hid_t dset, int rank, hid_t mem_type, const void* data, hsize_t 
 void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels,
                         const std::uint8_t* is_synthetic, const std::vector<std::string>& files) {
   if (n <= 0) return;
-  if (start < 0 || start + n > count_ || static_cast<std::int64_t>(files.size()) != n) throw std::logic_error("ShardWriter::write out of range");
-  const hsize_t img[3] = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width), static_cast<hsize_t>(header_.channels)};
+  if (start < 0 || start + n > count_ || static_cast<std::int64_t>(files.size()) != n)
+    throw std::logic_error("ShardWriter::write out of range");
+  const hsize_t img[3] = {static_cast<hsize_t>(header_.height), static_cast<hsize_t>(header_.width),
+                          static_cast<hsize_t>(header_.channels)};
   if (start != written_) throw std::logic_error("ShardWriter::write: rows must come in order");
   const std::size_t image_bytes = static_cast<std::size_t>(img[0] * img[1] * img[2]);
   const std::int64_t per_chunk = static_cast<std::int64_t>(chunk_[0]);
   std::int64_t done = 0;
   if (!pending_.empty()) {  // complete the chunk an earlier call began
-    const std::int64_t take = std::min<std::int64_t>(n, per_chunk - static_cast<std::int64_t>(pending_.size() / image_bytes));
+    const std::int64_t take =
+        std::min<std::int64_t>(n, per_chunk - static_cast<std::int64_t>(pending_.size() / image_bytes));
     pending_.insert(pending_.end(), pixels, pixels + static_cast<std::size_t>(take) * image_bytes);
     done = take;
     if (static_cast<std::int64_t>(pending_.size() / image_bytes) == per_chunk || start + take == count_) {
@@ -249,7 +216,8 @@ void ShardWriter::write(std::int64_t start, std::int64_t n, const std::uint8_t* 
   done += whole;
   if (done < n) {
     pending_first_ = start + done;
-    pending_.assign(pixels + static_cast<std::size_t>(done) * image_bytes, pixels + static_cast<std::size_t>(n) * image_bytes);
+    pending_.assign(pixels + static_cast<std::size_t>(done) * image_bytes,
+                    pixels + static_cast<std::size_t>(n) * image_bytes);
   }
   // The small per-row datasets are written once, at commit.
   labels_buffer_.insert(labels_buffer_.end(), labels, labels + n);
@@ -262,7 +230,8 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   const std::size_t row_bytes = static_cast<std::size_t>(header_.width) * static_cast<std::size_t>(header_.channels);
   const std::size_t image_bytes = row_bytes * static_cast<std::size_t>(header_.height);
   const std::int64_t per_chunk = static_cast<std::int64_t>(chunk_[0]);
-  const std::int64_t bands = (header_.height + static_cast<std::int64_t>(chunk_[1]) - 1) / static_cast<std::int64_t>(chunk_[1]);
+  const std::int64_t bands =
+      (header_.height + static_cast<std::int64_t>(chunk_[1]) - 1) / static_cast<std::int64_t>(chunk_[1]);
   const std::size_t chunk_bytes = static_cast<std::size_t>(chunk_[0] * chunk_[1]) * row_bytes;
   // Chunk j covers images [j*per_chunk, ...) of this call (a multiple of per_chunk from first_image)
   // and, for images over 1 MiB, band j % bands of their rows.
@@ -281,17 +250,22 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
     const std::size_t image_part = static_cast<std::size_t>(chunk_[1]) * row_bytes;
     for (std::int64_t i = 0; i < present; ++i) {
       std::uint8_t* dst = raw.data() + static_cast<std::size_t>(i) * image_part;
-      std::memcpy(dst, pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
-                  static_cast<std::size_t>(rows) * row_bytes);
-      std::memset(dst + static_cast<std::size_t>(rows) * row_bytes, 0, image_part - static_cast<std::size_t>(rows) * row_bytes);
+      std::memcpy(
+          dst, pixels + static_cast<std::size_t>(image0 + i) * image_bytes + static_cast<std::size_t>(row0) * row_bytes,
+          static_cast<std::size_t>(rows) * row_bytes);
+      std::memset(dst + static_cast<std::size_t>(rows) * row_bytes, 0,
+                  image_part - static_cast<std::size_t>(rows) * row_bytes);
     }
-    std::memset(raw.data() + static_cast<std::size_t>(present) * image_part, 0, chunk_bytes - static_cast<std::size_t>(present) * image_part);
+    std::memset(raw.data() + static_cast<std::size_t>(present) * image_part, 0,
+                chunk_bytes - static_cast<std::size_t>(present) * image_part);
   };
-  auto deflate = [&](Compressors::Worker& worker, const std::vector<std::uint8_t>& raw, std::vector<std::uint8_t>& out) {
+  auto deflate = [&](Compressors::Worker& worker, const std::vector<std::uint8_t>& raw,
+                     std::vector<std::uint8_t>& out) {
     if (worker.compressor == nullptr) worker.compressor = libdeflate_alloc_compressor(deflate_level_);
     if (worker.compressor == nullptr) throw std::bad_alloc();
     out.resize(libdeflate_zlib_compress_bound(worker.compressor, raw.size()) + 4);
-    const std::size_t size = libdeflate_zlib_compress(worker.compressor, raw.data(), raw.size(), out.data(), out.size());
+    const std::size_t size =
+        libdeflate_zlib_compress(worker.compressor, raw.data(), raw.size(), out.data(), out.size());
     if (size == 0) throw std::runtime_error("libdeflate_zlib_compress: output larger than its bound");
     out.resize(size);
   };
@@ -332,7 +306,8 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
       }
     }
     const std::uint32_t sum = hdf5_fletcher32(out.data(), out.size());
-    for (int b = 0; b < 4; ++b) out.push_back(static_cast<std::uint8_t>(sum >> (8 * b)));  // little-endian, as the filter stores it
+    for (int b = 0; b < 4; ++b)
+      out.push_back(static_cast<std::uint8_t>(sum >> (8 * b)));  // little-endian, as the filter stores it
   });
   // Filter 0 is shuffle, 1 deflate (when the dataset has it), then fletcher32.
   const unsigned mask = deflate_level_ > 0 && !compress ? 1u << 1 : 0u;
@@ -340,24 +315,15 @@ void ShardWriter::write_image_chunks(const std::uint8_t* pixels, std::int64_t fi
   if (!compress && deflate_level_ > 0) chunks_without_deflate_ += chunks;
   for (std::int64_t j = 0; j < chunks; ++j) {
     const auto& c = filtered_[static_cast<std::size_t>(j)];
-    const hsize_t offset[4] = {static_cast<hsize_t>(first_image + j / bands * per_chunk), static_cast<hsize_t>(j % bands * static_cast<std::int64_t>(chunk_[1])), 0, 0};
+    const hsize_t offset[4] = {static_cast<hsize_t>(first_image + j / bands * per_chunk),
+                               static_cast<hsize_t>(j % bands * static_cast<std::int64_t>(chunk_[1])), 0, 0};
     if (H5Dwrite_chunk(images_, H5P_DEFAULT, mask, offset, c.size(), c.data()) < 0) {
-      throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
+      throw UserError(
+          ExitCode::kIoError,
+          fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
     }
   }
 }
-
-namespace {
-
-void write_shard_file(const std::filesystem::path& path, const PageBuffer& bytes, std::size_t size) {
-  try {
-    write_text_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), size));
-  } catch (const UserError& e) {
-    throw UserError(e.code(), fmt::format("{}; free space and rerun: finished shards are kept", e.what()));
-  }
-}
-
-}  // namespace
 
 void ShardWriter::commit() {
   if (written_ != count_) throw std::logic_error(fmt::format("ShardWriter: {} of {} rows written", written_, count_));
@@ -398,103 +364,28 @@ void ShardWriter::commit() {
     if (size <= 0) throw std::runtime_error("H5Fget_file_image failed");
     // The previous shard's buffer is free once it is on disk; it has been writing while this shard was built.
     if (background_ != nullptr) background_->finish();
-    PageBuffer image = background_ != nullptr ? background_->buffer(static_cast<std::size_t>(size)) : PageBuffer(static_cast<std::size_t>(size));
-    if (H5Fget_file_image(file_, image.data(), static_cast<std::size_t>(size)) != size) throw std::runtime_error("H5Fget_file_image failed");
+    PageBuffer image = background_ != nullptr ? background_->buffer(static_cast<std::size_t>(size))
+                                              : PageBuffer(static_cast<std::size_t>(size));
+    if (H5Fget_file_image(file_, image.data(), static_cast<std::size_t>(size)) != size)
+      throw std::runtime_error("H5Fget_file_image failed");
     close_handles();
     committed_ = true;
     if (background_ != nullptr) {
       background_->submit(path_, std::move(image), static_cast<std::size_t>(size));
     } else {
-      write_shard_file(path_, image, static_cast<std::size_t>(size));
+      write_buffer_file(path_, image, static_cast<std::size_t>(size));
     }
     return;
   }
   const herr_t closed = H5Fclose(file_);
   file_ = -1;
   if (closed < 0) {
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
+    throw UserError(
+        ExitCode::kIoError,
+        fmt::format("cannot write {} (disk full?); free space and rerun: finished shards are kept", tmp_.string()));
   }
-  fsync_file(tmp_);
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", path_.string(), ec.message()));
-  fsync_directory(path_.parent_path());
+  commit_temp_file(tmp_, path_);
   committed_ = true;
-}
-
-BackgroundFileWriter::~BackgroundFileWriter() {
-  if (pending_.valid()) {
-    try {
-      pending_.get();
-    } catch (...) {  // the caller is already unwinding from another error
-    }
-  }
-}
-
-PageBuffer::PageBuffer(std::size_t capacity) {
-  constexpr std::size_t kHuge = 2u << 20;
-  capacity_ = (capacity + kHuge - 1) / kHuge * kHuge;
-  mapped_ = capacity_ + kHuge;  // room to align the start to 2 MiB
-  void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  base_ = static_cast<std::uint8_t*>(p);
-  data_ = reinterpret_cast<std::uint8_t*>((reinterpret_cast<std::uintptr_t>(p) + kHuge - 1) / kHuge * kHuge);
-  ::madvise(data_, mapped_ - static_cast<std::size_t>(data_ - base_), MADV_HUGEPAGE);  // a hint: fine if refused
-}
-
-PageBuffer::~PageBuffer() {
-  if (base_ != nullptr) ::munmap(base_, mapped_);
-}
-
-PageBuffer::PageBuffer(PageBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      base_(std::exchange(other.base_, nullptr)),
-      capacity_(std::exchange(other.capacity_, 0)),
-      mapped_(std::exchange(other.mapped_, 0)) {}
-
-PageBuffer& PageBuffer::operator=(PageBuffer&& other) noexcept {
-  if (this != &other) {
-    if (base_ != nullptr) ::munmap(base_, mapped_);
-    data_ = std::exchange(other.data_, nullptr);
-    base_ = std::exchange(other.base_, nullptr);
-    capacity_ = std::exchange(other.capacity_, 0);
-    mapped_ = std::exchange(other.mapped_, 0);
-  }
-  return *this;
-}
-
-PageBuffer BackgroundFileWriter::buffer(std::size_t capacity) {
-  // The smallest spare that is large enough; a new buffer when none is.
-  auto best = spare_.end();
-  for (auto it = spare_.begin(); it != spare_.end(); ++it) {
-    if (it->capacity() >= capacity && (best == spare_.end() || it->capacity() < best->capacity())) best = it;
-  }
-  if (best == spare_.end()) return PageBuffer(capacity);
-  PageBuffer out = std::move(*best);
-  spare_.erase(best);
-  return out;
-}
-
-void BackgroundFileWriter::recycle(PageBuffer buffer) {
-  // Two buffers are in use per shard (HDF5's in-memory file and the image on its way to disk).
-  constexpr std::size_t kKeep = 2;
-  if (buffer.data() == nullptr) return;
-  spare_.push_back(std::move(buffer));
-  if (spare_.size() > kKeep) {
-    spare_.erase(std::min_element(spare_.begin(), spare_.end(), [](const PageBuffer& a, const PageBuffer& b) { return a.capacity() < b.capacity(); }));
-  }
-}
-
-void BackgroundFileWriter::submit(const std::filesystem::path& path, PageBuffer bytes, std::size_t size) {
-  finish();
-  pending_ = std::async(std::launch::async, [path, bytes = std::move(bytes), size]() mutable {
-    write_shard_file(path, bytes, size);
-    return std::move(bytes);
-  });
-}
-
-void BackgroundFileWriter::finish() {
-  if (pending_.valid()) recycle(pending_.get());
 }
 
 std::string read_shard_key(const std::filesystem::path& path) {

@@ -11,10 +11,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <future>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "manifests/background_writer.h"
+#include "manifests/hdf5_chunks.h"
 
 namespace augment {
 
@@ -29,61 +31,9 @@ struct ShardHeader {
   std::string key;
 };
 
-// Chunk of the images dataset: whole images, as few as keep a chunk >= 10 KiB (at most `count`),
-// or for images over 1 MiB, bands of rows of one image that stay <= 1 MiB.
-std::array<unsigned long long, 4> image_chunk_shape(std::int64_t count, int height, int width, int channels);
-
-// HDF5's fletcher32 filter checksum of `n` bytes (H5_checksum_fletcher32: big-endian 16-bit words).
-std::uint32_t hdf5_fletcher32(const std::uint8_t* data, std::size_t n);
-
 // Shards of up to this many image bytes are assembled in memory (HDF5's core driver) and written
 // to disk in one sequential pass; larger ones are written chunk by chunk.
 inline constexpr unsigned long long kInMemoryShardBytes = 256ull << 20;
-
-// A large byte buffer from its own mapping, with transparent huge pages requested: filling tens of
-// MB of fresh 4 KiB pages cost about as much as writing them to the page cache.
-class PageBuffer {
- public:
-  PageBuffer() = default;
-  explicit PageBuffer(std::size_t capacity);
-  ~PageBuffer();
-  PageBuffer(PageBuffer&& other) noexcept;
-  PageBuffer& operator=(PageBuffer&& other) noexcept;
-  PageBuffer(const PageBuffer&) = delete;
-  PageBuffer& operator=(const PageBuffer&) = delete;
-  std::uint8_t* data() const { return data_; }
-  std::size_t capacity() const { return capacity_; }
-
- private:
-  std::uint8_t* data_ = nullptr;  // 2 MiB-aligned start inside the mapping
-  std::uint8_t* base_ = nullptr;
-  std::size_t capacity_ = 0, mapped_ = 0;
-};
-
-// Writes finished in-memory shards to their files on a background thread, one at a time, so the
-// next shard is built meanwhile. Only POSIX I/O runs there: HDF5 stays on the caller's thread.
-// It also keeps the shards' memory for the next shard: the kernel zero-fills every fresh page, and
-// for a new 30 MB buffer per shard that cost as much as the copy to the page cache.
-class BackgroundFileWriter {
- public:
-  BackgroundFileWriter() = default;
-  ~BackgroundFileWriter();  // waits; an error nobody collected is dropped
-  BackgroundFileWriter(const BackgroundFileWriter&) = delete;
-  BackgroundFileWriter& operator=(const BackgroundFileWriter&) = delete;
-  // A buffer of at least `capacity` bytes, from a finished shard where one is free.
-  PageBuffer buffer(std::size_t capacity);
-  // Gives a buffer back for later shards.
-  void recycle(PageBuffer buffer);
-  // Waits for the previous file (rethrowing its error), then writes the first `size` bytes of
-  // `bytes` atomically to `path`; the buffer is recycled once written.
-  void submit(const std::filesystem::path& path, PageBuffer bytes, std::size_t size);
-  // Waits for the last file; rethrows its error (e.g. a full disk).
-  void finish();
-
- private:
-  std::future<PageBuffer> pending_;
-  std::vector<PageBuffer> spare_;
-};
 
 // Writes a shard of exactly `count` images to a temp sibling; commit() makes it appear under
 // `path` (fsync + rename). Destroyed without commit, it leaves nothing. The caller uses one
@@ -95,16 +45,16 @@ class ShardWriter {
   // than this fraction are stored uncompressed (the filter skipped per chunk); 0: always deflate.
   // With `background`, an in-memory shard takes its memory from it and commit() hands the file to
   // it: the shard is on disk after the writer's next submit() or finish().
-  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level, double min_saving,
-              BackgroundFileWriter* background = nullptr);
+  ShardWriter(const std::filesystem::path& path, const ShardHeader& header, std::int64_t count, int deflate_level,
+              double min_saving, BackgroundFileWriter* background = nullptr);
   ~ShardWriter();
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   // Rows [start, start+n) in order (start = rows written so far): n images of H*W*C bytes,
   // labels, 0/1 flags and file names.
-  void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels, const std::uint8_t* is_synthetic,
-             const std::vector<std::string>& files);
+  void write(std::int64_t start, std::int64_t n, const std::uint8_t* pixels, const std::int64_t* labels,
+             const std::uint8_t* is_synthetic, const std::vector<std::string>& files);
   // Finishes the shard and moves it into place atomically.
   void commit();
 
@@ -124,7 +74,7 @@ class ShardWriter {
   double min_saving_ = 0;
   std::int64_t chunks_written_ = 0, chunks_without_deflate_ = 0;
   std::array<unsigned long long, 4> chunk_{};
-  struct Compressors;                      // per-thread deflate state, kept across calls
+  struct Compressors;  // per-thread deflate state, kept across calls
   std::unique_ptr<Compressors> compressors_;
   std::vector<std::vector<std::uint8_t>> filtered_;  // filtered chunks of one call, reused
   std::vector<std::int64_t> labels_buffer_;

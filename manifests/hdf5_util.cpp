@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "pipeline/errors.h"
+#include "pipeline/base/errors.h"
 
 namespace augment::h5 {
 
@@ -49,7 +49,8 @@ void write_string_attr(hid_t obj, const char* name, const std::string& v, const 
   H5Tclose(t);
 }
 
-void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& v, const std::filesystem::path& p) {
+void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& v,
+                        const std::filesystem::path& p) {
   hid_t t = utf8_string_type();
   hsize_t n = v.size();
   hid_t space = H5Screate_simple(1, &n, nullptr);

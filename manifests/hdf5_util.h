@@ -24,7 +24,8 @@ hid_t utf8_string_type();
 
 void write_int_attr(hid_t obj, const char* name, long long value, const std::filesystem::path& path);
 void write_string_attr(hid_t obj, const char* name, const std::string& value, const std::filesystem::path& path);
-void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& values, const std::filesystem::path& path);
+void write_strings_attr(hid_t obj, const char* name, const std::vector<std::string>& values,
+                        const std::filesystem::path& path);
 long long read_int_attr(hid_t obj, const char* name, const std::filesystem::path& path);
 // Reads a scalar or 1-D UTF-8 string attribute (a scalar gives one element).
 std::vector<std::string> read_strings_attr(hid_t obj, const char* name, const std::filesystem::path& path);

@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 
 #include "manifests/hdf5_util.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
@@ -35,7 +35,9 @@ hid_t open_for_read(const std::filesystem::path& path) {
   h5::silence_error_stack();
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) {
-    throw UserError(ExitCode::kDataError, fmt::format("cannot open image cache {} (missing or damaged); rerun `augment cache --force`", path.string()));
+    throw UserError(
+        ExitCode::kDataError,
+        fmt::format("cannot open image cache {} (missing or damaged); rerun `augment cache --force`", path.string()));
   }
   return f;
 }
@@ -56,7 +58,8 @@ CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& inf
     hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(plist, 4, chunk);
     H5Pset_obj_track_times(plist, false);  // no timestamps: the same images give the same bytes
-    images_ = check_id(H5Dcreate2(file_, "images", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT), "dataset create", tmp_);
+    images_ = check_id(H5Dcreate2(file_, "images", H5T_STD_U8LE, space, H5P_DEFAULT, plist, H5P_DEFAULT),
+                       "dataset create", tmp_);
     H5Pclose(plist);
     H5Sclose(space);
   }
@@ -66,7 +69,8 @@ CacheWriter::CacheWriter(const std::filesystem::path& path, const CacheInfo& inf
     hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(plist, 1, chunk);
     H5Pset_obj_track_times(plist, false);
-    *id = check_id(H5Dcreate2(file_, name, H5T_STD_I64LE, space, H5P_DEFAULT, plist, H5P_DEFAULT), "dataset create", tmp_);
+    *id = check_id(H5Dcreate2(file_, name, H5T_STD_I64LE, space, H5P_DEFAULT, plist, H5P_DEFAULT), "dataset create",
+                   tmp_);
     H5Pclose(plist);
     H5Sclose(space);
   }
@@ -103,7 +107,8 @@ static void append_rows(hid_t dset, int rank, const hsize_t* row_dims, hid_t mem
   H5Sclose(fspace);
 }
 
-void CacheWriter::append(const std::uint8_t* pixels, const std::int64_t* labels, const std::int64_t* source_index, std::int64_t count) {
+void CacheWriter::append(const std::uint8_t* pixels, const std::int64_t* labels, const std::int64_t* source_index,
+                         std::int64_t count) {
   if (count <= 0) return;
   const hsize_t r = info_.resolution, c = info_.channels;
   const hsize_t img_dims[4] = {0, r, r, c};
@@ -122,11 +127,7 @@ void CacheWriter::commit() {
   write_strings_attr(file_, "key", {info_.key}, tmp_);
   check(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flush", tmp_);
   close_handles();
-  fsync_file(tmp_);
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", path_.string(), ec.message()));
-  fsync_directory(path_.parent_path());
+  commit_temp_file(tmp_, path_);
   committed_ = true;
 }
 

@@ -29,7 +29,8 @@ class CacheWriter {
   CacheWriter& operator=(const CacheWriter&) = delete;
 
   // `pixels` holds resolution*resolution*channels bytes per image, `count` images.
-  void append(const std::uint8_t* pixels, const std::int64_t* labels, const std::int64_t* source_index, std::int64_t count);
+  void append(const std::uint8_t* pixels, const std::int64_t* labels, const std::int64_t* source_index,
+              std::int64_t count);
   std::int64_t size() const { return count_; }
   // The key is often known only at the end (it may cover the content written).
   void set_key(const std::string& key) { info_.key = key; }
@@ -56,9 +57,12 @@ class CacheReader {
 
   const CacheInfo& info() const { return info_; }
   std::int64_t size() const { return count_; }
-  std::size_t image_bytes() const { return static_cast<std::size_t>(info_.resolution) * info_.resolution * info_.channels; }
+  std::size_t image_bytes() const {
+    return static_cast<std::size_t>(info_.resolution) * info_.resolution * info_.channels;
+  }
   // Rows [start, start+count) into caller buffers (either may be null).
-  void read(std::int64_t start, std::int64_t count, std::uint8_t* pixels, std::int64_t* labels, std::int64_t* source_index) const;
+  void read(std::int64_t start, std::int64_t count, std::uint8_t* pixels, std::int64_t* labels,
+            std::int64_t* source_index) const;
 
  private:
   std::filesystem::path path_;

@@ -6,18 +6,18 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "manifests/csv.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/csv.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
 using nlohmann::json;
 
 static json to_json(const ImageRecord& r) {
-  json j = {{"path", r.path},       {"class", r.class_name}, {"format", r.format}, {"width", r.width},
-            {"height", r.height},   {"channels", r.channels}, {"bit_depth", r.bit_depth},
-            {"bytes", r.bytes},     {"hash", r.hash}};
+  json j = {{"path", r.path},           {"class", r.class_name}, {"format", r.format},
+            {"width", r.width},         {"height", r.height},    {"channels", r.channels},
+            {"bit_depth", r.bit_depth}, {"bytes", r.bytes},      {"hash", r.hash}};
   if (r.label >= 0) {
     j["label"] = r.label;
     j["split"] = r.split;
@@ -51,7 +51,9 @@ void write_records_jsonl(const std::filesystem::path& path, const std::vector<Im
 
 std::vector<ImageRecord> read_records_jsonl(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError(ExitCode::kNoInput, fmt::format("cannot read {}; run the stage that writes it first", path.string()));
+  if (!in)
+    throw UserError(ExitCode::kNoInput,
+                    fmt::format("cannot read {}; run the stage that writes it first", path.string()));
   std::vector<ImageRecord> records;
   std::string line;
   int lineno = 0;
@@ -61,8 +63,9 @@ std::vector<ImageRecord> read_records_jsonl(const std::filesystem::path& path) {
     try {
       records.push_back(from_json(json::parse(line)));
     } catch (const std::exception& e) {
-      throw UserError(ExitCode::kDataError, fmt::format("{}:{}: damaged manifest line ({}); rerun the stage that writes it with --force",
-                                                        path.string(), lineno, e.what()));
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("{}:{}: damaged manifest line ({}); rerun the stage that writes it with --force",
+                                  path.string(), lineno, e.what()));
     }
   }
   return records;
@@ -71,15 +74,23 @@ std::vector<ImageRecord> read_records_jsonl(const std::filesystem::path& path) {
 void write_records_csv(const std::filesystem::path& path, const std::vector<ImageRecord>& records, bool with_split) {
   write_atomically(path, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary);
-    std::vector<std::string> header = {"path", "class", "format", "width", "height", "channels", "bit_depth", "bytes", "hash"};
+    std::vector<std::string> header = {"path",     "class",     "format", "width", "height",
+                                       "channels", "bit_depth", "bytes",  "hash"};
     if (with_split) {
       header.push_back("label");
       header.push_back("split");
     }
     out << csv::join_row(header) << '\n';
     for (const auto& r : records) {
-      std::vector<std::string> row = {r.path, r.class_name, r.format, std::to_string(r.width), std::to_string(r.height),
-                                      std::to_string(r.channels), std::to_string(r.bit_depth), std::to_string(r.bytes), r.hash};
+      std::vector<std::string> row = {r.path,
+                                      r.class_name,
+                                      r.format,
+                                      std::to_string(r.width),
+                                      std::to_string(r.height),
+                                      std::to_string(r.channels),
+                                      std::to_string(r.bit_depth),
+                                      std::to_string(r.bytes),
+                                      r.hash};
       if (with_split) {
         row.push_back(std::to_string(r.label));
         row.push_back(r.split);
@@ -117,7 +128,8 @@ ClassList read_class_list(const std::filesystem::path& path) {
   } catch (const UserError&) {
     throw;
   } catch (const std::exception& e) {
-    throw UserError(ExitCode::kDataError, fmt::format("{} is damaged ({}); rerun the stage that writes it with --force", path.string(), e.what()));
+    throw UserError(ExitCode::kDataError, fmt::format("{} is damaged ({}); rerun the stage that writes it with --force",
+                                                      path.string(), e.what()));
   }
   c.names = j.at("classes").get<std::vector<std::string>>();
   for (const auto& n : c.names) c.counts.push_back(j["counts"].value(n, 0));

@@ -15,12 +15,12 @@ struct ImageRecord {
   std::string format;      // jpeg, png, bmp, webp, tiff, pnm
   int width = 0;
   int height = 0;
-  int channels = 0;        // as stored in the file: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha
+  int channels = 0;  // as stored in the file: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha
   int bit_depth = 8;
   std::uint64_t bytes = 0;
-  std::string hash;        // XXH3-128 of the file's bytes
-  int label = -1;          // index into the run's class list (after subsample)
-  std::string split;       // train, val or test (after subsample)
+  std::string hash;   // XXH3-128 of the file's bytes
+  int label = -1;     // index into the run's class list (after subsample)
+  std::string split;  // train, val or test (after subsample)
 };
 
 void write_records_jsonl(const std::filesystem::path& path, const std::vector<ImageRecord>& records);
@@ -30,8 +30,8 @@ void write_records_csv(const std::filesystem::path& path, const std::vector<Imag
 
 // Class list with its name -> index map, as JSON: {"classes": [...], "class_to_idx": {...}, "counts": {...}}.
 struct ClassList {
-  std::vector<std::string> names;            // sorted
-  std::vector<std::int64_t> counts;          // images per class, parallel to names
+  std::vector<std::string> names;               // sorted
+  std::vector<std::int64_t> counts;             // images per class, parallel to names
   int index_of(const std::string& name) const;  // -1 when absent
 };
 void write_class_list(const std::filesystem::path& path, const ClassList& classes);

@@ -4,12 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
-#include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <regex>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,23 +15,22 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/report.h"
-#include "pipeline/signals.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
 
 namespace augment {
 
 using nlohmann::json;
 
 std::string SamplingSettings::key() const {
-  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, eta, clip, guidance,
-                               conditioning, checkpoint, resolution, channels, guided_from, guided_to));
+  return hash_text(fmt::format("{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", sampler, steps, eta,
+                               clip, guidance, conditioning, checkpoint, resolution, channels, guided_from, guided_to));
 }
 
-std::string sample_image_relpath(int label, std::int64_t index) { return fmt::format("images/{:03}/{:06}.png", label, index); }
+std::string sample_image_relpath(int label, std::int64_t index) {
+  return fmt::format("images/{:03}/{:06}.png", label, index);
+}
 
 fs::path journal_path(const fs::path& sample_dir, const ShardSpec& shard) {
   return sample_dir / fmt::format("journal-{}.jsonl", shard.label());
@@ -57,6 +54,36 @@ std::vector<std::pair<ShardSpec, fs::path>> find_journals(const fs::path& sample
   return out;
 }
 
+json sampling_settings_json(const SamplingSettings& s, std::initializer_list<std::string_view> fields) {
+  json j = json::object();
+  for (const auto f : fields) {
+    const std::string k(f);
+    if (k == "sampler")
+      j[k] = s.sampler;
+    else if (k == "steps")
+      j[k] = s.steps;
+    else if (k == "eta")
+      j[k] = s.eta;
+    else if (k == "clip")
+      j[k] = s.clip;
+    else if (k == "guidance")
+      j[k] = s.guidance;
+    else if (k == "guidance_interval")
+      j[k] = {s.guided_from, s.guided_to};
+    else if (k == "conditioning")
+      j[k] = s.conditioning;
+    else if (k == "checkpoint")
+      j[k] = s.checkpoint;
+    else if (k == "resolution")
+      j[k] = s.resolution;
+    else if (k == "channels")
+      j[k] = s.channels;
+    else
+      throw std::invalid_argument("sampling_settings_json: unknown field " + k);
+  }
+  return j;
+}
+
 namespace {
 
 json entry_to_json(const JournalEntry& e) {
@@ -67,20 +94,12 @@ json entry_to_json(const JournalEntry& e) {
             {"tries", e.tries},
             {"status", e.accepted ? "accepted" : "rejected"},
             {"confidence", e.confidence ? json(*e.confidence) : json(nullptr)},
-            {"sampler", e.settings.sampler},
-            {"steps", e.settings.steps},
-            {"eta", e.settings.eta},
-            {"clip", e.settings.clip},
-            {"guidance", e.settings.guidance},
-            {"guidance_interval", {e.settings.guided_from, e.settings.guided_to}},
-            {"conditioning", e.settings.conditioning},
-            {"checkpoint", e.settings.checkpoint},
-            {"resolution", e.settings.resolution},
-            {"channels", e.settings.channels},
             {"run_seed", e.run_seed},
             {"file", e.file.empty() ? json(nullptr) : json(e.file)},
             {"png_bytes", e.png_bytes},
             {"png_hash", e.png_hash}};
+  j.update(sampling_settings_json(e.settings, {"sampler", "steps", "eta", "clip", "guidance", "guidance_interval",
+                                               "conditioning", "checkpoint", "resolution", "channels"}));
   return j;
 }
 
@@ -116,13 +135,7 @@ JournalEntry entry_from_json(const json& j) {
   return e;
 }
 
-// Length of the valid prefix of a journal: everything up to the end of the last parseable line.
-// Lines that do not parse after it are the torn tail of an interrupted append.
-struct ParsedJournal {
-  std::vector<JournalEntry> entries;
-  std::uint64_t valid_bytes = 0;
-  std::uint64_t total_bytes = 0;
-};
+}  // namespace
 
 ParsedJournal parse_journal(const fs::path& path) {
   ParsedJournal out;
@@ -157,10 +170,11 @@ ParsedJournal parse_journal(const fs::path& path) {
     }
     if (ok) {
       if (!first_bad.empty()) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("{}: damaged line {} before valid ones; the journal was edited or the disk is failing. "
-                                    "Remove the line (its image will be generated again) or delete the journal",
-                                    path.string(), first_bad));
+        throw UserError(
+            ExitCode::kDataError,
+            fmt::format("{}: damaged line {} before valid ones; the journal was edited or the disk is failing. "
+                        "Remove the line (its image will be generated again) or delete the journal",
+                        path.string(), first_bad));
       }
       out.valid_bytes = next;
     } else if (first_bad.empty()) {
@@ -171,85 +185,33 @@ ParsedJournal parse_journal(const fs::path& path) {
   return out;
 }
 
-void write_all(int fd, const char* data, std::size_t size, const fs::path& path) {
-  if (const int err = write_to_fd(fd, data, size); err != 0) {
-    throw UserError(ExitCode::kIoError, fmt::format("cannot write {}: {}{}", path.string(), std::strerror(err), disk_full_hint(err)));
+JournalWriter::JournalWriter(const fs::path& path, std::uint64_t valid_bytes) : path_(path) {
+  ensure_directory(path.parent_path());
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw UserError(ExitCode::kCantCreate, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
+  if (::ftruncate(fd_, static_cast<off_t>(valid_bytes)) != 0 || ::lseek(fd_, 0, SEEK_END) < 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw UserError(ExitCode::kIoError, fmt::format("cannot repair {}: {}", path.string(), std::strerror(err)));
   }
 }
 
-// A shard's journal opened for appending; a torn tail is cut off first so new lines start clean.
-class JournalWriter {
- public:
-  explicit JournalWriter(const fs::path& path, std::uint64_t valid_bytes) : path_(path) {
-    ensure_directory(path.parent_path());
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw UserError(ExitCode::kCantCreate, fmt::format("cannot open {}: {}", path.string(), std::strerror(errno)));
-    if (::ftruncate(fd_, static_cast<off_t>(valid_bytes)) != 0 || ::lseek(fd_, 0, SEEK_END) < 0) {
-      const int err = errno;
-      ::close(fd_);
-      throw UserError(ExitCode::kIoError, fmt::format("cannot repair {}: {}", path.string(), std::strerror(err)));
-    }
-  }
-  ~JournalWriter() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  JournalWriter(const JournalWriter&) = delete;
-  JournalWriter& operator=(const JournalWriter&) = delete;
-
-  void append(const std::vector<JournalEntry>& entries) {
-    if (entries.empty()) return;
-    std::string text;
-    for (const auto& e : entries) text += entry_to_json(e).dump() + "\n";
-    write_all(fd_, text.data(), text.size(), path_);
-    if (::fsync(fd_) != 0) throw UserError(ExitCode::kIoError, fmt::format("cannot sync {}: {}", path_.string(), std::strerror(errno)));
-  }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-};
-
-// Writes `bytes` to a temp sibling and renames it over `target`, without fsync: the batch syncs
-// its files together before the journal names them.
-void write_file_unsynced(const fs::path& target, const std::vector<std::uint8_t>& bytes) {
-  const auto tmp = temp_path_for(target);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw UserError(ExitCode::kCantCreate, fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno)));
-  try {
-    write_all(fd, reinterpret_cast<const char*>(bytes.data()), bytes.size(), target);
-  } catch (...) {
-    ::close(fd);
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw;
-  }
-  ::close(fd);
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", target.string(), ec.message()));
-  }
+JournalWriter::~JournalWriter() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
-bool entry_done(const JournalEntry& e, const SamplingJob& job, const std::string& key) {
-  if (e.run_seed != job.run_seed || e.settings.key() != key) return false;
-  const bool filtering = job.min_confidence > 0;
-  if (!e.accepted) {
-    // Given up under the same filter at least as patient as now.
-    return filtering && e.tries >= job.max_tries && (!e.confidence || *e.confidence < job.min_confidence);
+void JournalWriter::append(const std::vector<JournalEntry>& entries) {
+  if (entries.empty()) return;
+  std::string text;
+  for (const auto& e : entries) text += entry_to_json(e).dump() + "\n";
+  if (const int err = write_to_fd(fd_, text.data(), text.size()); err != 0) {
+    throw UserError(ExitCode::kIoError,
+                    fmt::format("cannot write {}: {}{}", path_.string(), std::strerror(err), disk_full_hint(err)));
   }
-  if (filtering && (!e.confidence || *e.confidence < job.min_confidence)) return false;
-  return png_matches(job.dir, e);
+  if (::fsync(fd_) != 0)
+    throw UserError(ExitCode::kIoError, fmt::format("cannot sync {}: {}", path_.string(), std::strerror(errno)));
 }
-
-struct Pending {
-  SampleItem item;
-  int attempt = 0;
-  std::optional<double> best;  // best confidence so far (for the rejected line)
-};
-
-}  // namespace
 
 bool png_matches(const fs::path& sample_dir, const JournalEntry& e) {
   std::vector<std::uint8_t> bytes;
@@ -285,10 +247,13 @@ std::vector<JournalEntry> read_journal(const fs::path& path, std::uint64_t* torn
 std::vector<std::uint8_t> encode_png(const std::uint8_t* pixels, int resolution, int channels) {
   cv::Mat img(resolution, resolution, channels == 1 ? CV_8UC1 : CV_8UC3, const_cast<std::uint8_t*>(pixels));
   cv::Mat bgr;
-  if (channels == 3) cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
-  else bgr = img;
+  if (channels == 3)
+    cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
+  else
+    bgr = img;
   std::vector<std::uint8_t> out;
-  if (!cv::imencode(".png", bgr, out, {cv::IMWRITE_PNG_COMPRESSION, 6})) throw std::runtime_error("PNG encoding failed");
+  if (!cv::imencode(".png", bgr, out, {cv::IMWRITE_PNG_COMPRESSION, 6}))
+    throw std::runtime_error("PNG encoding failed");
   return out;
 }
 
@@ -306,149 +271,11 @@ std::string decode_png(const std::vector<std::uint8_t>& png, int resolution, int
   }
   if (img.channels() != channels) return fmt::format("has {} channels, expected {}", img.channels(), channels);
   cv::Mat dst(resolution, resolution, channels == 1 ? CV_8UC1 : CV_8UC3, out);
-  if (channels == 3) cv::cvtColor(img, dst, cv::COLOR_BGR2RGB);
-  else img.copyTo(dst);
+  if (channels == 3)
+    cv::cvtColor(img, dst, cv::COLOR_BGR2RGB);
+  else
+    img.copyTo(dst);
   return "";
-}
-
-SamplingSummary run_sampling(const SamplingJob& job, const SamplePlan& plan, const GenerateFn& generate, Reporter& report) {
-  if (job.batch_size < 1 || job.max_tries < 1) throw std::logic_error("run_sampling: batch_size and max_tries must be >= 1");
-  if (job.settings.resolution < 1 || (job.settings.channels != 1 && job.settings.channels != 3)) {
-    throw std::logic_error("run_sampling: settings need a resolution and 1 or 3 channels");
-  }
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::string key = job.settings.key();
-  const bool filtering = job.min_confidence > 0;
-  const std::size_t image_bytes = static_cast<std::size_t>(job.settings.resolution) * job.settings.resolution * job.settings.channels;
-
-  const auto jpath = journal_path(job.dir, job.shard);
-  auto parsed = parse_journal(jpath);
-  if (parsed.total_bytes > parsed.valid_bytes) {
-    report.info(fmt::format("{}: ignoring {} bytes of a line cut short by an interrupted run", jpath.string(), parsed.total_bytes - parsed.valid_bytes));
-  }
-  std::map<SampleItem, JournalEntry> last;
-  for (auto& e : parsed.entries) last[SampleItem{e.label, e.index}] = std::move(e);
-  JournalWriter journal(jpath, parsed.valid_bytes);
-
-  SamplingSummary summary;
-  for (const auto& c : plan.classes) summary.classes.push_back(ClassSamplingStats{c.name, 0, 0, 0, 0, 0});
-  std::deque<Pending> queue;
-  for (const auto& item : shard_items(plan, job.shard)) {
-    auto& st = summary.classes[static_cast<std::size_t>(item.label)];
-    ++st.planned;
-    const auto it = last.find(item);
-    if (it != last.end() && entry_done(it->second, job, key)) {
-      ++st.reused;
-      continue;
-    }
-    queue.push_back(Pending{item, 0, std::nullopt});
-  }
-  std::int64_t reused = 0;
-  for (const auto& st : summary.classes) reused += st.reused;
-  if (reused > 0) report.info(fmt::format("shard {}: {} images already done by an earlier run are kept", job.shard.label(), reused));
-
-  Progress progress(report, fmt::format("sample {}", job.shard.label()), static_cast<std::int64_t>(queue.size()), "img");
-  while (!queue.empty()) {
-    check_stop();
-    std::vector<Pending> batch;
-    while (!queue.empty() && static_cast<std::int64_t>(batch.size()) < job.batch_size) {
-      batch.push_back(queue.front());
-      queue.pop_front();
-    }
-    std::vector<SampleRequest> requests;
-    for (const auto& p : batch) {
-      const auto& name = plan.classes[static_cast<std::size_t>(p.item.label)].name;
-      requests.push_back(SampleRequest{p.item.label, p.item.index, item_seed(job.run_seed, name, p.item.index, p.attempt), p.attempt});
-    }
-    const auto images = generate(requests);
-    if (images.size() != requests.size()) {
-      throw std::logic_error(fmt::format("GenerateFn returned {} images for {} requests", images.size(), requests.size()));
-    }
-    summary.generated += static_cast<std::int64_t>(images.size());
-
-    std::vector<JournalEntry> entries;
-    std::vector<Pending> retries;
-    std::vector<fs::path> written;
-    for (std::size_t k = 0; k < batch.size(); ++k) {
-      const auto& p = batch[k];
-      const auto& img = images[k];
-      auto& st = summary.classes[static_cast<std::size_t>(p.item.label)];
-      ++st.tries;
-      if (img.pixels.size() != image_bytes) {
-        throw std::logic_error(fmt::format("GenerateFn returned {} bytes for an image; expected {}x{}x{} = {}", img.pixels.size(),
-                                           job.settings.resolution, job.settings.resolution, job.settings.channels, image_bytes));
-      }
-      if (filtering && !img.confidence) throw std::logic_error("GenerateFn returned no confidence while sample.min_confidence is set");
-      JournalEntry e;
-      e.class_name = plan.classes[static_cast<std::size_t>(p.item.label)].name;
-      e.label = p.item.label;
-      e.index = p.item.index;
-      e.run_seed = job.run_seed;
-      e.seed = requests[k].seed;
-      e.tries = p.attempt + 1;
-      e.settings = job.settings;
-      const bool accepted = !filtering || *img.confidence >= job.min_confidence;
-      if (accepted) {
-        e.accepted = true;
-        e.confidence = img.confidence;
-        const auto png = encode_png(img.pixels.data(), job.settings.resolution, job.settings.channels);
-        e.file = sample_image_relpath(p.item.label, p.item.index);
-        e.png_bytes = png.size();
-        e.png_hash = hash_bytes(png.data(), png.size());
-        const auto target = job.dir / e.file;
-        ensure_directory(target.parent_path());
-        write_file_unsynced(target, png);
-        written.push_back(target);
-        ++st.accepted;
-        entries.push_back(std::move(e));
-        continue;
-      }
-      Pending next = p;
-      if (!next.best || *img.confidence > *next.best) next.best = img.confidence;
-      if (p.attempt + 1 < job.max_tries) {
-        ++next.attempt;
-        retries.push_back(next);
-        continue;
-      }
-      e.accepted = false;
-      e.confidence = next.best;
-      ++st.rejected;
-      entries.push_back(std::move(e));
-    }
-    // PNGs reach the disk before the journal line that vouches for them.
-    for (const auto& f : written) fsync_file(f);
-    std::vector<fs::path> dirs;
-    for (const auto& f : written) {
-      if (std::find(dirs.begin(), dirs.end(), f.parent_path()) == dirs.end()) dirs.push_back(f.parent_path());
-    }
-    for (const auto& d : dirs) fsync_directory(d);
-    journal.append(entries);
-    progress.advance(static_cast<std::int64_t>(entries.size()));
-    // Retries go first so an item finishes soon after its first try.
-    for (auto it = retries.rbegin(); it != retries.rend(); ++it) queue.push_front(*it);
-  }
-  progress.finish();
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-  if (filtering) {
-    std::string table = fmt::format("confidence filter (>= {}, at most {} tries per image), shard {}:\n{:<28} {:>8} {:>8} {:>8} {:>10}\n",
-                                    job.min_confidence, job.max_tries, job.shard.label(), "class", "kept", "gave up", "tries",
-                                    "acceptance");
-    for (const auto& st : summary.classes) {
-      if (st.tries == 0) continue;
-      table += fmt::format("{:<28} {:>8} {:>8} {:>8} {:>9.1f}%\n", st.name, st.accepted, st.rejected, st.tries,
-                           100.0 * static_cast<double>(st.accepted) / static_cast<double>(st.tries));
-    }
-    report.print(table);
-    for (const auto& st : summary.classes) {
-      if (st.rejected > 0) {
-        report.warn(fmt::format("class '{}': {} planned images found no sample the classifier accepts in {} tries; the class "
-                                "stays that many short (lower sample.min_confidence or raise sample.max_tries)",
-                                st.name, st.rejected, job.max_tries));
-      }
-    }
-  }
-  return summary;
 }
 
 }  // namespace augment
@@ -458,8 +285,9 @@ namespace augment {
 MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan) {
   const auto journals = find_journals(sample_dir);
   if (journals.empty()) {
-    throw UserError(ExitCode::kNoInput,
-                    fmt::format("no samples: run `augment sample` first (no journal-K-of-N.jsonl in {})", sample_dir.string()));
+    throw UserError(
+        ExitCode::kNoInput,
+        fmt::format("no samples: run `augment sample` first (no journal-K-of-N.jsonl in {})", sample_dir.string()));
   }
   MergedSamples out;
   out.shard_count = journals.front().first.count;
@@ -467,19 +295,23 @@ MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan)
     if (spec.count != out.shard_count) {
       std::string names;
       for (const auto& j : journals) names += (names.empty() ? "" : ", ") + j.second.filename().string();
-      throw UserError(ExitCode::kDataError,
-                      fmt::format("{} holds journals of different shard counts ({}): keep the journals of one sampling run "
-                                  "(delete the others, with their images if unsure) and rerun `augment sample` with one --shard count",
-                                  sample_dir.string(), names));
+      throw UserError(
+          ExitCode::kDataError,
+          fmt::format(
+              "{} holds journals of different shard counts ({}): keep the journals of one sampling run "
+              "(delete the others, with their images if unsure) and rerun `augment sample` with one --shard count",
+              sample_dir.string(), names));
     }
     out.journals.push_back(path);
   }
   for (int k = 0; k < out.shard_count; ++k) {
-    const bool present = std::any_of(journals.begin(), journals.end(), [&](const auto& j) { return j.first.index == k; });
+    const bool present =
+        std::any_of(journals.begin(), journals.end(), [&](const auto& j) { return j.first.index == k; });
     if (!present) {
       throw UserError(ExitCode::kNoInput,
-                      fmt::format("shard {} of {} is missing (no {}): run `augment sample --shard {}/{}` to produce it", k, out.shard_count,
-                                  journal_path(sample_dir, ShardSpec{k, out.shard_count}).string(), k, out.shard_count));
+                      fmt::format("shard {} of {} is missing (no {}): run `augment sample --shard {}/{}` to produce it",
+                                  k, out.shard_count, journal_path(sample_dir, ShardSpec{k, out.shard_count}).string(),
+                                  k, out.shard_count));
     }
   }
   // The last line of an item within a journal wins (an item regenerated after a settings change).
@@ -496,10 +328,12 @@ MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan)
       }
       const auto& cls = plan.classes[static_cast<std::size_t>(item.label)].name;
       if (e.class_name != cls) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("{} names class '{}' for label {}, but the plan has '{}': the class list changed since sampling; "
-                                    "rerun `augment sample` (with --force)",
-                                    path.string(), e.class_name, item.label, cls));
+        throw UserError(
+            ExitCode::kDataError,
+            fmt::format(
+                "{} names class '{}' for label {}, but the plan has '{}': the class list changed since sampling; "
+                "rerun `augment sample` (with --force)",
+                path.string(), e.class_name, item.label, cls));
       }
       const auto key = e.settings.key() + "/" + std::to_string(e.run_seed);
       if (settings_key.empty()) {
@@ -508,19 +342,24 @@ MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan)
         out.settings = e.settings;
         out.run_seed = e.run_seed;
       } else if (key != settings_key) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("the shards were sampled with different settings: {} has {} {} steps guidance {} checkpoint {} seed {}, "
-                                    "{} has {} {} steps guidance {} checkpoint {} seed {}; rerun `augment sample` for the stale shards",
-                                    settings_from.filename().string(), out.settings.sampler, out.settings.steps, out.settings.guidance,
-                                    out.settings.checkpoint, out.run_seed, path.filename().string(), e.settings.sampler, e.settings.steps,
-                                    e.settings.guidance, e.settings.checkpoint, e.run_seed));
+        throw UserError(
+            ExitCode::kDataError,
+            fmt::format(
+                "the shards were sampled with different settings: {} has {} {} steps guidance {} checkpoint {} seed "
+                "{}, "
+                "{} has {} {} steps guidance {} checkpoint {} seed {}; rerun `augment sample` for the stale shards",
+                settings_from.filename().string(), out.settings.sampler, out.settings.steps, out.settings.guidance,
+                out.settings.checkpoint, out.run_seed, path.filename().string(), e.settings.sampler, e.settings.steps,
+                e.settings.guidance, e.settings.checkpoint, e.run_seed));
       }
       const auto [it, inserted] = items.emplace(item, std::make_pair(e, path));
       if (!inserted) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("image {} of class '{}' is in both {} and {}: the journals come from overlapping runs; delete the "
-                                    "journal of the run you do not want",
-                                    item.index, cls, it->second.second.string(), path.string()));
+        throw UserError(
+            ExitCode::kDataError,
+            fmt::format(
+                "image {} of class '{}' is in both {} and {}: the journals come from overlapping runs; delete the "
+                "journal of the run you do not want",
+                item.index, cls, it->second.second.string(), path.string()));
       }
     }
   }
@@ -531,8 +370,9 @@ MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan)
     if (it == items.end()) {
       if (missing++ == 0) {
         const int k = shard_of(plan, item, out.shard_count);
-        first_missing = fmt::format("image {} of class '{}' (shard {}/{}: run `augment sample --shard {}/{}` to finish it)", item.index,
-                                    plan.classes[static_cast<std::size_t>(item.label)].name, k, out.shard_count, k, out.shard_count);
+        first_missing = fmt::format(
+            "image {} of class '{}' (shard {}/{}: run `augment sample --shard {}/{}` to finish it)", item.index,
+            plan.classes[static_cast<std::size_t>(item.label)].name, k, out.shard_count, k, out.shard_count);
       }
       continue;
     }
@@ -544,27 +384,6 @@ MergedSamples merge_journals(const fs::path& sample_dir, const SamplePlan& plan)
                                                     sample_dir.string(), first_missing));
   }
   return out;
-}
-
-}  // namespace augment
-
-namespace augment {
-
-SamplingJob sampling_job_for(const Context& ctx, const SamplingSettings& settings) {
-  const auto o = ctx.options<SampleOptions>();
-  SamplingJob job;
-  job.dir = ctx.dir("sample");
-  job.run_seed = static_cast<std::uint64_t>(ctx.global().seed);
-  try {
-    job.shard = resolve_shard(o.shard, [](const char* name) { return std::getenv(name); });
-  } catch (const std::invalid_argument& e) {
-    throw UserError(ExitCode::kConfig, e.what());
-  }
-  job.batch_size = o.batch_size;
-  job.min_confidence = o.min_confidence;
-  job.max_tries = static_cast<int>(o.max_tries);
-  job.settings = settings;
-  return job;
 }
 
 }  // namespace augment

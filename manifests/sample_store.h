@@ -3,53 +3,43 @@
 //   work/sample/journal-<K>-of-<N>.jsonl                            one JSON line per finished image
 // A shard appends to its own journal only; lines are fsync'ed per batch, after the batch's PNGs.
 // An image counts as done only when its PNG and its journal line both exist (and agree in size).
-// Also the generation driver, which talks to the model only through a GenerateFn.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "stages/sample_plan.h"
+#include <nlohmann/json.hpp>
+
+#include "manifests/sample_plan.h"
 
 namespace augment {
 
-class Reporter;
-
 // What shaped an image besides its seed; written into every journal line and the dataset card.
 struct SamplingSettings {
-  std::string sampler;       // e.g. "ddim"
+  std::string sampler;  // e.g. "ddim"
   std::int64_t steps = 0;
-  double guidance = 0.0;     // classifier-free guidance scale (0 when not used)
-  std::string conditioning;  // cfg | cbn | ac | none
-  std::string checkpoint;    // fingerprint of the model weights
-  int resolution = 0;        // side of the square images (the cache resolution)
-  int channels = 3;          // 3 RGB, 1 gray
-  double eta = 0.0;          // ddim's noise share
-  bool clip = true;          // predicted clean image clamped at every step
+  double guidance = 0.0;                      // classifier-free guidance scale (0 when not used)
+  std::string conditioning;                   // cfg | cbn | ac | none
+  std::string checkpoint;                     // fingerprint of the model weights
+  int resolution = 0;                         // side of the square images (the cache resolution)
+  int channels = 3;                           // 3 RGB, 1 gray
+  double eta = 0.0;                           // ddim's noise share
+  bool clip = true;                           // predicted clean image clamped at every step
   double guided_from = 0.0, guided_to = 1.0;  // guidance interval as shares t/T of the noise schedule
-  std::string key() const;   // hash of all of the above
+  std::string key() const;                    // hash of all of the above
 };
 
-// One image the generator must produce: all its randomness must come from `seed`.
-struct SampleRequest {
-  int label = 0;
-  std::int64_t index = 0;
-  std::uint64_t seed = 0;
-  int attempt = 0;  // 0 for the first try; > 0 for retries of the confidence filter
-};
-
-struct GeneratedImage {
-  std::vector<std::uint8_t> pixels;  // resolution*resolution*channels bytes, row-major HWC, RGB order or gray
-  std::optional<double> confidence;  // frozen classifier's probability of the requested class, when computed
-};
-
-// Called with batches of at most SamplingJob::batch_size requests; returns one image per request,
-// in the same order. May throw StopRequested (or anything else): finished batches are kept.
-using GenerateFn = std::function<std::vector<GeneratedImage>(const std::vector<SampleRequest>&)>;
+// The settings under the names every file augment writes gives them (journal lines, the dataset
+// card and its rows, the evaluation metrics); `fields` picks the ones a file carries, from
+// sampler, steps, eta, clip, guidance, guidance_interval, conditioning, checkpoint, resolution,
+// channels. An unknown name throws std::invalid_argument.
+nlohmann::json sampling_settings_json(const SamplingSettings& s, std::initializer_list<std::string_view> fields);
 
 struct JournalEntry {
   std::string class_name;
@@ -58,12 +48,12 @@ struct JournalEntry {
   std::uint64_t run_seed = 0;
   std::uint64_t seed = 0;  // seed of the kept try (of the last try when rejected)
   int tries = 1;
-  bool accepted = true;    // false: the filter rejected every try; no PNG
+  bool accepted = true;              // false: the filter rejected every try; no PNG
   std::optional<double> confidence;  // of the kept try (best try when rejected)
   SamplingSettings settings;
-  std::string file;        // PNG relative to the sample dir; empty when rejected
+  std::string file;  // PNG relative to the sample dir; empty when rejected
   std::uint64_t png_bytes = 0;
-  std::string png_hash;    // XXH3-128 of the PNG file
+  std::string png_hash;  // XXH3-128 of the PNG file
 };
 
 std::string sample_image_relpath(int label, std::int64_t index);  // images/003/000017.png
@@ -75,6 +65,29 @@ std::vector<std::pair<ShardSpec, std::filesystem::path>> find_journals(const std
 // `torn_bytes` receives the length of the ignored tail. A damaged line before valid ones is an
 // error naming file and line.
 std::vector<JournalEntry> read_journal(const std::filesystem::path& path, std::uint64_t* torn_bytes = nullptr);
+// A journal with the length of its valid prefix: everything up to the end of the last parseable
+// line. Lines that do not parse after it are the torn tail of an interrupted append.
+struct ParsedJournal {
+  std::vector<JournalEntry> entries;
+  std::uint64_t valid_bytes = 0;
+  std::uint64_t total_bytes = 0;
+};
+ParsedJournal parse_journal(const std::filesystem::path& path);
+
+// A shard's journal opened for appending; a torn tail (beyond `valid_bytes`) is cut off first so
+// new lines start clean. Every append is fsync'ed.
+class JournalWriter {
+ public:
+  JournalWriter(const std::filesystem::path& path, std::uint64_t valid_bytes);
+  ~JournalWriter();
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+  void append(const std::vector<JournalEntry>& entries);
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
 
 // True when the PNG a journal line names is there with the size and hash the line gives.
 bool png_matches(const std::filesystem::path& sample_dir, const JournalEntry& e);
@@ -87,36 +100,6 @@ std::string damaged_sample(const std::filesystem::path& sample_dir, const Sample
 std::vector<std::uint8_t> encode_png(const std::uint8_t* pixels, int resolution, int channels);
 // Decodes a PNG to HWC RGB/gray with exactly `channels`; "" on success, else why not.
 std::string decode_png(const std::vector<std::uint8_t>& png, int resolution, int channels, std::uint8_t* out);
-
-struct SamplingJob {
-  std::filesystem::path dir;  // work/sample
-  std::uint64_t run_seed = 0;
-  ShardSpec shard;
-  std::int64_t batch_size = 64;
-  double min_confidence = 0.0;  // 0: no filter
-  int max_tries = 1;
-  SamplingSettings settings;
-};
-
-struct ClassSamplingStats {
-  std::string name;
-  std::int64_t planned = 0;    // items of this shard
-  std::int64_t reused = 0;     // already done by an earlier run
-  std::int64_t accepted = 0;   // done now and kept
-  std::int64_t rejected = 0;   // done now and given up
-  std::int64_t tries = 0;      // generator calls for this class, images
-};
-
-struct SamplingSummary {
-  std::vector<ClassSamplingStats> classes;  // in label order
-  std::int64_t generated = 0;                // images the generator produced in this run
-  double seconds = 0.0;
-};
-
-// Generates this shard's items that are not done yet, in batches, writing PNGs and journal lines;
-// checks check_stop() between batches. Prints progress (images/s, ETA) and, with the filter, the
-// acceptance rate per class.
-SamplingSummary run_sampling(const SamplingJob& job, const SamplePlan& plan, const GenerateFn& generate, Reporter& report);
 
 }  // namespace augment
 
@@ -136,14 +119,5 @@ struct MergedSamples {
 // present exactly once, one set of sampling settings) and returns the planned items' entries.
 // Throws UserError naming the missing shard, duplicated item or disagreeing journals.
 MergedSamples merge_journals(const std::filesystem::path& sample_dir, const SamplePlan& plan);
-
-}  // namespace augment
-
-namespace augment {
-
-class Context;
-// The job of this invocation: work/sample, the run seed, the sample.* options and the shard
-// (--shard, else SLURM's array variables). `settings` come from the model.
-SamplingJob sampling_job_for(const Context& ctx, const SamplingSettings& settings);
 
 }  // namespace augment

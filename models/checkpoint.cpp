@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
 
 namespace augment {
 
@@ -36,11 +36,16 @@ void digest_archive(torch::serialize::InputArchive& archive, const std::string& 
     }
     c10::IValue v;
     if (archive.try_read(key, v)) {
-      if (v.isString()) out += name + "=" + v.toStringRef() + ";";
-      else if (v.isInt()) out += fmt::format("{}={};", name, v.toInt());
-      else if (v.isDouble()) out += fmt::format("{}={};", name, v.toDouble());
-      else if (v.isBool()) out += fmt::format("{}={};", name, v.toBool());
-      else out += fmt::format("{}:{};", name, v.tagKind());
+      if (v.isString())
+        out += name + "=" + v.toStringRef() + ";";
+      else if (v.isInt())
+        out += fmt::format("{}={};", name, v.toInt());
+      else if (v.isDouble())
+        out += fmt::format("{}={};", name, v.toDouble());
+      else if (v.isBool())
+        out += fmt::format("{}={};", name, v.toBool());
+      else
+        out += fmt::format("{}:{};", name, v.tagKind());
     }
   }
 }
@@ -87,7 +92,8 @@ void save_checkpoint(const std::filesystem::path& dir, std::int64_t step,
 
 std::optional<RestoredCheckpoint> restore_latest_checkpoint(
     const std::filesystem::path& dir, const torch::Device& device,
-    const std::function<RestoreResult(torch::serialize::InputArchive&)>& restore, std::vector<std::string>* skipped_out) {
+    const std::function<RestoreResult(torch::serialize::InputArchive&)>& restore,
+    std::vector<std::string>* skipped_out) {
   std::vector<std::string> skipped;
   std::optional<RestoredCheckpoint> result;
   for (const auto& path : list_checkpoints(dir)) {

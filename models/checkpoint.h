@@ -40,6 +40,7 @@ struct RestoredCheckpoint {
 // file could be used. The archive is mapped onto `device`.
 std::optional<RestoredCheckpoint> restore_latest_checkpoint(
     const std::filesystem::path& dir, const torch::Device& device,
-    const std::function<RestoreResult(torch::serialize::InputArchive&)>& restore, std::vector<std::string>* skipped = nullptr);
+    const std::function<RestoreResult(torch::serialize::InputArchive&)>& restore,
+    std::vector<std::string>* skipped = nullptr);
 
 }  // namespace augment

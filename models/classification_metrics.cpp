@@ -8,7 +8,8 @@
 
 namespace augment {
 
-ConfusionMatrix::ConfusionMatrix(std::size_t num_classes) : counts_(num_classes, std::vector<std::int64_t>(num_classes, 0)) {}
+ConfusionMatrix::ConfusionMatrix(std::size_t num_classes)
+    : counts_(num_classes, std::vector<std::int64_t>(num_classes, 0)) {}
 
 void ConfusionMatrix::add(std::int64_t true_class, std::int64_t predicted_class, std::int64_t n) {
   const auto k = static_cast<std::int64_t>(counts_.size());
@@ -39,7 +40,8 @@ std::vector<double> ConfusionMatrix::recall() const {
   for (std::size_t i = 0; i < counts_.size(); ++i) {
     std::int64_t row = 0;
     for (auto c : counts_[i]) row += c;
-    out.push_back(row == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(counts_[i][i]) / static_cast<double>(row));
+    out.push_back(row == 0 ? std::numeric_limits<double>::quiet_NaN()
+                           : static_cast<double>(counts_[i][i]) / static_cast<double>(row));
   }
   return out;
 }
@@ -61,7 +63,8 @@ nlohmann::json metrics_to_json(const ConfusionMatrix& m, const std::vector<std::
   auto number = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
   nlohmann::json recall = nlohmann::json::object();
   const auto r = m.recall();
-  for (std::size_t i = 0; i < r.size(); ++i) recall[i < class_names.size() ? class_names[i] : std::to_string(i)] = number(r[i]);
+  for (std::size_t i = 0; i < r.size(); ++i)
+    recall[i < class_names.size() ? class_names[i] : std::to_string(i)] = number(r[i]);
   return {{"images", m.total()},
           {"accuracy", number(m.accuracy())},
           {"balanced_accuracy", number(m.balanced_accuracy())},

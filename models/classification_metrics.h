@@ -18,7 +18,9 @@ class ConfusionMatrix {
   void add(std::int64_t true_class, std::int64_t predicted_class, std::int64_t n = 1);
   std::size_t num_classes() const { return counts_.size(); }
   std::int64_t total() const;
-  std::int64_t count(std::size_t true_class, std::size_t predicted_class) const { return counts_[true_class][predicted_class]; }
+  std::int64_t count(std::size_t true_class, std::size_t predicted_class) const {
+    return counts_[true_class][predicted_class];
+  }
   const std::vector<std::vector<std::int64_t>>& counts() const { return counts_; }
 
   double accuracy() const;

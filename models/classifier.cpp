@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
@@ -35,12 +35,14 @@ class PreActBlockImpl : public torch::nn::Module {
   PreActBlockImpl(int in, int out, int stride, const std::string& norm) {
     norm1_ = make_norm(norm, in);
     register_module("norm1", norm1_.ptr());
-    conv1_ = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+    conv1_ = register_module(
+        "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
     norm2_ = make_norm(norm, out);
     register_module("norm2", norm2_.ptr());
     conv2_ = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
     if (stride != 1 || in != out) {
-      shortcut_ = register_module("shortcut", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
+      shortcut_ = register_module("shortcut",
+                                  torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
     }
   }
   torch::Tensor forward(torch::Tensor x) {
@@ -62,7 +64,8 @@ TORCH_MODULE(PreActBlock);
 ClassifierNetImpl::ClassifierNetImpl(const ClassifierConfig& config) : config_(config) {
   // Stages down to about 4x4 pixels: 16 -> 3 stages, 28/32 -> 3/4, 64 -> 5 (capped at 5).
   const int stages = std::clamp(static_cast<int>(std::floor(std::log2(config.resolution / 4.0))) + 1, 2, 5);
-  stem_ = register_module("stem", torch::nn::Conv2d(torch::nn::Conv2dOptions(config.channels, config.width, 3).padding(1).bias(false)));
+  stem_ = register_module(
+      "stem", torch::nn::Conv2d(torch::nn::Conv2dOptions(config.channels, config.width, 3).padding(1).bias(false)));
   body_ = torch::nn::Sequential();
   int in = config.width;
   for (int s = 0; s < stages; ++s) {
@@ -80,9 +83,9 @@ ClassifierNetImpl::ClassifierNetImpl(const ClassifierConfig& config) : config_(c
 }
 
 std::pair<torch::Tensor, torch::Tensor> ClassifierNetImpl::forward_features(const torch::Tensor& x) {
-  auto h = body_->forward(stem_->forward(x));                     // [N, F, h, w]
+  auto h = body_->forward(stem_->forward(x));  // [N, F, h, w]
   h = torch::relu(normalize(final_norm_, h));
-  auto features = h.mean({2, 3});                                 // [N, F]
+  auto features = h.mean({2, 3});  // [N, F]
   return {head_->forward(features), features};
 }
 
@@ -90,8 +93,10 @@ torch::Tensor ClassifierNetImpl::forward(const torch::Tensor& x) { return forwar
 
 static nlohmann::json meta_to_json(const ClassifierMeta& m) {
   const auto& c = m.config;
-  return {{"channels", c.channels}, {"resolution", c.resolution}, {"num_classes", c.num_classes}, {"width", c.width},
-          {"blocks", c.blocks},     {"norm", c.norm},             {"class_names", m.class_names}};
+  return {{"channels", c.channels},       {"resolution", c.resolution},
+          {"num_classes", c.num_classes}, {"width", c.width},
+          {"blocks", c.blocks},           {"norm", c.norm},
+          {"class_names", m.class_names}};
 }
 
 void save_classifier(ClassifierNet& net, const ClassifierMeta& meta, const std::filesystem::path& path) {
@@ -105,9 +110,9 @@ ClassifierMeta read_classifier_meta(const std::filesystem::path& path) {
   try {
     j = nlohmann::json::parse(read_text_file(meta_path));
   } catch (const UserError&) {
-    throw UserError(ExitCode::kNoInput, fmt::format("no trained classifier at {}; run `augment classifier` first", path.string()));
+    throw UserError(ExitCode::kNoInput, fmt::format("no trained classifier at {}", path.string()));
   } catch (const std::exception& e) {
-    throw UserError(ExitCode::kDataError, fmt::format("{} is damaged ({}); rerun `augment classifier --force`", meta_path.string(), e.what()));
+    throw UserError(ExitCode::kDataError, fmt::format("{} is damaged ({})", meta_path.string(), e.what()));
   }
   ClassifierMeta m;
   m.config.channels = j.at("channels");
@@ -120,23 +125,24 @@ ClassifierMeta read_classifier_meta(const std::filesystem::path& path) {
   return m;
 }
 
-ClassifierNet load_frozen_classifier(const std::filesystem::path& path, const std::vector<std::string>& class_names, int resolution,
-                                     int channels, const torch::Device& device) {
+ClassifierNet load_frozen_classifier(const std::filesystem::path& path, const std::vector<std::string>& class_names,
+                                     int resolution, int channels, const torch::Device& device) {
   const auto meta = read_classifier_meta(path);
   if (meta.class_names != class_names || meta.config.resolution != resolution || meta.config.channels != channels) {
     std::string theirs, ours;
     for (const auto& n : meta.class_names) theirs += (theirs.empty() ? "" : ", ") + n;
     for (const auto& n : class_names) ours += (ours.empty() ? "" : ", ") + n;
-    throw UserError(ExitCode::kDataError,
-                    fmt::format("the classifier at {} was trained on classes [{}] at {}px x {} channels, but this run has [{}] at {}px x {} "
-                                "channels; retrain it with `augment classifier --force`",
-                                path.string(), theirs, meta.config.resolution, meta.config.channels, ours, resolution, channels));
+    throw UserError(ExitCode::kDataError, fmt::format("the classifier at {} was trained on classes [{}] at {}px x {} "
+                                                      "channels, but this run has [{}] at {}px x {} "
+                                                      "channels",
+                                                      path.string(), theirs, meta.config.resolution,
+                                                      meta.config.channels, ours, resolution, channels));
   }
   ClassifierNet net(meta.config);
   try {
     torch::load(net, path.string());
   } catch (const c10::Error& e) {
-    throw UserError(ExitCode::kDataError, fmt::format("cannot load classifier weights {} (damaged?); rerun `augment classifier --force`", path.string()));
+    throw UserError(ExitCode::kDataError, fmt::format("cannot load classifier weights {} (damaged?)", path.string()));
   }
   net->to(device);
   net->eval();

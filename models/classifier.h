@@ -54,7 +54,7 @@ ClassifierMeta read_classifier_meta(const std::filesystem::path& path);
 // Loads a trained classifier for use as a fixed judge: eval mode, every parameter with
 // requires_grad = false, on `device`. Refuses (UserError kDataError) a classifier trained on
 // other classes, resolution or channels than the caller's data.
-ClassifierNet load_frozen_classifier(const std::filesystem::path& path, const std::vector<std::string>& class_names, int resolution,
-                                     int channels, const torch::Device& device);
+ClassifierNet load_frozen_classifier(const std::filesystem::path& path, const std::vector<std::string>& class_names,
+                                     int resolution, int channels, const torch::Device& device);
 
 }  // namespace augment

@@ -12,7 +12,7 @@
 
 #include "models/classification_metrics.h"
 #include "models/classifier.h"
-#include "models/classifier_options.h"
+#include "models/classifier_recipe.h"
 
 namespace augment {
 
@@ -30,8 +30,8 @@ struct EpochRecord {
   int epoch = 0;  // 1-based
   double lr = 0;  // at the end of the epoch
   double train_loss = 0;
-  double train_accuracy = 0;      // on the augmented batches, in training mode
-  double val_loss = 0;            // NaN without a val split
+  double train_accuracy = 0;  // on the augmented batches, in training mode
+  double val_loss = 0;        // NaN without a val split
   double val_accuracy = 0;
   double val_balanced_accuracy = 0;
   double train_seconds = 0;
@@ -40,7 +40,7 @@ struct EpochRecord {
 };
 
 struct ClassifierTrainSetup {
-  ClassifierOptions options;
+  ClassifierRecipe options;
   std::uint64_t seed = 0;
   torch::Device device = torch::kCPU;
   torch::ScalarType precision = torch::kFloat32;
@@ -69,12 +69,13 @@ struct ClassifierTrainResult {
 };
 
 // Architecture from the options and the data's shape.
-ClassifierConfig classifier_config(const ClassifierOptions& options, int channels, int resolution, int num_classes);
+ClassifierConfig classifier_config(const ClassifierRecipe& options, int channels, int resolution, int num_classes);
 
 // Trains on `train`, choosing the epoch with the best balanced accuracy on `val` (ties: lower val
 // loss). With an empty `val` the last epoch is kept and early stopping is off. Deterministic for
 // a fixed seed on CPU with a fixed thread count, also across a resume.
-ClassifierTrainResult train_classifier(const LabeledImages& train, const LabeledImages& val, const ClassifierTrainSetup& setup);
+ClassifierTrainResult train_classifier(const LabeledImages& train, const LabeledImages& val,
+                                       const ClassifierTrainSetup& setup);
 
 struct ClassifierScores {
   ConfusionMatrix confusion;

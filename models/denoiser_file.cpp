@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
@@ -23,13 +23,16 @@ json to_json(const DenoiserMeta& m) {
             {"heads", c.heads},
             {"dropout", c.dropout},
             {"num_classes", c.num_classes},
-            {"conditioning", c.conditioning},
+            {"conditioning", name_of(c.conditioning)},
             {"cbn_norm", c.cbn_norm}}},
-          {"diffusion", {{"steps", m.diffusion.steps}, {"schedule", m.diffusion.schedule}, {"prediction", m.diffusion.prediction}}},
+          {"diffusion",
+           {{"steps", m.diffusion.steps},
+            {"schedule", name_of(m.diffusion.schedule)},
+            {"prediction", name_of(m.diffusion.prediction)}}},
           {"class_names", m.class_names},
           {"resolution", c.resolution},
           {"channels", c.in_channels},
-          {"conditioning", c.conditioning},
+          {"conditioning", name_of(c.conditioning)},
           {"steps_trained", m.steps_trained},
           {"parameters", m.parameters},
           {"cond_drop", m.cond_drop},
@@ -49,12 +52,12 @@ DenoiserMeta denoiser_meta_from_json(const json& j) {
   c.heads = jm.at("heads");
   c.dropout = jm.at("dropout");
   c.num_classes = jm.at("num_classes");
-  c.conditioning = jm.at("conditioning");
+  c.conditioning = parse_name<Conditioning>(jm.at("conditioning").get<std::string>());
   c.cbn_norm = jm.at("cbn_norm");
   const auto& jd = j.at("diffusion");
   m.diffusion.steps = jd.at("steps");
-  m.diffusion.schedule = jd.at("schedule");
-  m.diffusion.prediction = jd.at("prediction");
+  m.diffusion.schedule = parse_name<NoiseSchedule>(jd.at("schedule").get<std::string>());
+  m.diffusion.prediction = parse_name<Prediction>(jd.at("prediction").get<std::string>());
   m.class_names = j.at("class_names").get<std::vector<std::string>>();
   m.steps_trained = j.value("steps_trained", std::int64_t{0});
   m.parameters = j.value("parameters", std::int64_t{0});
@@ -62,7 +65,8 @@ DenoiserMeta denoiser_meta_from_json(const json& j) {
   return m;
 }
 
-void save_denoiser(UNet& model, const DenoiserMeta& meta, const std::filesystem::path& pt, const std::filesystem::path& json_path) {
+void save_denoiser(UNet& model, const DenoiserMeta& meta, const std::filesystem::path& pt,
+                   const std::filesystem::path& json_path) {
   write_atomically(pt, [&](const std::filesystem::path& tmp) {
     torch::serialize::OutputArchive archive;
     model->save(archive);
@@ -71,11 +75,12 @@ void save_denoiser(UNet& model, const DenoiserMeta& meta, const std::filesystem:
   write_text_atomically(json_path, to_json(meta).dump(2) + "\n");
 }
 
-LoadedDenoiser load_denoiser(const std::filesystem::path& pt, const std::filesystem::path& json_path, const torch::Device& device) {
+LoadedDenoiser load_denoiser(const std::filesystem::path& pt, const std::filesystem::path& json_path,
+                             const torch::Device& device) {
   LoadedDenoiser out;
   std::error_code ec;
   if (!std::filesystem::exists(json_path, ec) || !std::filesystem::exists(pt, ec)) {
-    throw UserError(ExitCode::kNoInput, fmt::format("no trained denoiser at {}; run `augment train` first", pt.string()));
+    throw UserError(ExitCode::kNoInput, fmt::format("no trained denoiser at {}", pt.string()));
   }
   try {
     out.meta = denoiser_meta_from_json(json::parse(read_text_file(json_path)));
@@ -87,7 +92,7 @@ LoadedDenoiser load_denoiser(const std::filesystem::path& pt, const std::filesys
     throw;
   } catch (const std::exception& e) {
     std::string why = e.what();
-    throw UserError(ExitCode::kDataError, fmt::format("cannot load the trained denoiser {} ({}); rerun `augment train --force`", pt.string(),
+    throw UserError(ExitCode::kDataError, fmt::format("cannot load the trained denoiser {} ({})", pt.string(),
                                                       why.substr(0, why.find('\n'))));
   }
   out.model->to(device);

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "models/diffusion.h"
 #include "models/unet.h"
@@ -29,7 +29,8 @@ nlohmann::json to_json(const DenoiserMeta& meta);
 DenoiserMeta denoiser_meta_from_json(const nlohmann::json& j);
 
 // Writes `pt` (weights) and `json` (meta) atomically.
-void save_denoiser(UNet& model, const DenoiserMeta& meta, const std::filesystem::path& pt, const std::filesystem::path& json);
+void save_denoiser(UNet& model, const DenoiserMeta& meta, const std::filesystem::path& pt,
+                   const std::filesystem::path& json);
 
 struct LoadedDenoiser {
   UNet model{nullptr};
@@ -38,6 +39,7 @@ struct LoadedDenoiser {
 
 // Rebuilds the model from `json`, loads `pt` onto `device`, eval mode, no gradients. Throws
 // UserError naming the command to run when the files are missing or damaged.
-LoadedDenoiser load_denoiser(const std::filesystem::path& pt, const std::filesystem::path& json, const torch::Device& device);
+LoadedDenoiser load_denoiser(const std::filesystem::path& pt, const std::filesystem::path& json,
+                             const torch::Device& device);
 
 }  // namespace augment

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "pipeline/errors.h"
+#include "pipeline/base/errors.h"
 
 namespace augment {
 
@@ -16,22 +16,25 @@ torch::Device resolve_device(const std::string& name) {
                                        name.find_first_not_of("0123456789", 5) == std::string::npos);
   if (cuda) {
     if (!torch::cuda::is_available()) {
-      throw UserError(ExitCode::kConfig, fmt::format("--device {}: this build of LibTorch sees no CUDA GPU; use --device cpu or auto", name));
+      throw UserError(ExitCode::kConfig,
+                      fmt::format("device {}: this build of LibTorch sees no CUDA GPU; use cpu or auto", name));
     }
     const int index = name == "cuda" ? 0 : std::stoi(name.substr(5));
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
-      throw UserError(ExitCode::kConfig, fmt::format("--device {}: there are {} CUDA devices", name, torch::cuda::device_count()));
+      throw UserError(ExitCode::kConfig,
+                      fmt::format("device {}: there are {} CUDA devices", name, torch::cuda::device_count()));
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
-  throw UserError(ExitCode::kConfig, fmt::format("--device {}: accepted values: auto, cpu, cuda, cuda:N", name));
+  throw UserError(ExitCode::kConfig, fmt::format("device {}: accepted values: auto, cpu, cuda, cuda:N", name));
 }
 
 bool cpu_has_fast_bf16() {
   static const bool has = [] {
     // For tests and support: AUGMENT_ASSUME_CPU_BF16=1 (or 0) stands in for the CPU's flags, so
-    // what --precision auto does on a bf16 machine can be checked on any machine.
-    if (const char* assume = std::getenv("AUGMENT_ASSUME_CPU_BF16"); assume && *assume) return std::string(assume) != "0";
+    // what precision "auto" does on a bf16 machine can be checked on any machine.
+    if (const char* assume = std::getenv("AUGMENT_ASSUME_CPU_BF16"); assume && *assume)
+      return std::string(assume) != "0";
     std::ifstream in("/proc/cpuinfo");
     std::string line;
     while (std::getline(in, line)) {
@@ -48,14 +51,7 @@ torch::ScalarType resolve_precision(const std::string& name, const torch::Device
   if (name == "fp32") return torch::kFloat32;
   if (name == "bf16") return torch::kBFloat16;
   if (name == "auto") return (device.is_cuda() || cpu_has_fast_bf16()) ? torch::kBFloat16 : torch::kFloat32;
-  throw UserError(ExitCode::kConfig, fmt::format("--precision {}: accepted values: auto, fp32, bf16", name));
-}
-
-std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen) {
-  if (requested != "auto") return "as --precision " + requested + " asks";
-  if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
-  return chosen == torch::kBFloat16 ? "--precision auto: this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)"
-                                    : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), so fp32";
+  throw UserError(ExitCode::kConfig, fmt::format("precision {}: accepted values: auto, fp32, bf16", name));
 }
 
 std::string describe(const torch::Device& device, torch::ScalarType precision) {

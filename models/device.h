@@ -8,7 +8,7 @@
 namespace augment {
 
 // "auto" picks CUDA when LibTorch has it, else CPU; "cuda:N" picks a GPU. Throws UserError(kConfig)
-// when CUDA is asked for but not available.
+// when CUDA is asked for but not available, or the name is none of these.
 torch::Device resolve_device(const std::string& name);
 
 // "auto": bf16 on CUDA and on CPUs with bf16 matrix instructions (AMX or AVX-512 BF16), else fp32.
@@ -18,7 +18,5 @@ torch::ScalarType resolve_precision(const std::string& name, const torch::Device
 bool cpu_has_fast_bf16();
 
 std::string describe(const torch::Device& device, torch::ScalarType precision);
-// Why `requested` ("auto", "fp32", "bf16") became `chosen` here, for the log line of a stage.
-std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen);
 
 }  // namespace augment

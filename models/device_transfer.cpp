@@ -13,7 +13,8 @@ std::int64_t aligned(std::int64_t n) { return (n + kAlign - 1) / kAlign * kAlign
 
 }  // namespace
 
-std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host, const torch::Device& device, bool force_pack) {
+std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host, const torch::Device& device,
+                                          bool force_pack) {
   if (!device.is_cuda() && !force_pack) return host;
   std::vector<torch::Tensor> parts;
   std::vector<std::int64_t> offsets;
@@ -29,7 +30,8 @@ std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host
                               torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(device.is_cuda()));
   auto* base = staging.data_ptr<std::uint8_t>();
   for (std::size_t i = 0; i < parts.size(); ++i) {
-    std::memcpy(base + offsets[i], parts[i].data_ptr(), static_cast<std::size_t>(parts[i].numel() * parts[i].element_size()));
+    std::memcpy(base + offsets[i], parts[i].data_ptr(),
+                static_cast<std::size_t>(parts[i].numel() * parts[i].element_size()));
   }
   // non_blocking from pinned memory: the host goes on while the copy runs; kernels queued later on
   // the same stream see the data.
@@ -38,7 +40,8 @@ std::vector<torch::Tensor> to_device_once(const std::vector<torch::Tensor>& host
   out.reserve(parts.size());
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const auto bytes = static_cast<std::int64_t>(parts[i].numel() * parts[i].element_size());
-    out.push_back(on_device.slice(0, offsets[i], offsets[i] + bytes).view(parts[i].scalar_type()).view(parts[i].sizes()));
+    out.push_back(
+        on_device.slice(0, offsets[i], offsets[i] + bytes).view(parts[i].scalar_type()).view(parts[i].sizes()));
   }
   return out;
 }

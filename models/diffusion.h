@@ -13,12 +13,14 @@
 
 #include <torch/torch.h>
 
+#include "models/noise_schedule.h"
+
 namespace augment {
 
 struct DiffusionConfig {
-  int steps = 1000;                 // T
-  std::string schedule = "linear";  // linear | cosine
-  std::string prediction = "eps";   // eps | v: what the denoiser outputs
+  int steps = 1000;  // T
+  NoiseSchedule schedule = NoiseSchedule::kLinear;
+  Prediction prediction = Prediction::kEps;  // what the denoiser outputs
   // Throws std::invalid_argument naming the bad field.
   void validate() const;
 };
@@ -40,7 +42,7 @@ class GaussianDiffusion {
 
   const DiffusionConfig& config() const { return config_; }
   int steps() const { return config_.steps; }
-  bool v_prediction() const { return config_.prediction == "v"; }
+  bool v_prediction() const { return config_.prediction == Prediction::kV; }
 
   // Schedule tables, float64 on the CPU, length T.
   const torch::Tensor& betas() const { return betas_; }

@@ -20,7 +20,7 @@
 #endif
 
 #include "models/torch_compat.h"
-#include "pipeline/errors.h"
+#include "pipeline/base/errors.h"
 
 namespace augment {
 
@@ -67,10 +67,11 @@ Distributed::Distributed(const LaunchEnv& env, std::chrono::seconds timeout, boo
     so.timeout = timeout_;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
   } catch (const std::exception& e) {
-    throw UserError(ExitCode::kFailure,
-                    fmt::format("rank {} of {}: no rendezvous with the other ranks at {} within {} s ({}): check MASTER_ADDR / "
-                                "MASTER_PORT (or the SLURM node list), that every rank was started, and that the port is free",
-                                env_.rank, env_.world_size, where, timeout_.count(), first_line(e)));
+    throw UserError(
+        ExitCode::kFailure,
+        fmt::format("rank {} of {}: no rendezvous with the other ranks at {} within {} s ({}): check MASTER_ADDR / "
+                    "MASTER_PORT (or the SLURM node list), that every rank was started, and that the port is free",
+                    env_.rank, env_.world_size, where, timeout_.count(), first_line(e)));
   }
   try {
     auto store = c10::make_intrusive<c10d::PrefixStore>("augment/pg", impl_->store);
@@ -80,7 +81,8 @@ Distributed::Distributed(const LaunchEnv& env, std::chrono::seconds timeout, boo
       options->timeout = timeout_;
       impl_->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env_.rank, env_.world_size, options);
       impl_->nccl = true;
-      impl_->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank % torch::cuda::device_count()));
+      impl_->device =
+          torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env_.local_rank % torch::cuda::device_count()));
     }
 #else
     (void)gpu;
@@ -99,8 +101,8 @@ Distributed::Distributed(const LaunchEnv& env, std::chrono::seconds timeout, boo
       impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env_.rank, env_.world_size, options);
     }
   } catch (const std::exception& e) {
-    throw UserError(ExitCode::kFailure, fmt::format("rank {} of {}: cannot set up the process group through {}: {}", env_.rank,
-                                                    env_.world_size, where, first_line(e)));
+    throw UserError(ExitCode::kFailure, fmt::format("rank {} of {}: cannot set up the process group through {}: {}",
+                                                    env_.rank, env_.world_size, where, first_line(e)));
   }
 }
 
@@ -109,9 +111,10 @@ Distributed::~Distributed() = default;
 std::string Distributed::backend() const { return impl_->nccl ? "nccl" : "gloo"; }
 
 std::string Distributed::describe_failure(const std::exception& e) const {
-  return fmt::format("rank {} of {}: lost the other ranks of the data-parallel job (a rank died or stopped answering for {} s): "
-                     "{}. Rerun the job: it resumes from the last checkpoint",
-                     env_.rank, env_.world_size, timeout_.count(), first_line(e));
+  return fmt::format(
+      "rank {} of {}: lost the other ranks of the data-parallel job (a rank died or stopped answering for {} s): "
+      "{}. Rerun the job: it resumes from the last checkpoint",
+      env_.rank, env_.world_size, timeout_.count(), first_line(e));
 }
 
 void Distributed::publish(const std::string& key, const std::string& value) {
@@ -128,9 +131,10 @@ std::string Distributed::wait_for(const std::string& key, std::chrono::seconds t
     const auto v = impl_->store->get(key);
     return std::string(v.begin(), v.end());
   } catch (const std::exception& e) {
-    throw UserError(ExitCode::kFailure,
-                    fmt::format("rank {} of {}: waited for rank 0 ({}) and it did not answer within {} s or is gone: {}", env_.rank,
-                                env_.world_size, key, timeout.count(), first_line(e)));
+    throw UserError(
+        ExitCode::kFailure,
+        fmt::format("rank {} of {}: waited for rank 0 ({}) and it did not answer within {} s or is gone: {}", env_.rank,
+                    env_.world_size, key, timeout.count(), first_line(e)));
   }
 }
 
@@ -142,7 +146,10 @@ class StagedWork final : public Distributed::Pending {
  public:
   StagedWork(c10::intrusive_ptr<c10d::Work> work, torch::Tensor staged, torch::Tensor target,
              std::function<std::string(const std::exception&)> describe)
-      : work_(std::move(work)), staged_(std::move(staged)), target_(std::move(target)), describe_(std::move(describe)) {}
+      : work_(std::move(work)),
+        staged_(std::move(staged)),
+        target_(std::move(target)),
+        describe_(std::move(describe)) {}
   void wait() override {
     if (!work_) return;
     try {
@@ -245,9 +252,9 @@ GradientAverager::GradientAverager(Distributed& dist, std::vector<torch::Tensor>
   for (std::size_t k = n; k-- > 0;) {
     const auto& p = params_[k];
     const std::int64_t elements = p.numel();
-    const bool fresh = buckets_.empty() ||
-                       (sizes.back() + elements) * static_cast<std::int64_t>(p.element_size()) > bucket_bytes ||
-                       buckets_.back().flat.scalar_type() != p.scalar_type() || buckets_.back().flat.device() != p.device();
+    const bool fresh =
+        buckets_.empty() || (sizes.back() + elements) * static_cast<std::int64_t>(p.element_size()) > bucket_bytes ||
+        buckets_.back().flat.scalar_type() != p.scalar_type() || buckets_.back().flat.device() != p.device();
     if (fresh) {
       buckets_.emplace_back();
       buckets_.back().flat = torch::empty({0}, p.options());  // dtype and device; sized below
@@ -258,7 +265,8 @@ GradientAverager::GradientAverager(Distributed& dist, std::vector<torch::Tensor>
     buckets_.back().members.push_back(k);
     sizes.back() += elements;
   }
-  for (std::size_t i = 0; i < buckets_.size(); ++i) buckets_[i].flat = torch::empty({sizes[i]}, buckets_[i].flat.options());
+  for (std::size_t i = 0; i < buckets_.size(); ++i)
+    buckets_[i].flat = torch::empty({sizes[i]}, buckets_[i].flat.options());
   for (std::size_t k = 0; k < n; ++k) {
     hooks_.push_back(params_[k].register_hook([this, k](torch::Tensor grad) { on_gradient(k, grad); }));
   }
@@ -312,8 +320,10 @@ double GradientAverager::finish() {
       if (got_[k]) continue;
       const auto& p = params_[k];
       auto slot = slot_of(k);
-      if (p.grad().defined()) slot.copy_(p.grad());
-      else slot.zero_();
+      if (p.grad().defined())
+        slot.copy_(p.grad());
+      else
+        slot.zero_();
       ++b.ready;
     }
   }

@@ -11,7 +11,7 @@
 
 #include <torch/torch.h>
 
-#include "pipeline/launch.h"
+#include "models/join_job.h"
 
 namespace augment {
 

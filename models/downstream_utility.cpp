@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/errors.h"
+#include "pipeline/base/errors.h"
 
 namespace augment {
 
@@ -64,8 +64,8 @@ std::vector<std::string> downstream_variants(const DownstreamData& data) {
   return {"real", "augmented", "synthetic"};
 }
 
-DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup, const std::string& variant,
-                                   std::uint64_t seed) {
+DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup,
+                                   const std::string& variant, std::uint64_t seed) {
   LabeledImages train;
   if (variant == "real") {
     train = data.real_train;
@@ -76,7 +76,9 @@ DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierT
   } else {
     throw std::invalid_argument("train_downstream_run: unknown variant " + variant);
   }
-  if (train.size() == 0) throw UserError(ExitCode::kDataError, fmt::format("the downstream '{}' classifier has no training images", variant));
+  if (train.size() == 0)
+    throw UserError(ExitCode::kDataError,
+                    fmt::format("the downstream '{}' classifier has no training images", variant));
   ClassifierTrainSetup s = setup;
   s.seed = seed;
   s.label = fmt::format("downstream {} seed {}", variant, seed);
@@ -89,7 +91,8 @@ DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierT
   run.train_images = train.size();
   run.best_epoch = result.best_epoch;
   run.test = evaluate_classifier(result.net, data.test, s.device).confusion;
-  if (variant == "real" && data.synthetic.size() > 0) run.synthetic = evaluate_classifier(result.net, data.synthetic, s.device).confusion;
+  if (variant == "real" && data.synthetic.size() > 0)
+    run.synthetic = evaluate_classifier(result.net, data.synthetic, s.device).confusion;
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;
 }
@@ -101,7 +104,8 @@ ConfusionMatrix confusion_from_json(const json& j) {
   ConfusionMatrix m(counts.size());
   for (std::size_t t = 0; t < counts.size(); ++t) {
     if (counts[t].size() != counts.size()) throw std::invalid_argument("confusion matrix is not square");
-    for (std::size_t p = 0; p < counts.size(); ++p) m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), counts[t][p]);
+    for (std::size_t p = 0; p < counts.size(); ++p)
+      m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), counts[t][p]);
   }
   return m;
 }
@@ -145,7 +149,9 @@ struct RunFigures {
   json to_json(const std::vector<std::string>& class_names) const {
     json per_class = json::object();
     for (std::size_t c = 0; c < class_names.size(); ++c) per_class[class_names[c]] = mean_std_json(recall[c], false);
-    return {{"accuracy", mean_std_json(accuracy, true)}, {"balanced_accuracy", mean_std_json(balanced, true)}, {"per_class_recall", per_class}};
+    return {{"accuracy", mean_std_json(accuracy, true)},
+            {"balanced_accuracy", mean_std_json(balanced, true)},
+            {"per_class_recall", per_class}};
   }
 };
 
@@ -192,7 +198,8 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
         const auto rc = r->test.recall(), rb = it->second->test.recall();
         std::vector<double> gain(rc.size());
         for (std::size_t c = 0; c < rc.size() && c < rb.size(); ++c) gain[c] = rc[c] - rb[c];
-        figures.add(r->test.accuracy() - it->second->test.accuracy(), r->test.balanced_accuracy() - it->second->test.balanced_accuracy(), gain);
+        figures.add(r->test.accuracy() - it->second->test.accuracy(),
+                    r->test.balanced_accuracy() - it->second->test.balanced_accuracy(), gain);
       }
       difference[v + "_minus_real"] = figures.to_json(class_names);
     }
@@ -205,7 +212,10 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
       independent["judges"] = verdicts.accuracy.size();
     }
   }
-  return {{"seeds", seeds}, {"variants", variants}, {"difference", difference}, {"independent_conditional_accuracy", independent}};
+  return {{"seeds", seeds},
+          {"variants", variants},
+          {"difference", difference},
+          {"independent_conditional_accuracy", independent}};
 }
 
 }  // namespace augment

@@ -40,16 +40,17 @@ std::vector<std::string> downstream_variants(const DownstreamData& data);
 
 // Trains one classifier on `variant`'s images with `seed` and scores it on the test split. `setup`
 // carries the recipe, device, classes, reporter and stop hooks; its seed and label are replaced.
-DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup, const std::string& variant,
-                                   std::uint64_t seed);
+DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup,
+                                   const std::string& variant, std::uint64_t seed);
 
 // A finished run as JSON and back (the stage keeps finished runs so a stopped evaluation resumes).
 nlohmann::json downstream_run_to_json(const DownstreamRun& run);
 DownstreamRun downstream_run_from_json(const nlohmann::json& j);
 
 // {"seeds", "variants": {variant: {"train_images", "accuracy": {"mean", "std", "runs"}, "balanced_accuracy",
-//  "per_class_recall": {class: {"mean", "std"}}}}, "difference": {"augmented_minus_real": {...}, "synthetic_minus_real": ...},
-//  "independent_conditional_accuracy": {"accuracy", "balanced_accuracy", "per_class_recall"} or null}
+//  "per_class_recall": {class: {"mean", "std"}}}}, "difference": {"augmented_minus_real": {...},
+//  "synthetic_minus_real": ...}, "independent_conditional_accuracy": {"accuracy", "balanced_accuracy",
+//  "per_class_recall"} or null}
 // with sample standard deviations; differences are paired by seed.
 nlohmann::json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names);
 

@@ -42,7 +42,8 @@ bool fuses_group_norm_silu(const torch::Tensor& x) {
   return x.is_contiguous() || x.is_contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
-torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::Tensor& weight,
+                              const torch::Tensor& bias) {
 #ifdef AUGMENT_HAVE_CUDA_KERNELS
   if (fuses_group_norm_silu(x)) {
     const bool channels_last = !x.is_contiguous();

@@ -55,8 +55,8 @@ struct Layout {
 };
 
 template <typename T>
-__global__ void group_norm_silu_kernel(const T* x, T* y, const float* weight, const float* bias, Layout layout, int groups,
-                                       float eps) {
+__global__ void group_norm_silu_kernel(const T* x, T* y, const float* weight, const float* bias, Layout layout,
+                                       int groups, float eps) {
   __shared__ float shared[32];
   const long n = blockIdx.x / groups, g = blockIdx.x % groups;
   const long count = layout.per_group * layout.pixels;
@@ -89,8 +89,8 @@ int launch(const void* x, void* y, const float* weight, const float* bias, const
 
 }  // namespace
 
-int group_norm_silu_cuda(const void* x, void* y, const float* weight, const float* bias, const GroupNormSiluShape& shape,
-                         FusedDtype dtype, void* stream) {
+int group_norm_silu_cuda(const void* x, void* y, const float* weight, const float* bias,
+                         const GroupNormSiluShape& shape, FusedDtype dtype, void* stream) {
   if (shape.batch * shape.groups == 0) return 0;
   switch (dtype) {
     case FusedDtype::kFloat32: return launch<float>(x, y, weight, bias, shape, stream);

@@ -17,7 +17,8 @@ bool fuses_group_norm_silu(const torch::Tensor& x);
 // silu(group_norm(x, groups, weight, bias, eps 1e-5)); weight and bias [C] or undefined. Where
 // the kernel does not apply: LibTorch's group_norm (affine parameters cast to x's type, as the CPU
 // needs under autocast) followed by silu, exactly as before the kernel existed.
-torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::Tensor& weight, const torch::Tensor& bias);
+torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::Tensor& weight,
+                              const torch::Tensor& bias);
 
 // The unfused ops alone (the reference the kernel is tested against).
 torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor weight, torch::Tensor bias);

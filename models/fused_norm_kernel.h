@@ -16,8 +16,8 @@ struct GroupNormSiluShape {
 
 // y = silu(group_norm(x) * weight + bias), weight and bias float32 [channels] or both null.
 // Queued on `stream` (a cudaStream_t); returns the cudaError_t of the launch (0: queued).
-int group_norm_silu_cuda(const void* x, void* y, const float* weight, const float* bias, const GroupNormSiluShape& shape,
-                         FusedDtype dtype, void* stream);
+int group_norm_silu_cuda(const void* x, void* y, const float* weight, const float* bias,
+                         const GroupNormSiluShape& shape, FusedDtype dtype, void* stream);
 const char* cuda_error_text(int code);
 
 }  // namespace augment

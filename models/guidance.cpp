@@ -5,7 +5,7 @@
 namespace augment {
 
 ModelFn denoiser_model_fn(UNet model, torch::Tensor labels, const ModelCall& call) {
-  const bool guided = model->config().conditioning == "cfg" && call.guidance != 1.0;
+  const bool guided = model->config().conditioning == Conditioning::kCfg && call.guidance != 1.0;
   torch::Tensor y = labels;
   if (guided) y = torch::cat({labels, torch::full_like(labels, model->null_label())});
   return [model, labels, y, call, guided](const torch::Tensor& x_t, int t) mutable {

@@ -26,7 +26,8 @@ struct ModelCall {
 };
 
 // `labels` int64 [N] on the model's device. For cfg with guidance != 1 the conditional and the
-// unconditional pass run as one batch of 2N (inside the guidance interval). Other conditioning methods use the labels plainly.
+// unconditional pass run as one batch of 2N (inside the guidance interval). Other conditioning methods use the labels
+// plainly.
 ModelFn denoiser_model_fn(UNet model, torch::Tensor labels, const ModelCall& call);
 
 }  // namespace augment

@@ -56,9 +56,11 @@ double share_inside(const torch::Tensor& queries, const torch::Tensor& points, c
 
 }  // namespace
 
-double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, const torch::Tensor& mu_b, const torch::Tensor& cov_b) {
+double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, const torch::Tensor& mu_b,
+                        const torch::Tensor& cov_b) {
   const auto ma = as_double(mu_a), mb = as_double(mu_b), sa = as_double(cov_a), sb = as_double(cov_b);
-  if (ma.dim() != 1 || !ma.sizes().equals(mb.sizes()) || sa.dim() != 2 || sa.size(0) != ma.size(0) || !sa.sizes().equals(sb.sizes())) {
+  if (ma.dim() != 1 || !ma.sizes().equals(mb.sizes()) || sa.dim() != 2 || sa.size(0) != ma.size(0) ||
+      !sa.sizes().equals(sb.sizes())) {
     throw std::invalid_argument("frechet_distance: means [F] and covariances [F, F] of one F expected");
   }
   // tr((S_a S_b)^(1/2)) = tr((S_a^(1/2) S_b S_a^(1/2))^(1/2)): the latter is symmetric PSD, so a
@@ -86,7 +88,8 @@ std::pair<torch::Tensor, torch::Tensor> moments(const torch::Tensor& x) {
 }  // namespace
 
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
-  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1)) throw std::invalid_argument("frechet_distance: [N, F] and [M, F] expected");
+  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1))
+    throw std::invalid_argument("frechet_distance: [N, F] and [M, F] expected");
   if (a.size(0) < 2 || b.size(0) < 2) return kNaN;
   const auto [mu_a, cov_a] = moments(a);
   const auto [mu_b, cov_b] = moments(b);
@@ -94,7 +97,8 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, const torch::Tensor& b) {
-  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) || weights_a.dim() != 1 || weights_a.size(0) != a.size(0)) {
+  if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(1) || weights_a.dim() != 1 ||
+      weights_a.size(0) != a.size(0)) {
     throw std::invalid_argument("frechet_distance: [N, F], weights [N] and [M, F] expected");
   }
   if (a.size(0) < 2 || b.size(0) < 2) return kNaN;
@@ -121,8 +125,8 @@ torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tens
   return per_row_class.index_select(0, labels_a.to(torch::kInt64));
 }
 
-double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b, const torch::Tensor& labels_b,
-                               const torch::Tensor& classes) {
+double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b,
+                               const torch::Tensor& labels_b, const torch::Tensor& classes) {
   const auto keep_a = classes.index_select(0, labels_a.to(torch::kInt64)).nonzero().squeeze(1);
   const auto keep_b = classes.index_select(0, labels_b.to(torch::kInt64)).nonzero().squeeze(1);
   const auto la = labels_a.index_select(0, keep_a), lb = labels_b.index_select(0, keep_b);
@@ -135,7 +139,7 @@ double classifier_score(const torch::Tensor& logits) {
   if (logits.size(0) == 0) return kNaN;
   const auto log_p = torch::log_softmax(as_double(logits), 1);  // [N, K]
   const auto p = log_p.exp();
-  const auto log_marginal = p.mean(0).log().unsqueeze(0);       // [1, K]
+  const auto log_marginal = p.mean(0).log().unsqueeze(0);  // [1, K]
   // 0 * log 0 terms are 0: p underflows to exactly 0 only where log_p is very negative.
   const auto kl = (p * (log_p - log_marginal)).nan_to_num(0.0).sum(1);
   return std::exp(kl.mean().item<double>());

@@ -13,7 +13,8 @@ namespace augment {
 
 // Fréchet distance between the Gaussians with these moments (means [F], covariances [F, F]):
 // |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)).
-double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, const torch::Tensor& mu_b, const torch::Tensor& cov_b);
+double frechet_distance(const torch::Tensor& mu_a, const torch::Tensor& cov_a, const torch::Tensor& mu_b,
+                        const torch::Tensor& cov_b);
 // The same between Gaussians fitted to two feature sets [N, F] and [M, F] (unbiased covariances).
 // NaN when a set has fewer than two rows.
 double frechet_distance(const torch::Tensor& a, const torch::Tensor& b);
@@ -26,8 +27,8 @@ double frechet_distance(const torch::Tensor& a, const torch::Tensor& weights_a, 
 torch::Tensor class_mix_weights(const torch::Tensor& labels_a, const torch::Tensor& labels_b, int classes);
 // The distance between a and b restricted to the classes marked in `classes` (bool [K]), with a
 // weighted to b's class mix there: compares the images of these classes, not their proportions.
-double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b, const torch::Tensor& labels_b,
-                               const torch::Tensor& classes);
+double frechet_distance_at_mix(const torch::Tensor& a, const torch::Tensor& labels_a, const torch::Tensor& b,
+                               const torch::Tensor& labels_b, const torch::Tensor& classes);
 
 // exp(mean over images of KL(p(y|x) || p(y))) from logits [N, K]: the Inception Score formula with
 // the run's classifier. Between 1 (every image gets the same prediction) and K (confident and

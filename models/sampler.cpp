@@ -10,11 +10,6 @@
 
 namespace augment {
 
-const std::vector<std::string>& sampler_names() {
-  static const std::vector<std::string> names = {"ddpm", "ddim", "dpmpp2m"};
-  return names;
-}
-
 std::vector<int> sampling_timesteps(int diffusion_steps, int steps) {
   if (diffusion_steps < 1) throw std::invalid_argument("sampling_timesteps: diffusion_steps must be >= 1");
   if (steps < 1) throw std::invalid_argument(fmt::format("sampling steps must be at least 1, not {}", steps));
@@ -30,7 +25,8 @@ std::vector<int> sampling_timesteps(int diffusion_steps, int steps) {
   return ts;
 }
 
-NoiseSource::NoiseSource(const std::vector<std::uint64_t>& seeds, int channels, int resolution, const torch::Device& device)
+NoiseSource::NoiseSource(const std::vector<std::uint64_t>& seeds, int channels, int resolution,
+                         const torch::Device& device)
     : channels_(channels), resolution_(resolution), device_(device) {
   generators_.reserve(seeds.size());
   for (auto s : seeds) generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(s));
@@ -42,12 +38,14 @@ torch::Tensor NoiseSource::next() {
   auto out = torch::empty({size(), channels_, resolution_, resolution_},
                           torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device_.is_cuda()));
   for (std::int64_t i = 0; i < size(); ++i) {
-    out[i].copy_(torch::randn({channels_, resolution_, resolution_}, generators_[static_cast<std::size_t>(i)], torch::kFloat32));
+    out[i].copy_(
+        torch::randn({channels_, resolution_, resolution_}, generators_[static_cast<std::size_t>(i)], torch::kFloat32));
   }
   return device_.is_cuda() ? out.to(device_, /*non_blocking=*/true) : out;
 }
 
-Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_out, const torch::Tensor& x_t, int t, bool clip) {
+Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_out, const torch::Tensor& x_t, int t,
+                 bool clip) {
   auto d = diffusion.denoise(model_out, x_t, t);
   if (!clip) return d;
   // Static thresholding: a clean image outside [-1, 1] is impossible; eps follows the clamped x0
@@ -60,11 +58,14 @@ Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_
 
 std::unique_ptr<Sampler> make_sampler(const SamplerSettings& s) {
   if (s.steps < 1) throw std::invalid_argument(fmt::format("sample.steps must be at least 1, not {}", s.steps));
-  if (s.eta < 0.0 || s.eta > 1.0) throw std::invalid_argument(fmt::format("sample.eta must be in [0, 1], not {}", s.eta));
-  if (s.name == "ddpm") return make_ddpm_sampler(s);
-  if (s.name == "ddim") return make_ddim_sampler(s);
-  if (s.name == "dpmpp2m") return make_dpmpp2m_sampler(s);
-  throw std::invalid_argument(fmt::format("unknown sampler '{}' (accepted: ddpm, ddim, dpmpp2m)", s.name));
+  if (s.eta < 0.0 || s.eta > 1.0)
+    throw std::invalid_argument(fmt::format("sample.eta must be in [0, 1], not {}", s.eta));
+  switch (s.kind) {
+    case SamplerKind::kDdpm: return make_ddpm_sampler(s);
+    case SamplerKind::kDdim: return make_ddim_sampler(s);
+    case SamplerKind::kDpmpp2m: return make_dpmpp2m_sampler(s);
+  }
+  throw std::invalid_argument("unknown sampler");
 }
 
 }  // namespace augment

@@ -15,18 +15,16 @@
 #include <torch/torch.h>
 
 #include "models/diffusion.h"
+#include "models/sampler_kind.h"
 
 namespace augment {
 
 struct SamplerSettings {
-  std::string name = "ddim";  // ddpm | ddim | dpmpp2m
-  int steps = 50;             // denoiser evaluations (ddpm always uses all T)
-  double eta = 0.0;           // ddim: 0 deterministic, 1 = DDPM-like noise
-  bool clip = true;           // clamp the predicted clean image to [-1, 1] at every step
+  SamplerKind kind = SamplerKind::kDdim;
+  int steps = 50;    // denoiser evaluations (ddpm always uses all T)
+  double eta = 0.0;  // ddim: 0 deterministic, 1 = DDPM-like noise
+  bool clip = true;  // clamp the predicted clean image to [-1, 1] at every step
 };
-
-// Names the samplers accept, for option checks and help.
-const std::vector<std::string>& sampler_names();
 
 // The timesteps a sampler visits, descending from T - 1: `steps` of them evenly spaced with the
 // last interval ending at the clean image ("trailing" spacing, so the first step starts from pure
@@ -65,6 +63,7 @@ class Sampler {
 std::unique_ptr<Sampler> make_sampler(const SamplerSettings& settings);
 
 // (x0, eps) from the model output, with x0 clamped when `clip` and eps made consistent with it.
-Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_out, const torch::Tensor& x_t, int t, bool clip);
+Denoised predict(const GaussianDiffusion& diffusion, const torch::Tensor& model_out, const torch::Tensor& x_t, int t,
+                 bool clip);
 
 }  // namespace augment

@@ -41,6 +41,8 @@ class DdimSampler : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddim_sampler(const SamplerSettings& settings) { return std::make_unique<DdimSampler>(settings); }
+std::unique_ptr<Sampler> make_ddim_sampler(const SamplerSettings& settings) {
+  return std::make_unique<DdimSampler>(settings);
+}
 
 }  // namespace augment

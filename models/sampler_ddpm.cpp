@@ -32,6 +32,8 @@ class DdpmSampler : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddpm_sampler(const SamplerSettings& settings) { return std::make_unique<DdpmSampler>(settings); }
+std::unique_ptr<Sampler> make_ddpm_sampler(const SamplerSettings& settings) {
+  return std::make_unique<DdpmSampler>(settings);
+}
 
 }  // namespace augment

@@ -55,6 +55,8 @@ class DpmSolverPP2M : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpmpp2m_sampler(const SamplerSettings& settings) { return std::make_unique<DpmSolverPP2M>(settings); }
+std::unique_ptr<Sampler> make_dpmpp2m_sampler(const SamplerSettings& settings) {
+  return std::make_unique<DpmSolverPP2M>(settings);
+}
 
 }  // namespace augment

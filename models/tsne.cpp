@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "pipeline/rng.h"
+#include "pipeline/base/rng.h"
 
 namespace augment {
 
@@ -86,7 +86,8 @@ torch::Tensor tsne(const torch::Tensor& points, const TsneOptions& o) {
   auto p = conditional_affinities(d2 / std::max(mean_d2, 1e-300), perplexity);
   p = ((p + p.t()) / (2.0 * static_cast<double>(n))).clamp_min(1e-12);
 
-  const double lr = o.learning_rate > 0 ? o.learning_rate : std::max(static_cast<double>(n) / o.exaggeration / 4.0, 50.0);
+  const double lr =
+      o.learning_rate > 0 ? o.learning_rate : std::max(static_cast<double>(n) / o.exaggeration / 4.0, 50.0);
   // The descent works on raw rows: each iteration is two passes over the N^2 pairs (the kernel's
   // normaliser, then the gradient), recomputing the kernel rather than storing N^2 temporaries.
   // Every row is summed by one thread in a fixed order, so the result does not depend on the

@@ -9,13 +9,13 @@
 namespace augment {
 
 struct TsneOptions {
-  double perplexity = 30;          // effective neighbours per point; lowered to (N - 1) / 3 for small N
+  double perplexity = 30;  // effective neighbours per point; lowered to (N - 1) / 3 for small N
   std::int64_t iterations = 1000;
-  std::uint64_t seed = 0;          // initial layout
-  double learning_rate = 0;        // 0: max(N / exaggeration / 4, 50) (Belkina et al. 2019)
-  double exaggeration = 12;        // early exaggeration of the affinities...
+  std::uint64_t seed = 0;                      // initial layout
+  double learning_rate = 0;                    // 0: max(N / exaggeration / 4, 50) (Belkina et al. 2019)
+  double exaggeration = 12;                    // early exaggeration of the affinities...
   std::int64_t exaggeration_iterations = 250;  // ...for this many first iterations (momentum 0.5, then 0.8)
-  std::int64_t pca_dims = 50;      // inputs with more columns are first projected on their top principal axes; 0: never
+  std::int64_t pca_dims = 50;  // inputs with more columns are first projected on their top principal axes; 0: never
 };
 
 // [N, D] -> [N, 2] float embedding, centred. N >= 2.

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "models/fused_norm.h"
-#include "pipeline/rng.h"
+#include "pipeline/base/rng.h"
 
 namespace augment {
 
@@ -24,7 +24,7 @@ int group_count(int channels) {
 class NormLayer : public UNetLayer {
  public:
   NormLayer(int channels, const UNetConfig& config, int emb_dim) : channels_(channels), groups_(group_count(channels)) {
-    conditional_ = config.conditioning == "cbn";
+    conditional_ = config.conditioning == Conditioning::kCbn;
     batch_ = conditional_ && config.cbn_norm == "batch";
     if (conditional_) {
       // Zero-initialised so a fresh model starts as the plain norm; the class signal is learned.
@@ -114,7 +114,8 @@ class ConvIn : public UNetLayer {
 // Dropout whose mask for sample i comes from a generator seeded by (sample_seeds[i], stream):
 // the same sample gets the same mask whatever its batch, so a data-parallel run matches a
 // single-process one, and each layer (stream) draws independently.
-torch::Tensor per_sample_dropout(const torch::Tensor& h, double p, const torch::Tensor& sample_seeds, std::uint64_t stream) {
+torch::Tensor per_sample_dropout(const torch::Tensor& h, double p, const torch::Tensor& sample_seeds,
+                                 std::uint64_t stream) {
   auto keep = torch::empty(h.sizes(), h.options().dtype(torch::kFloat32).memory_format(h.suggest_memory_format()));
   const auto seeds = sample_seeds.accessor<std::int64_t, 1>();
   for (std::int64_t i = 0; i < h.size(0); ++i) {
@@ -136,7 +137,8 @@ torch::Tensor per_sample_dropout(const torch::Tensor& h, double p, const torch::
 
 class ResBlock : public UNetLayer {
  public:
-  ResBlock(int in, int out, int emb_dim, const UNetConfig& config, int stream) : dropout_(config.dropout), stream_(stream) {
+  ResBlock(int in, int out, int emb_dim, const UNetConfig& config, int stream)
+      : dropout_(config.dropout), stream_(stream) {
     norm1_ = register_module("norm1", std::make_shared<NormLayer>(in, config, emb_dim));
     conv1_ = register_module("conv1", conv3x3(in, out));
     emb_proj_ = register_module("emb_proj", torch::nn::Linear(emb_dim, out));
@@ -183,7 +185,7 @@ class AttentionBlock : public UNetLayer {
     const auto n = x.size(0), h = x.size(2), w = x.size(3);
     const int64_t d = channels_ / heads_;
     auto tokens = norm_->forward(x, cond).permute({0, 2, 3, 1}).reshape({n, h * w, channels_});  // [N, HW, C]
-    auto qkv = qkv_->forward(tokens).view({n, h * w, 3, heads_, d}).permute({2, 0, 3, 1, 4});  // [3, N, heads, HW, d]
+    auto qkv = qkv_->forward(tokens).view({n, h * w, 3, heads_, d}).permute({2, 0, 3, 1, 4});    // [3, N, heads, HW, d]
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     auto weights = torch::softmax(torch::matmul(qkv[0] * scale, qkv[1].transpose(-1, -2)), -1);  // [N, heads, HW, HW]
     auto out = torch::matmul(weights.to(qkv.scalar_type()), qkv[2]);                             // [N, heads, HW, d]
@@ -219,7 +221,7 @@ class Upsample : public UNetLayer {
 
 }  // namespace
 
-UNetConfig UNetConfig::named(const std::string& name, const std::string& conditioning) {
+UNetConfig UNetConfig::named(const std::string& name, Conditioning conditioning) {
   if (name == "ref32") {
     UNetConfig c;
     c.in_channels = 3;
@@ -237,21 +239,20 @@ UNetConfig UNetConfig::named(const std::string& name, const std::string& conditi
 
 void UNetConfig::validate() const {
   auto fail = [](const std::string& m) { throw std::invalid_argument(m); };
-  if (conditioning != "none" && conditioning != "cbn" && conditioning != "ac" && conditioning != "cfg")
-    fail("conditioning must be none, cbn, ac or cfg, not '" + conditioning + "'");
   if (cbn_norm != "batch" && cbn_norm != "group") fail("cbn norm must be batch or group, not '" + cbn_norm + "'");
-  if (conditioning != "none" && num_classes < 1) fail("a conditional model needs at least one class");
+  if (conditioning != Conditioning::kNone && num_classes < 1) fail("a conditional model needs at least one class");
   if (in_channels < 1 || in_channels > 4) fail(fmt::format("input channels must be 1 to 4, not {}", in_channels));
   if (channel_mult.empty()) fail("channel multipliers must not be empty");
   if (base_channels < 1 || blocks < 1 || heads < 1) fail("channels, blocks and heads must be positive");
   const int factor = 1 << (channel_mult.size() - 1);
   if (resolution % factor != 0)
-    fail(fmt::format("resolution {} is not divisible by 2^{} ({} levels of channel multipliers)", resolution, channel_mult.size() - 1,
-                     channel_mult.size()));
+    fail(fmt::format("resolution {} is not divisible by 2^{} ({} levels of channel multipliers)", resolution,
+                     channel_mult.size() - 1, channel_mult.size()));
   for (std::size_t level = 0; level < channel_mult.size(); ++level) {
     const int side = resolution >> level;
     const int ch = base_channels * channel_mult[level];
-    const bool attn = std::find(attention_resolutions.begin(), attention_resolutions.end(), side) != attention_resolutions.end();
+    const bool attn =
+        std::find(attention_resolutions.begin(), attention_resolutions.end(), side) != attention_resolutions.end();
     if ((attn || level + 1 == channel_mult.size()) && ch % heads != 0)
       fail(fmt::format("{} attention heads do not divide the {} channels at resolution {}", heads, ch, side));
   }
@@ -260,7 +261,8 @@ void UNetConfig::validate() const {
 
 torch::Tensor timestep_embedding(const torch::Tensor& t, int dim, double max_period) {
   const int half = dim / 2;
-  auto freqs = torch::exp(-std::log(max_period) * torch::arange(half, torch::dtype(torch::kFloat32).device(t.device())) / half);
+  auto freqs =
+      torch::exp(-std::log(max_period) * torch::arange(half, torch::dtype(torch::kFloat32).device(t.device())) / half);
   auto args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);  // [N, half]
   auto emb = torch::cat({torch::cos(args), torch::sin(args)}, 1);
   if (dim % 2) emb = torch::cat({emb, torch::zeros({t.size(0), 1}, emb.options())}, 1);
@@ -273,11 +275,14 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
   const int emb_dim = 4 * mc;
   time_fc1_ = register_module("time_fc1", torch::nn::Linear(mc, emb_dim));
   time_fc2_ = register_module("time_fc2", torch::nn::Linear(emb_dim, emb_dim));
-  if (config_.conditioning == "cfg") label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes + 1, emb_dim));
-  if (config_.conditioning == "cbn") label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes, emb_dim));
-  if (config_.conditioning == "ac") {
-    label_plane_ = register_module("label_plane",
-                                   torch::nn::Embedding(config_.num_classes, static_cast<int64_t>(config_.resolution) * config_.resolution));
+  if (config_.conditioning == Conditioning::kCfg)
+    label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes + 1, emb_dim));
+  if (config_.conditioning == Conditioning::kCbn)
+    label_emb_ = register_module("label_emb", torch::nn::Embedding(config_.num_classes, emb_dim));
+  if (config_.conditioning == Conditioning::kAc) {
+    label_plane_ = register_module(
+        "label_plane",
+        torch::nn::Embedding(config_.num_classes, static_cast<int64_t>(config_.resolution) * config_.resolution));
   }
 
   auto has_attention = [&](int ds) {
@@ -290,7 +295,7 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
     block.push_back(register_module(fmt::format("layer{}", layer_id++), std::move(layer)));
   };
 
-  const int in = config_.in_channels + (config_.conditioning == "ac" ? 1 : 0);
+  const int in = config_.in_channels + (config_.conditioning == Conditioning::kAc ? 1 : 0);
   int ch = mc * config_.channel_mult[0];
   input_blocks_.emplace_back();
   add(input_blocks_.back(), std::make_shared<ConvIn>(in, ch));
@@ -303,7 +308,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
       const int out = mc * config_.channel_mult[level];
       add(input_blocks_.back(), std::make_shared<ResBlock>(ch, out, emb_dim, config_, layer_id));
       ch = out;
-      if (has_attention(ds)) add(input_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
+      if (has_attention(ds))
+        add(input_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
       skip_channels.push_back(ch);
     }
     if (level + 1 < levels) {
@@ -324,7 +330,8 @@ UNetImpl::UNetImpl(const UNetConfig& config) : config_(config) {
       const int out = mc * config_.channel_mult[level];
       add(output_blocks_.back(), std::make_shared<ResBlock>(ch + skip, out, emb_dim, config_, layer_id));
       ch = out;
-      if (has_attention(ds)) add(output_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
+      if (has_attention(ds))
+        add(output_blocks_.back(), std::make_shared<AttentionBlock>(ch, config_.heads, emb_dim, config_));
       if (level > 0 && b == config_.blocks) {
         add(output_blocks_.back(), std::make_shared<Upsample>(ch));
         ds /= 2;
@@ -342,10 +349,10 @@ torch::Tensor UNetImpl::run_block(Block& block, torch::Tensor h, const LayerCond
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y,
-                               const torch::Tensor& sample_seeds) {
+                                const torch::Tensor& sample_seeds) {
   const auto n = x.size(0);
   if (uses_labels() && (!y.defined() || y.size(0) != n)) {
-    throw std::invalid_argument(fmt::format("a {} model needs one label per image", config_.conditioning));
+    throw std::invalid_argument(fmt::format("a {} model needs one label per image", name_of(config_.conditioning)));
   }
   LayerCond cond;
   if (sample_seeds.defined()) {
@@ -353,12 +360,13 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, 
     cond.sample_seeds = sample_seeds.to(torch::kCPU, torch::kInt64).contiguous();
   }
   if (rank_sum_) cond.rank_sum = &rank_sum_;
-  cond.emb = time_fc2_->forward(torch::silu(time_fc1_->forward(timestep_embedding(t, config_.base_channels))));  // [N, E]
-  if (config_.conditioning == "cfg") cond.emb = cond.emb + label_emb_->forward(y);
-  if (config_.conditioning == "cbn") cond.class_emb = label_emb_->forward(y);
+  cond.emb =
+      time_fc2_->forward(torch::silu(time_fc1_->forward(timestep_embedding(t, config_.base_channels))));  // [N, E]
+  if (config_.conditioning == Conditioning::kCfg) cond.emb = cond.emb + label_emb_->forward(y);
+  if (config_.conditioning == Conditioning::kCbn) cond.class_emb = label_emb_->forward(y);
 
   auto h = x;
-  if (config_.conditioning == "ac") {
+  if (config_.conditioning == Conditioning::kAc) {
     auto plane = label_plane_->forward(y).view({n, 1, config_.resolution, config_.resolution}).to(x.scalar_type());
     h = torch::cat({x, plane}, 1).contiguous(x.suggest_memory_format());  // [N, C+1, H, W]
   }

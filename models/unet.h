@@ -11,24 +11,26 @@
 
 #include <torch/torch.h>
 
+#include "models/conditioning.h"
+
 namespace augment {
 
 struct UNetConfig {
-  int in_channels = 3;   // image channels (1 or 3); the output has the same number
-  int resolution = 32;   // square input side; must be divisible by 2^(levels-1)
+  int in_channels = 3;  // image channels (1 or 3); the output has the same number
+  int resolution = 32;  // square input side; must be divisible by 2^(levels-1)
   int base_channels = 64;
-  std::vector<int> channel_mult = {1, 2, 2};  // one entry per resolution level
-  int blocks = 2;                             // residual blocks per level (the decoder has one more)
+  std::vector<int> channel_mult = {1, 2, 2};      // one entry per resolution level
+  int blocks = 2;                                 // residual blocks per level (the decoder has one more)
   std::vector<int> attention_resolutions = {16};  // feature-map sides that get self-attention
   int heads = 4;
   double dropout = 0.1;
   int num_classes = 0;
-  std::string conditioning = "none";  // none | cbn | ac | cfg
-  std::string cbn_norm = "batch";     // cbn only: batch | group
+  Conditioning conditioning = Conditioning::kNone;
+  std::string cbn_norm = "batch";  // cbn only: batch | group
 
   // "ref32": 32x32x3, channels 64, multipliers 1,2,2, 2 blocks, attention at 16, 10 classes
   // (the benchmark configuration). Throws std::invalid_argument for unknown names.
-  static UNetConfig named(const std::string& name, const std::string& conditioning = "cfg");
+  static UNetConfig named(const std::string& name, Conditioning conditioning = Conditioning::kCfg);
   // Throws std::invalid_argument naming the inconsistent field.
   void validate() const;
 };
@@ -38,10 +40,10 @@ using RankSum = std::function<torch::Tensor(const torch::Tensor&)>;
 
 // The conditioning signal shared by every layer of one forward pass.
 struct LayerCond {
-  torch::Tensor emb;        // [N, E] time (+ class for cfg) embedding
-  torch::Tensor class_emb;  // [N, E] class embedding for cbn norms; undefined otherwise
-  torch::Tensor sample_seeds;          // int64 [N] on the CPU: per-sample dropout streams; undefined: plain dropout
-  const RankSum* rank_sum = nullptr;   // set: training batch norm uses statistics over all ranks
+  torch::Tensor emb;                  // [N, E] time (+ class for cfg) embedding
+  torch::Tensor class_emb;            // [N, E] class embedding for cbn norms; undefined otherwise
+  torch::Tensor sample_seeds;         // int64 [N] on the CPU: per-sample dropout streams; undefined: plain dropout
+  const RankSum* rank_sum = nullptr;  // set: training batch norm uses statistics over all ranks
 };
 
 // A layer of the U-Net that sees the conditioning.
@@ -68,7 +70,7 @@ class UNetImpl : public torch::nn::Module {
   const UNetConfig& config() const { return config_; }
   // The extra label index of a cfg model that means "unconditional".
   std::int64_t null_label() const { return config_.num_classes; }
-  bool uses_labels() const { return config_.conditioning != "none"; }
+  bool uses_labels() const { return config_.conditioning != Conditioning::kNone; }
   std::int64_t parameter_count() const;
   // Moves 4-D weights to channels-last (NHWC): oneDNN's fastest convolution layout on CPU.
   void to_channels_last();
@@ -80,7 +82,7 @@ class UNetImpl : public torch::nn::Module {
   UNetConfig config_;
   RankSum rank_sum_;
   torch::nn::Linear time_fc1_{nullptr}, time_fc2_{nullptr};
-  torch::nn::Embedding label_emb_{nullptr};  // cfg: added to the time embedding; cbn: feeds the norms
+  torch::nn::Embedding label_emb_{nullptr};    // cfg: added to the time embedding; cbn: feeds the norms
   torch::nn::Embedding label_plane_{nullptr};  // ac: one H x W plane per class
   std::vector<Block> input_blocks_, output_blocks_;
   Block middle_;

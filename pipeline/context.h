@@ -7,9 +7,9 @@
 #include <string_view>
 #include <vector>
 
-#include "pipeline/config.h"
-#include "pipeline/launch.h"
-#include "pipeline/report.h"
+#include "pipeline/base/config.h"
+#include "pipeline/base/launch.h"
+#include "pipeline/base/report.h"
 
 namespace augment {
 
@@ -47,6 +47,8 @@ class Context {
   const fs::path& work() const { return work_; }
   // The directory a stage writes into (created on demand by the stage).
   fs::path dir(std::string_view stage) const { return work_ / std::string(stage); }
+  // A file of the work dir by its relative name (pipeline/work_paths.h).
+  fs::path path(std::string_view relative) const { return work_ / std::string(relative); }
 
   template <class S>
   S options() const {

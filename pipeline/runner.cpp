@@ -1,5 +1,5 @@
-#include <algorithm>
 #include "pipeline/runner.h"
+#include <algorithm>
 
 #include <sys/stat.h>
 
@@ -10,11 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "augment_version.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/signals.h"
 
 namespace augment {
 
@@ -31,7 +31,9 @@ const char* state_name(StageState state) {
 
 namespace {
 
-fs::path record_path(const Context& ctx, const Stage& stage) { return ctx.work() / "records" / (stage.name() + ".json"); }
+fs::path record_path(const Context& ctx, const Stage& stage) {
+  return ctx.work() / "records" / (stage.name() + ".json");
+}
 
 std::optional<json> read_record(const Context& ctx, const Stage& stage) {
   const auto path = record_path(ctx, stage);
@@ -141,7 +143,8 @@ StageStatus Runner::status(const Context& ctx, const Stage& stage) const {
     // not invalidate finished stages (a trained model above all).
     auto added_at_default = [&](const std::string& k, const json& v) {
       const OptionInfo* info = ctx.config().registry().find(k);
-      return info != nullptr && v.is_string() && (v.get<std::string>() == info->default_text || !ctx.config().is_set(k));
+      return info != nullptr && v.is_string() &&
+             (v.get<std::string>() == info->default_text || !ctx.config().is_set(k));
     };
     std::string changed;
     for (const auto& [k, v] : options.items()) {
@@ -297,7 +300,8 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
     last = only;
   }
   if (first_forced != stages_.size() && first_forced > last) {
-    throw UserError(ExitCode::kUsage, fmt::format("--from {} comes after the last stage to run ({})", g.from, stages_[last]->name()));
+    throw UserError(ExitCode::kUsage,
+                    fmt::format("--from {} comes after the last stage to run ({})", g.from, stages_[last]->name()));
   }
 
   for (std::size_t i = 0; i <= last; ++i) {
@@ -314,7 +318,8 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
             if (out == rel) producer = "`augment " + other->name() + "`";
           }
         }
-        throw UserError(ExitCode::kNoInput, fmt::format("--only {} needs {}; run {} first", g.only, (ctx.work() / rel).string(), producer));
+        throw UserError(ExitCode::kNoInput,
+                        fmt::format("--only {} needs {}; run {} first", g.only, (ctx.work() / rel).string(), producer));
       }
     }
     const bool selected = target.empty() || i == last;
@@ -322,11 +327,13 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
       // Concurrent processes must not race to produce the same earlier outputs.
       const auto st = status(ctx, stage);
       if (st.state != StageState::kDone) {
-        throw UserError(ExitCode::kNoInput,
-                        fmt::format("`augment {}` runs alongside other processes here and does not run earlier stages, but `{}` is {} "
-                                    "({}): run `augment {}` with the same options first (in a batch system, as the job this one "
-                                    "depends on)",
-                                    stages_[last]->name(), stage.name(), state_name(st.state), st.reason, stage.name()));
+        throw UserError(
+            ExitCode::kNoInput,
+            fmt::format(
+                "`augment {}` runs alongside other processes here and does not run earlier stages, but `{}` is {} "
+                "({}): run `augment {}` with the same options first (in a batch system, as the job this one "
+                "depends on)",
+                stages_[last]->name(), stage.name(), state_name(st.state), st.reason, stage.name()));
       }
       continue;
     }
@@ -339,9 +346,10 @@ void Runner::run(Context& ctx, const std::string& target, const std::function<vo
           for (const auto& k : kept) {
             ctx.mutable_config().set_derived(k.key, k.recorded, fmt::format("kept from records/{}.json", stage.name()));
           }
-          ctx.report().info(fmt::format("== {}: keeps the options it ran with where only their defaults changed: {}; set them, or "
-                                        "pass --force to `augment {}`, to rerun it with today's defaults",
-                                        stage.name(), describe_kept(kept), stage.name()));
+          ctx.report().info(
+              fmt::format("== {}: keeps the options it ran with where only their defaults changed: {}; set them, or "
+                          "pass --force to `augment {}`, to rerun it with today's defaults",
+                          stage.name(), describe_kept(kept), stage.name()));
           // A later command with --work alone continues with what the work dir holds.
           write_text_atomically(ctx.work() / "config.ini", ctx.config().to_ini());
           st.state = StageState::kDone;  // what kept_options checked with these values

@@ -59,7 +59,8 @@ class Runner {
  private:
   void run_stage(Context& ctx, Stage& stage);
   std::string file_digest(const Context& ctx, const std::vector<nlohmann::json>& records, const std::string& rel) const;
-  nlohmann::json input_digests(const Context& ctx, const Stage& stage, const std::vector<nlohmann::json>& records) const;
+  nlohmann::json input_digests(const Context& ctx, const Stage& stage,
+                               const std::vector<nlohmann::json>& records) const;
 
   std::vector<std::unique_ptr<Stage>> stages_;
 };

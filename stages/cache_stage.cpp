@@ -10,25 +10,27 @@
 
 #include "manifests/image_cache.h"
 #include "manifests/image_record.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/signals.h"
+#include "pipeline/work_paths.h"
 #include "stages/image_decode.h"
 
 namespace augment {
 
 void CacheOptions::bind(OptionBinder<CacheOptions>& b) {
-  b.add("resolution", &CacheOptions::resolution, "side in pixels of the square training images", in_range<std::int64_t>(8, 1024),
-        {"resolution"});
-  b.add("channels", &CacheOptions::channels, "3 for RGB, 1 for grayscale (alpha is composited on white)", in_range<std::int64_t>(1, 3),
-        {"channels"});
+  b.add("resolution", &CacheOptions::resolution, "side in pixels of the square training images",
+        in_range<std::int64_t>(8, 1024), kField.with_alias("resolution"));
+  b.add("channels", &CacheOptions::channels, "3 for RGB, 1 for grayscale (alpha is composited on white)",
+        in_range<std::int64_t>(1, 3), kField.with_alias("channels"));
   b.add("fit", &CacheOptions::fit,
-        "how non-square images become square: crop (shorter side, centre crop), pad (longer side, white borders), stretch", {},
-        {"fit", {"crop", "pad", "stretch"}});
-  b.add("shard_size", &CacheOptions::shard_size, "images per resumable part file (a killed run redoes at most one part)",
-        at_least<std::int64_t>(1), {"", {}, false, true});
+        "how non-square images become square: crop (shorter side, centre crop), pad (longer side, white borders), "
+        "stretch",
+        {}, kField.with_alias("fit"));
+  b.add("shard_size", &CacheOptions::shard_size,
+        "images per resumable part file (a killed run redoes at most one part)", at_least<std::int64_t>(1), kTransient);
 }
 
 TileOptions tile_options(const CacheOptions& o) {
@@ -54,16 +56,16 @@ class CacheStage final : public Stage {
   std::string summary() const override { return "decode and resize the chosen images into HDF5 arrays"; }
   std::vector<std::string> option_scopes() const override { return {"cache"}; }
   std::vector<std::string> inputs(const Context&) const override {
-    return {"subsample/manifest.jsonl", "subsample/classes.json", "scan/index.jsonl"};
+    return {work_file::kSubsampleManifest, work_file::kSubsampleClasses, work_file::kScanIndex};
   }
   std::vector<std::string> outputs(const Context&) const override {
-    return {"cache/train.h5", "cache/val.h5", "cache/test.h5"};
+    return {work_file::kCacheTrain, work_file::kCacheVal, work_file::kCacheTest};
   }
 
   void run(Context& ctx) override {
     const auto o = ctx.options<CacheOptions>();
-    const auto rows = read_records_jsonl(ctx.dir("subsample") / "manifest.jsonl");
-    const auto classes = read_class_list(ctx.dir("subsample") / "classes.json");
+    const auto rows = read_records_jsonl(ctx.path(work_file::kSubsampleManifest));
+    const auto classes = read_class_list(ctx.path(work_file::kSubsampleClasses));
     const TileOptions tile = tile_options(o);
     const auto dir = ctx.dir("cache");
     if (copy_prefetched_tiles(ctx, rows, classes, tile)) return;
@@ -88,7 +90,8 @@ class CacheStage final : public Stage {
       for (std::size_t p = 0; p < nparts; ++p) {
         const std::size_t begin = p * shard, end = std::min(members.size(), begin + shard);
         std::string key_text = options_key;
-        for (std::size_t k = begin; k < end; ++k) key_text += "\n" + rows[members[k]].hash + "\t" + std::to_string(rows[members[k]].label);
+        for (std::size_t k = begin; k < end; ++k)
+          key_text += "\n" + rows[members[k]].hash + "\t" + std::to_string(rows[members[k]].label);
         CacheInfo info{split, tile.resolution, tile.channels, classes.names, hash_text(key_text)};
         const auto part = parts_dir / fmt::format("{}-{:05}.h5", split, p);
         parts.push_back(part);
@@ -99,7 +102,8 @@ class CacheStage final : public Stage {
         }
         write_part(part, info, rows, members, begin, end, tile, progress);
       }
-      merge_parts(dir / fmt::format("{}.h5", split), parts, CacheInfo{split, tile.resolution, tile.channels, classes.names, tile.key()});
+      merge_parts(ctx.path(work_file::cache_split(split)), parts,
+                  CacheInfo{split, tile.resolution, tile.channels, classes.names, tile.key()});
     }
     progress.finish();
     if (reused > 0) ctx.report().info(fmt::format("reused {} images cached by an earlier, interrupted run", reused));
@@ -110,11 +114,12 @@ class CacheStage final : public Stage {
  private:
   // Fast path: scan already decoded every image at these options (scan/tiles.h5); copy the chosen
   // ones into the split files. Returns false when the tiles do not match (other options).
-  static bool copy_prefetched_tiles(Context& ctx, const std::vector<ImageRecord>& rows, const ClassList& classes, const TileOptions& tile) {
+  static bool copy_prefetched_tiles(Context& ctx, const std::vector<ImageRecord>& rows, const ClassList& classes,
+                                    const TileOptions& tile) {
     const auto tiles_path = ctx.dir("scan") / "tiles.h5";
     std::error_code ec;
     if (!fs::exists(tiles_path, ec)) return false;
-    const auto index = read_records_jsonl(ctx.dir("scan") / "index.jsonl");
+    const auto index = read_records_jsonl(ctx.path(work_file::kScanIndex));
     std::string order;
     std::map<std::string, std::int64_t> row_of;
     for (std::size_t i = 0; i < index.size(); ++i) {
@@ -146,7 +151,7 @@ class CacheStage final : public Stage {
     std::vector<std::uint8_t> pixels;
     std::vector<std::int64_t> labels, sources;
     for (const char* split : kSplits) {
-      CacheWriter writer(ctx.dir("cache") / fmt::format("{}.h5", split),
+      CacheWriter writer(ctx.path(work_file::cache_split(split)),
                          CacheInfo{split, tile.resolution, tile.channels, classes.names, tile.key()});
       auto flush = [&] {
         writer.append(pixels.data(), labels.data(), sources.data(), static_cast<std::int64_t>(labels.size()));
@@ -191,8 +196,8 @@ class CacheStage final : public Stage {
 
   // Decodes rows [begin, end) of the split in parallel (bounded tokens) and writes them in order.
   static void write_part(const fs::path& part, const CacheInfo& info, const std::vector<ImageRecord>& rows,
-                         const std::vector<std::size_t>& members, std::size_t begin, std::size_t end, const TileOptions& tile,
-                         Progress& progress) {
+                         const std::vector<std::size_t>& members, std::size_t begin, std::size_t end,
+                         const TileOptions& tile, Progress& progress) {
     CacheWriter writer(part, info);
     const std::size_t bytes = static_cast<std::size_t>(tile.resolution) * tile.resolution * tile.channels;
     constexpr std::size_t kBatch = 64;
@@ -208,45 +213,41 @@ class CacheStage final : public Stage {
     std::string failure;
     const auto tokens = static_cast<std::size_t>(4 * std::max(1, tbb::this_task_arena::max_concurrency()));
     tbb::parallel_pipeline(
-        tokens,
-        tbb::make_filter<void, Tile*>(tbb::filter_mode::serial_in_order,
-                                      [&](tbb::flow_control& fc) -> Tile* {
-                                        if (next >= end || stop_signal() || !failure.empty()) {
-                                          fc.stop();
-                                          return nullptr;
-                                        }
-                                        auto* t = new Tile;
-                                        t->row = next++;
-                                        return t;
-                                      }) &
-            tbb::make_filter<Tile*, Tile*>(tbb::filter_mode::parallel,
-                                           [&](Tile* t) {
-                                             const auto& r = rows[members[t->row]];
-                                             std::vector<std::uint8_t> buf;
-                                             if (!read_file_bytes(r.path, buf)) {
-                                               t->error = "cannot be read any more";
-                                               return t;
-                                             }
-                                             t->pixels.resize(bytes);
-                                             t->error = decode_tile(buf.data(), buf.size(), r.width, r.height, tile, t->pixels.data());
-                                             return t;
-                                           }) &
-            tbb::make_filter<Tile*, void>(tbb::filter_mode::serial_in_order, [&](Tile* t) {
-              std::unique_ptr<Tile> owned(t);
-              const auto& r = rows[members[t->row]];
-              if (!t->error.empty()) {
-                if (failure.empty()) failure = fmt::format("{}: {}", r.path, t->error);
-                return;
-              }
-              pixels.insert(pixels.end(), t->pixels.begin(), t->pixels.end());
-              labels.push_back(r.label);
-              sources.push_back(static_cast<std::int64_t>(members[t->row]));
-              if (labels.size() == kBatch) flush();
-              progress.advance();
-            }));
+        tokens, tbb::make_filter<void, Tile*>(tbb::filter_mode::serial_in_order, [&](tbb::flow_control& fc) -> Tile* {
+                  if (next >= end || stop_signal() || !failure.empty()) {
+                    fc.stop();
+                    return nullptr;
+                  }
+                  auto* t = new Tile;
+                  t->row = next++;
+                  return t;
+                }) & tbb::make_filter<Tile*, Tile*>(tbb::filter_mode::parallel, [&](Tile* t) {
+                  const auto& r = rows[members[t->row]];
+                  std::vector<std::uint8_t> buf;
+                  if (!read_file_bytes(r.path, buf)) {
+                    t->error = "cannot be read any more";
+                    return t;
+                  }
+                  t->pixels.resize(bytes);
+                  t->error = decode_tile(buf.data(), buf.size(), r.width, r.height, tile, t->pixels.data());
+                  return t;
+                }) & tbb::make_filter<Tile*, void>(tbb::filter_mode::serial_in_order, [&](Tile* t) {
+                  std::unique_ptr<Tile> owned(t);
+                  const auto& r = rows[members[t->row]];
+                  if (!t->error.empty()) {
+                    if (failure.empty()) failure = fmt::format("{}: {}", r.path, t->error);
+                    return;
+                  }
+                  pixels.insert(pixels.end(), t->pixels.begin(), t->pixels.end());
+                  labels.push_back(r.label);
+                  sources.push_back(static_cast<std::int64_t>(members[t->row]));
+                  if (labels.size() == kBatch) flush();
+                  progress.advance();
+                }));
     if (!failure.empty()) {
-      throw UserError(ExitCode::kDataError,
-                      fmt::format("{}\nthe file changed since it was scanned; rerun `augment scan` (or the whole pipeline) to pick up the change", failure));
+      throw UserError(ExitCode::kDataError, fmt::format("{}\nthe file changed since it was scanned; rerun `augment "
+                                                        "scan` (or the whole pipeline) to pick up the change",
+                                                        failure));
     }
     check_stop();  // the unfinished part is discarded; finished parts stay for the rerun
     flush();

@@ -5,8 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
+#include "stages/image_decode.h"
 
 namespace augment {
 
@@ -14,7 +15,7 @@ struct CacheOptions {
   static constexpr const char* kGroup = "cache";
   std::int64_t resolution = 64;  // side of the square training images
   std::int64_t channels = 3;     // 3: RGB, 1: grayscale
-  std::string fit = "crop";      // crop | pad | stretch
+  Fit fit = Fit::kCrop;
   std::int64_t shard_size = 1024;  // images per resumable part
   static void bind(OptionBinder<CacheOptions>& b);
 };

@@ -6,20 +6,22 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "models/checkpoint.h"
 #include "models/classifier.h"
 #include "models/classifier_training.h"
 #include "models/device.h"
-#include "models/tensor_data.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/signals.h"
+#include "pipeline/work_paths.h"
 #include "stages/cache_stage.h"
+#include "stages/cached_split.h"
+#include "stages/stage_device.h"
 
 namespace augment {
 
@@ -35,9 +37,10 @@ void warn_if_busy(Context& ctx, int threads) {
   if (threads <= 1 || !(in >> load)) return;
   const auto cores = std::max(1u, std::thread::hardware_concurrency());
   if (load > 0.75 * cores) {
-    ctx.report().warn(fmt::format("the machine is busy (load {:.1f} on {} cores): training with {} threads may run far slower than with "
-                                  "--threads 1; results are reproducible for a given thread count",
-                                  load, cores, threads));
+    ctx.report().warn(fmt::format(
+        "the machine is busy (load {:.1f} on {} cores): training with {} threads may run far slower than with "
+        "--threads 1; results are reproducible for a given thread count",
+        load, cores, threads));
   }
 }
 
@@ -48,36 +51,41 @@ class ClassifierStage final : public Stage {
   std::string name() const override { return "classifier"; }
   std::string summary() const override { return "pretrain and freeze the auxiliary classifier on the real images"; }
   std::vector<std::string> option_scopes() const override { return {"classifier", "seed"}; }
-  std::vector<std::string> inputs(const Context&) const override { return {"cache/train.h5", "cache/val.h5", "cache/test.h5"}; }
+  std::vector<std::string> inputs(const Context&) const override {
+    return {work_file::kCacheTrain, work_file::kCacheVal, work_file::kCacheTest};
+  }
   std::vector<std::string> outputs(const Context&) const override {
-    return {"classifier/model.pt", "classifier/model.pt.json", "classifier/metrics.json"};
+    return {work_file::kClassifierModel, work_file::kClassifierModelMeta, work_file::kClassifierMetrics};
   }
   std::string content_digest(const Context& ctx, const std::string& rel) const override {
-    return rel == "classifier/model.pt" ? archive_fingerprint(ctx.work() / rel) : "";
+    return rel == work_file::kClassifierModel ? archive_fingerprint(ctx.work() / rel) : "";
   }
 
   void run(Context& ctx) override {
     const auto o = ctx.options<ClassifierOptions>();
     const auto& g = ctx.global();
-    const auto cache = ctx.dir("cache");
     TensorSplit splits[3];
-    for (int s = 0; s < 3; ++s) splits[s] = load_cached_split(cache / fmt::format("{}.h5", kSplits[s]));
+    for (int s = 0; s < 3; ++s) splits[s] = load_cached_split(ctx.path(work_file::cache_split(kSplits[s])));
     const auto& info = splits[0].info;
     for (int s = 1; s < 3; ++s) {
       if (splits[s].info.class_names != info.class_names || splits[s].info.resolution != info.resolution ||
           splits[s].info.channels != info.channels) {
-        throw UserError(ExitCode::kDataError, fmt::format("{} and {} disagree on classes or image size; rerun `augment cache --force`",
-                                                          (cache / "train.h5").string(), (cache / fmt::format("{}.h5", kSplits[s])).string()));
+        throw UserError(ExitCode::kDataError,
+                        fmt::format("{} and {} disagree on classes or image size; rerun `augment cache --force`",
+                                    ctx.path(work_file::kCacheTrain).string(),
+                                    (ctx.path(work_file::cache_split(kSplits[s]))).string()));
       }
     }
     if (splits[0].size() == 0) {
-      throw UserError(ExitCode::kDataError, fmt::format("{} holds no images; check the input and the subsample options", (cache / "train.h5").string()));
+      throw UserError(ExitCode::kDataError, fmt::format("{} holds no images; check the input and the subsample options",
+                                                        ctx.path(work_file::kCacheTrain).string()));
     }
     // LibTorch may start with a single intra-op thread; --threads 0 means all cores here too.
-    torch::set_num_threads(g.threads > 0 ? g.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    torch::set_num_threads(g.threads > 0 ? g.threads
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     warn_if_busy(ctx, torch::get_num_threads());
-    const auto device = resolve_device(g.device);
-    const auto precision = resolve_precision(g.precision, device);
+    const auto device = stage_device(g.device);
+    const auto precision = stage_precision(g.precision, device);
 
     const auto dir = ctx.dir("classifier");
     ensure_directory(dir);
@@ -90,17 +98,23 @@ class ClassifierStage final : public Stage {
     setup.reporter = &ctx.report();
     setup.checkpoint = dir / "checkpoint" / "state.pt";
     // Options and the exact train/val images: anything else must not resume this checkpoint.
-    setup.checkpoint_key = hash_text(json(ctx.config().snapshot(option_scopes())).dump() + "|" + hash_file(cache / "train.h5") + "|" +
-                                     hash_file(cache / "val.h5"));
+    setup.checkpoint_key =
+        hash_text(json(ctx.config().snapshot(option_scopes())).dump() + "|" +
+                  hash_file(ctx.path(work_file::kCacheTrain)) + "|" + hash_file(ctx.path(work_file::kCacheVal)));
     setup.between_steps = [] { check_stop(); };
     setup.after_epoch = [](const EpochRecord&) { check_stop(); };
 
     const auto arch = classifier_config(o, info.channels, info.resolution, static_cast<int>(info.class_names.size()));
-    ctx.report().info(fmt::format("training on {} images ({} val, {} test) of {} classes at {}px, {} channels; width {}, {} blocks/stage, "
-                                  "{} norm; {}",
-                                  splits[0].size(), splits[1].size(), splits[2].size(), info.class_names.size(), info.resolution,
-                                  info.channels, arch.width, arch.blocks, arch.norm, describe(device, precision)));
-    auto result = train_classifier({splits[0].images, splits[0].labels}, {splits[1].images, splits[1].labels}, setup);
+    ctx.report().info(fmt::format(
+        "training on {} images ({} val, {} test) of {} classes at {}px, {} channels; width {}, {} blocks/stage, "
+        "{} norm; {}",
+        splits[0].size(), splits[1].size(), splits[2].size(), info.class_names.size(), info.resolution, info.channels,
+        arch.width, arch.blocks, arch.norm, describe(device, precision)));
+    auto result = with_hint(
+        [&] {
+          return train_classifier({splits[0].images, splits[0].labels}, {splits[1].images, splits[1].labels}, setup);
+        },
+        ExitCode::kFailure, kClassifierDivergedHint);
 
     json split_scores = json::object();
     ConfusionMatrix test_confusion;
@@ -113,21 +127,26 @@ class ClassifierStage final : public Stage {
     }
     json history = json::array();
     for (const auto& r : result.history) {
-      history.push_back({{"epoch", r.epoch},
-                         {"lr", r.lr},
-                         {"train_loss", r.train_loss},
-                         {"train_accuracy", r.train_accuracy},
-                         {"val_loss", std::isnan(r.val_loss) ? json(nullptr) : json(r.val_loss)},
-                         {"val_accuracy", std::isnan(r.val_accuracy) ? json(nullptr) : json(r.val_accuracy)},
-                         {"val_balanced_accuracy", std::isnan(r.val_balanced_accuracy) ? json(nullptr) : json(r.val_balanced_accuracy)},
-                         {"images_per_second", r.train_seconds > 0 ? static_cast<double>(r.train_images) / r.train_seconds : 0.0}});
+      history.push_back(
+          {{"epoch", r.epoch},
+           {"lr", r.lr},
+           {"train_loss", r.train_loss},
+           {"train_accuracy", r.train_accuracy},
+           {"val_loss", std::isnan(r.val_loss) ? json(nullptr) : json(r.val_loss)},
+           {"val_accuracy", std::isnan(r.val_accuracy) ? json(nullptr) : json(r.val_accuracy)},
+           {"val_balanced_accuracy",
+            std::isnan(r.val_balanced_accuracy) ? json(nullptr) : json(r.val_balanced_accuracy)},
+           {"images_per_second", r.train_seconds > 0 ? static_cast<double>(r.train_images) / r.train_seconds : 0.0}});
     }
     const json metrics = {{"classes", info.class_names},
                           {"resolution", info.resolution},
                           {"channels", info.channels},
-                          {"architecture", {{"width", arch.width}, {"blocks", arch.blocks}, {"norm", arch.norm},
-                                            {"feature_dim", result.net->feature_dim()},
-                                            {"parameters", parameter_count(result.net)}}},
+                          {"architecture",
+                           {{"width", arch.width},
+                            {"blocks", arch.blocks},
+                            {"norm", arch.norm},
+                            {"feature_dim", result.net->feature_dim()},
+                            {"parameters", parameter_count(result.net)}}},
                           {"device", describe(device, precision)},
                           {"best_epoch", result.best_epoch},
                           {"epochs_run", result.epochs_run},
@@ -153,8 +172,8 @@ class ClassifierStage final : public Stage {
     return n;
   }
 
-  static std::string summary_table(const json& scores, const ConfusionMatrix& test, const std::vector<std::string>& names,
-                                   const ClassifierTrainResult& result) {
+  static std::string summary_table(const json& scores, const ConfusionMatrix& test,
+                                   const std::vector<std::string>& names, const ClassifierTrainResult& result) {
     auto figure = [](const json& v) { return v.is_null() ? std::string("-") : percent(v.get<double>()); };
     std::string s = fmt::format("best epoch {} of {}{}, training {:.1f} img/s\n", result.best_epoch, result.epochs_run,
                                 result.stopped_early ? " (stopped early)" : "", result.images_per_second());

@@ -6,21 +6,19 @@
 #include <memory>
 #include <string>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
+#include "stages/output_folder.h"
 
 namespace augment {
 
 struct EmitOptions {
   static constexpr const char* kGroup = "emit";
-  std::string real = "link";     // link | copy | none: how the real train images enter the folder
+  std::string real = "link";      // link | copy | none: how the real train images enter the folder
   double synthetic_weight = 1.0;  // `weight` column of synthetic rows (real rows: 1)
   bool croissant = true;          // croissant.json with every file's SHA-256
   static void bind(OptionBinder<EmitOptions>& b);
 };
-
-// Name of the file that marks an output folder as written by augment (so --force may replace it).
-inline constexpr const char* kOutputMarker = ".augment-dataset";
 
 // The folder a class's images go to: the class name, with '/' (and the names "." and "..")
 // made safe; everything else, spaces, quotes and non-ASCII included, is kept.

@@ -11,8 +11,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
 
 namespace augment {
 
@@ -41,8 +41,8 @@ cv::Size text_size(const std::string& text, double scale = kTextScale, int thick
   return cv::getTextSize(ascii(text), kFont, scale, thickness, &baseline);
 }
 
-void put_text(cv::Mat& img, const std::string& text, cv::Point origin, const cv::Scalar& colour = kBlack, double scale = kTextScale,
-              int thickness = 1) {
+void put_text(cv::Mat& img, const std::string& text, cv::Point origin, const cv::Scalar& colour = kBlack,
+              double scale = kTextScale, int thickness = 1) {
   cv::putText(img, ascii(text), origin, kFont, scale, colour, thickness, cv::LINE_AA);
 }
 
@@ -84,8 +84,9 @@ std::string tick_label(double v) {
 
 cv::Scalar class_colour(int label) {
   // A qualitative palette that stays apart for colour-blind viewers (Tableau 10), as BGR.
-  static const cv::Scalar kPalette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44},  {40, 39, 214},   {189, 103, 148},
-                                        {75, 86, 140},  {194, 119, 227}, {127, 127, 127}, {34, 189, 188}, {207, 190, 23}};
+  static const cv::Scalar kPalette[] = {{180, 119, 31},  {14, 127, 255}, {44, 160, 44},   {40, 39, 214},
+                                        {189, 103, 148}, {75, 86, 140},  {194, 119, 227}, {127, 127, 127},
+                                        {34, 189, 188},  {207, 190, 23}};
   if (label >= 0 && label < 10) return kPalette[label];
   // Golden-ratio hue steps: neighbours differ strongly, any number of classes.
   const int hue = static_cast<int>(std::fmod(label * 0.61803398875 * 180.0, 180.0));
@@ -176,7 +177,8 @@ struct MapFrame {
     min_y -= ((span - (max_y - min_y)) / 2);
   }
   cv::Point at(const MapPoint& p) const {
-    return {margin + static_cast<int>(std::lround((p.x - min_x) * scale)), margin + static_cast<int>(std::lround((p.y - min_y) * scale))};
+    return {margin + static_cast<int>(std::lround((p.x - min_x) * scale)),
+            margin + static_cast<int>(std::lround((p.y - min_y) * scale))};
   }
 };
 
@@ -201,7 +203,8 @@ void draw_legend(cv::Mat& out, int x, const std::vector<MapPoint>& points, const
   int y = 24;
   for (const int label : present) {
     cv::circle(out, {x + 5, y - 4}, 5, class_colour(label), cv::FILLED, cv::LINE_AA);
-    const auto name = label >= 0 && static_cast<std::size_t>(label) < class_names.size() ? class_names[label] : std::to_string(label);
+    const auto name =
+        label >= 0 && static_cast<std::size_t>(label) < class_names.size() ? class_names[label] : std::to_string(label);
     put_text(out, name.size() > 26 ? name.substr(0, 25) + "~" : name, {x + 16, y});
     y += 22;
   }
@@ -224,8 +227,10 @@ void draw_frame(cv::Mat& img, const cv::Rect& box, const cv::Scalar& colour, boo
     cv::rectangle(img, box, colour, 2);
     return;
   }
-  const int l = std::max(3, box.width / 4), x0 = box.x, y0 = box.y, x1 = box.x + box.width - 1, y1 = box.y + box.height - 1;
-  for (const auto& [cx, cy, dx, dy] : {std::array<int, 4>{x0, y0, 1, 1}, {x1, y0, -1, 1}, {x0, y1, 1, -1}, {x1, y1, -1, -1}}) {
+  const int l = std::max(3, box.width / 4), x0 = box.x, y0 = box.y, x1 = box.x + box.width - 1,
+            y1 = box.y + box.height - 1;
+  for (const auto& [cx, cy, dx, dy] :
+       {std::array<int, 4>{x0, y0, 1, 1}, {x1, y0, -1, 1}, {x0, y1, 1, -1}, {x1, y1, -1, -1}}) {
     cv::line(img, {cx, cy}, {cx + dx * l, cy}, colour, 2);
     cv::line(img, {cx, cy}, {cx, cy + dy * l}, colour, 2);
   }
@@ -245,8 +250,8 @@ cv::Mat scatter_map(const std::vector<MapPoint>& points, const std::vector<std::
   return out;
 }
 
-cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles, const std::vector<std::string>& class_names,
-                      int size, int thumb) {
+cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv::Mat>& tiles,
+                      const std::vector<std::string>& class_names, int size, int thumb) {
   if (tiles.size() != points.size()) throw std::invalid_argument("thumbnail_map: one tile per point expected");
   cv::Mat out(size, size + kLegendWidth, CV_8UC3, kWhite);
   cv::rectangle(out, {0, 0}, {size - 1, size - 1}, kLightGrey);
@@ -268,8 +273,8 @@ cv::Mat thumbnail_map(const std::vector<MapPoint>& points, const std::vector<cv:
   return out;
 }
 
-cv::Mat line_chart(const std::vector<double>& x, const std::vector<double>& y, const std::string& title, const std::string& x_label,
-                   const std::string& y_label, int smooth) {
+cv::Mat line_chart(const std::vector<double>& x, const std::vector<double>& y, const std::string& title,
+                   const std::string& x_label, const std::string& y_label, int smooth) {
   const int width = 900, height = 520, left = 80, right = 20, top = 40, bottom = 60;
   cv::Mat out(height, width, CV_8UC3, kWhite);
   put_text(out, title, {left, 24}, kBlack, 0.6);
@@ -295,7 +300,9 @@ cv::Mat line_chart(const std::vector<double>& x, const std::vector<double>& y, c
   const double pad = 0.04 * (ly1 - ly0);
   ly0 -= pad, ly1 += pad;
   auto px = [&](double v) { return plot.x + static_cast<int>(std::lround((v - x0) / (x1 - x0) * plot.width)); };
-  auto py = [&](double v) { return plot.y + plot.height - static_cast<int>(std::lround((fy(v) - ly0) / (ly1 - ly0) * plot.height)); };
+  auto py = [&](double v) {
+    return plot.y + plot.height - static_cast<int>(std::lround((fy(v) - ly0) / (ly1 - ly0) * plot.height));
+  };
 
   // Ticks and grid lines.
   const double xs = nice_step(x1 - x0, 6);
@@ -330,7 +337,8 @@ cv::Mat line_chart(const std::vector<double>& x, const std::vector<double>& y, c
   cv::Mat label(24, text_size(y_label).width + 8, CV_8UC3, kWhite);
   put_text(label, y_label, {4, 17});
   cv::rotate(label, label, cv::ROTATE_90_COUNTERCLOCKWISE);
-  if (label.rows <= plot.height) label.copyTo(out(cv::Rect(4, plot.y + (plot.height - label.rows) / 2, label.cols, label.rows)));
+  if (label.rows <= plot.height)
+    label.copyTo(out(cv::Rect(4, plot.y + (plot.height - label.rows) / 2, label.cols, label.rows)));
 
   std::vector<cv::Point> raw;
   for (const auto& [vx, vy] : pts) raw.emplace_back(px(vx), py(vy));
@@ -344,7 +352,8 @@ cv::Mat line_chart(const std::vector<double>& x, const std::vector<double>& y, c
       double s = 0;
       for (std::size_t j = a; j <= b; ++j) s += fy(pts[j].second);
       const double m = s / static_cast<double>(b - a + 1);
-      avg.emplace_back(px(pts[i].first), plot.y + plot.height - static_cast<int>(std::lround((m - ly0) / (ly1 - ly0) * plot.height)));
+      avg.emplace_back(px(pts[i].first),
+                       plot.y + plot.height - static_cast<int>(std::lround((m - ly0) / (ly1 - ly0) * plot.height)));
     }
     cv::polylines(out, avg, false, cv::Scalar(180, 119, 31), 2, cv::LINE_AA);
   }

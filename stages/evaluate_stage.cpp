@@ -8,28 +8,33 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
-#include <torch/torch.h>
 
+#include "manifests/loss_curve.h"
 #include "manifests/sample_store.h"
 #include "models/classifier.h"
 #include "models/classifier_training.h"
 #include "models/device.h"
 #include "models/downstream_utility.h"
 #include "models/metrics.h"
-#include "models/tensor_data.h"
 #include "models/tsne.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/rng.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/rng.h"
-#include "pipeline/signals.h"
+#include "pipeline/work_paths.h"
 #include "stages/cache_stage.h"
+#include "stages/cached_split.h"
+#include "stages/classifier_stage.h"
+#include "stages/evaluate_downstream.h"
 #include "stages/evaluate_figures.h"
 #include "stages/evaluate_report.h"
 #include "stages/sample_plan.h"
+#include "stages/stage_device.h"
 
 namespace augment {
 
@@ -38,15 +43,19 @@ using nlohmann::json;
 void EvaluateOptions::bind(OptionBinder<EvaluateOptions>& b) {
   using I = std::int64_t;
   b.add("seeds", &EvaluateOptions::seeds,
-        "downstream utility: classifiers trained per variant (real, real + synthetic, synthetic only), each with its own seed; 0: skip",
+        "downstream utility: classifiers trained per variant (real, real + synthetic, synthetic only), each with its "
+        "own seed; 0: skip",
         in_range<I>(0, 100));
-  b.add("downstream_epochs", &EvaluateOptions::downstream_epochs, "epochs of each downstream classifier; 0: classifier.epochs",
-        at_least<I>(0));
-  b.add("neighbours", &EvaluateOptions::neighbours, "k of the k-nearest-neighbour manifolds of precision and recall", in_range<I>(1, 100));
+  b.add("downstream_epochs", &EvaluateOptions::downstream_epochs,
+        "epochs of each downstream classifier; 0: classifier.epochs", at_least<I>(0));
+  b.add("neighbours", &EvaluateOptions::neighbours, "k of the k-nearest-neighbour manifolds of precision and recall",
+        in_range<I>(1, 100));
   b.add("tsne_points", &EvaluateOptions::tsne_points,
-        "most points in the t-SNE maps, half real and half synthetic (exact t-SNE: time and memory grow with its square); 0: no maps",
+        "most points in the t-SNE maps, half real and half synthetic (exact t-SNE: time and memory grow with its "
+        "square); 0: no maps",
         in_range<I>(0, 20000));
-  b.add("perplexity", &EvaluateOptions::perplexity, "t-SNE perplexity (effective neighbours per point)", in_range(2.0, 500.0));
+  b.add("perplexity", &EvaluateOptions::perplexity, "t-SNE perplexity (effective neighbours per point)",
+        in_range(2.0, 500.0));
   b.add("tsne_iterations", &EvaluateOptions::tsne_iterations, "t-SNE gradient steps", in_range<I>(300, 100000));
   b.add("grid", &EvaluateOptions::grid, "the per-class sample grids show grid x grid images", in_range<I>(1, 32));
 }
@@ -67,52 +76,6 @@ cv::Mat to_mat(const torch::Tensor& chw) {
   return cv::Mat(h, w, c == 1 ? CV_8UC1 : CV_8UC3, hwc.data_ptr<std::uint8_t>()).clone();
 }
 
-struct SyntheticImages {
-  torch::Tensor images;  // uint8 [M, C, H, W]
-  torch::Tensor labels;  // int64 [M]
-  MergedSamples merged;
-};
-
-SyntheticImages read_synthetic(const Context& ctx, const CacheInfo& info) {
-  const auto dir = ctx.dir("sample");
-  const auto plan = read_sample_plan(dir / "plan.json");
-  bool same = plan.classes.size() == info.class_names.size();
-  for (std::size_t c = 0; same && c < plan.classes.size(); ++c) same = plan.classes[c].name == info.class_names[c];
-  if (!same) {
-    throw UserError(ExitCode::kDataError, fmt::format("{} was made for other classes than the cache; rerun `augment sample --force`",
-                                                      (dir / "plan.json").string()));
-  }
-  SyntheticImages out;
-  out.merged = merge_journals(dir, plan);
-  const auto& s = out.merged.settings;
-  const auto m = static_cast<std::int64_t>(out.merged.accepted.size());
-  if (m > 0 && (s.resolution != info.resolution || s.channels != info.channels)) {
-    throw UserError(ExitCode::kDataError, fmt::format("the samples in {} are {}px x {} channels but the cache is {}px x {}; rerun "
-                                                      "`augment sample --force`",
-                                                      dir.string(), s.resolution, s.channels, info.resolution, info.channels));
-  }
-  auto nhwc = torch::empty({m, info.resolution, info.resolution, info.channels}, torch::kUInt8);
-  out.labels = torch::empty({m}, torch::kInt64);
-  const auto bytes = static_cast<std::int64_t>(info.resolution) * info.resolution * info.channels;
-  std::vector<std::uint8_t> png;
-  for (std::int64_t i = 0; i < m; ++i) {
-    const auto& e = out.merged.accepted[static_cast<std::size_t>(i)];
-    const auto path = dir / e.file;
-    if (!read_file_bytes(path, png)) {
-      throw UserError(ExitCode::kNoInput, fmt::format("{} is missing, though its journal line says it was written; rerun `augment sample`",
-                                                      path.string()));
-    }
-    const auto why = decode_png(png, info.resolution, info.channels, nhwc.data_ptr<std::uint8_t>() + i * bytes);
-    if (!why.empty()) {
-      throw UserError(ExitCode::kDataError, fmt::format("{}: {}; delete it and rerun `augment sample`", path.string(), why));
-    }
-    out.labels[i] = e.label;
-    if (i % 1024 == 0) check_stop();
-  }
-  out.images = nhwc.permute({0, 3, 1, 2}).contiguous();
-  return out;
-}
-
 torch::Tensor classes_present(const torch::Tensor& labels, std::size_t classes) {
   return torch::bincount(labels.to(torch::kInt64), {}, static_cast<int64_t>(classes)) > 0;
 }
@@ -127,14 +90,16 @@ json frechet_table(const torch::Tensor& a, const torch::Tensor& la, const torch:
     const int k = static_cast<int>(c);
     per_class[names[c]] = number_or_null(frechet_distance(rows_of_class(a, la, k), rows_of_class(b, lb, k)));
   }
-  return {{"overall", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(synthetic_labels, names.size())))},
-          {"overall_all_classes", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(la, names.size())))},
-          {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
-          {"per_class", per_class}};
+  return {
+      {"overall",
+       number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(synthetic_labels, names.size())))},
+      {"overall_all_classes", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(la, names.size())))},
+      {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
+      {"per_class", per_class}};
 }
 
-json precision_recall_table(const torch::Tensor& query, const torch::Tensor& lq, const torch::Tensor& real, const torch::Tensor& lr,
-                            const std::vector<std::string>& names, int k) {
+json precision_recall_table(const torch::Tensor& query, const torch::Tensor& lq, const torch::Tensor& real,
+                            const torch::Tensor& lr, const std::vector<std::string>& names, int k) {
   auto score = [k](const torch::Tensor& q, const torch::Tensor& r) -> json {
     if (q.size(0) <= k || r.size(0) <= k) return nullptr;
     const auto pr = knn_precision_recall(r, q, k);
@@ -151,59 +116,37 @@ json precision_recall_table(const torch::Tensor& query, const torch::Tensor& lq,
   return out;
 }
 
-// Rows of train/loss.csv (step, loss); empty when there is no such file.
-std::pair<std::vector<double>, std::vector<double>> read_loss_curve(const fs::path& path) {
-  std::vector<double> steps, losses;
-  std::ifstream in(path);
-  std::string line;
-  bool header = true;
-  while (std::getline(in, line)) {
-    if (header) {
-      header = false;
-      continue;
-    }
-    const auto comma = line.find(',');
-    if (comma == std::string::npos) continue;
-    try {
-      const double s = std::stod(line.substr(0, comma));
-      const double l = std::stod(line.substr(comma + 1, line.find(',', comma + 1) - comma - 1));
-      steps.push_back(s);
-      losses.push_back(l);
-    } catch (const std::exception&) {
-      // a row cut short by a kill
-    }
-  }
-  return {steps, losses};
-}
-
 class EvaluateStage final : public Stage {
  public:
   std::string name() const override { return "evaluate"; }
-  std::string summary() const override { return "score the synthetic images, measure downstream utility, write an HTML report"; }
+  std::string summary() const override {
+    return "score the synthetic images, measure downstream utility, write an HTML report";
+  }
   std::vector<std::string> option_scopes() const override { return {"evaluate", "classifier", "seed"}; }
   std::vector<std::string> inputs(const Context& ctx) const override {
-    std::vector<std::string> in = {"cache/train.h5", "cache/val.h5", "cache/test.h5", "classifier/model.pt", "classifier/model.pt.json",
-                                   "sample/plan.json"};
+    std::vector<std::string> in = {work_file::kCacheTrain,          work_file::kCacheVal,
+                                   work_file::kCacheTest,           work_file::kClassifierModel,
+                                   work_file::kClassifierModelMeta, work_file::kSamplePlan};
     for (const auto& j : find_journals(ctx.dir("sample"))) in.push_back("sample/" + j.second.filename().string());
     // Optional: the loss curve is drawn when the model was trained in this work dir.
-    if (fs::exists(ctx.dir("train") / "loss.csv")) in.push_back("train/loss.csv");
+    if (fs::exists(ctx.path(work_file::kTrainLoss))) in.push_back(work_file::kTrainLoss);
     return in;
   }
   std::vector<std::string> outputs(const Context&) const override {
-    return {"evaluate/metrics.json", "evaluate/report/index.html", "evaluate/report/metrics.json"};
+    return {work_file::kEvaluateMetrics, "evaluate/report/index.html", "evaluate/report/metrics.json"};
   }
 
   void run(Context& ctx) override {
     const auto start = std::chrono::steady_clock::now();
     const auto o = ctx.options<EvaluateOptions>();
     const auto& g = ctx.global();
-    torch::set_num_threads(g.threads > 0 ? g.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-    const auto device = resolve_device(g.device);
-    const auto precision = resolve_precision(g.precision, device);
+    torch::set_num_threads(g.threads > 0 ? g.threads
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    const auto device = stage_device(g.device);
+    const auto precision = stage_precision(g.precision, device);
 
-    const auto cache = ctx.dir("cache");
     TensorSplit splits[3];
-    for (int s = 0; s < 3; ++s) splits[s] = load_cached_split(cache / fmt::format("{}.h5", kSplits[s]));
+    for (int s = 0; s < 3; ++s) splits[s] = load_cached_split(ctx.path(work_file::cache_split(kSplits[s])));
     const auto& info = splits[0].info;
     const auto& names = info.class_names;
     const int k_classes = static_cast<int>(names.size());
@@ -216,17 +159,25 @@ class EvaluateStage final : public Stage {
     auto& test = has_test ? splits[2] : held_out ? splits[1] : splits[0];
     const std::string reference = has_test ? "test" : held_out ? "val" : "train";
     if (!has_test) {
-      ctx.report().warn(fmt::format("{} holds no images: the synthetic images are compared with the real {} split{}; set "
-                                    "subsample.test_fraction above 0 for the full evaluation",
-                                    (cache / "test.h5").string(), reference,
-                                    held_out ? " and the downstream utility is left out" : ", the real references and the downstream utility are left out"));
+      ctx.report().warn(
+          fmt::format("{} holds no images: the synthetic images are compared with the real {} split{}; set "
+                      "subsample.test_fraction above 0 for the full evaluation",
+                      ctx.path(work_file::kCacheTest).string(), reference,
+                      held_out ? " and the downstream utility is left out"
+                               : ", the real references and the downstream utility are left out"));
     }
     auto synthetic = read_synthetic(ctx, info);
     const auto m = synthetic.images.size(0);
-    ctx.report().info(fmt::format("evaluating {} synthetic images against {} real train and {} real {} images of {} classes", m,
-                                  train.size(), test.size(), reference, k_classes));
+    ctx.report().info(
+        fmt::format("evaluating {} synthetic images against {} real train and {} real {} images of {} classes", m,
+                    train.size(), test.size(), reference, k_classes));
 
-    auto net = load_frozen_classifier(ctx.dir("classifier") / "model.pt", names, info.resolution, info.channels, device);
+    auto net = with_hints(
+        [&] {
+          return load_frozen_classifier(ctx.path(work_file::kClassifierModel), names, info.resolution, info.channels,
+                                        device);
+        },
+        kRunClassifierFirst, kRerunClassifier);
     const auto out_train = classifier_outputs(net, train.images, device);
     const auto out_test = classifier_outputs(net, test.images, device);
     const auto out_syn = classifier_outputs(net, synthetic.images, device);
@@ -234,13 +185,15 @@ class EvaluateStage final : public Stage {
 
     json metrics;
     metrics["classes"] = names;
-    metrics["feature_space"] = {{"model", "classifier/model.pt"},
-                                {"layer", "penultimate (globally pooled, before the linear head)"},
-                                {"dims", net->feature_dim()},
-                                {"note", "Fréchet distance, precision/recall and t-SNE use this run's classifier features, not Inception"}};
+    metrics["feature_space"] = {
+        {"model", work_file::kClassifierModel},
+        {"layer", "penultimate (globally pooled, before the linear head)"},
+        {"dims", net->feature_dim()},
+        {"note", "Fréchet distance, precision/recall and t-SNE use this run's classifier features, not Inception"}};
     // "test" in the keys below is this split.
     metrics["reference_split"] = reference;
-    metrics["images"] = {{"real_train", train.size()}, {"real_val", val.size()}, {"real_test", splits[2].size()}, {"synthetic", m}};
+    metrics["images"] = {
+        {"real_train", train.size()}, {"real_val", val.size()}, {"real_test", splits[2].size()}, {"synthetic", m}};
     auto per_class_counts = [&](const torch::Tensor& labels) {
       const auto counts = torch::bincount(labels, {}, k_classes);
       return std::vector<std::int64_t>(counts.data_ptr<std::int64_t>(), counts.data_ptr<std::int64_t>() + k_classes);
@@ -249,15 +202,19 @@ class EvaluateStage final : public Stage {
                                    {"reference", per_class_counts(test.labels)},
                                    {"synthetic", per_class_counts(synthetic.labels)}};
     const auto& st = synthetic.merged.settings;
-    metrics["generation"] = {{"sampler", st.sampler},           {"steps", st.steps},           {"guidance", st.guidance},
-                             {"conditioning", st.conditioning}, {"checkpoint", st.checkpoint}, {"seed", synthetic.merged.run_seed}};
+    metrics["generation"] = sampling_settings_json(st, {"sampler", "steps", "guidance", "conditioning", "checkpoint"});
+    metrics["generation"]["seed"] = synthetic.merged.run_seed;
 
     ctx.report().info("conditional accuracy, Fréchet distance, classifier score, precision/recall");
-    metrics["conditional_accuracy"] = metrics_to_json(conditional_confusion(out_syn.logits, synthetic.labels, k_classes), names);
-    metrics["classifier_on_real_test"] = metrics_to_json(conditional_confusion(out_test.logits, test.labels, k_classes), names);
+    metrics["conditional_accuracy"] =
+        metrics_to_json(conditional_confusion(out_syn.logits, synthetic.labels, k_classes), names);
+    metrics["classifier_on_real_test"] =
+        metrics_to_json(conditional_confusion(out_test.logits, test.labels, k_classes), names);
     metrics["frechet_distance"] = {
-        {"synthetic_vs_test", frechet_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, synthetic.labels)},
-        {"train_vs_test", held_out ? frechet_table(out_train.features, train.labels, out_test.features, test.labels, names, synthetic.labels)
+        {"synthetic_vs_test",
+         frechet_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, synthetic.labels)},
+        {"train_vs_test", held_out ? frechet_table(out_train.features, train.labels, out_test.features, test.labels,
+                                                   names, synthetic.labels)
                                    : json(nullptr)}};
     metrics["classifier_score"] = {{"synthetic", number_or_null(classifier_score(out_syn.logits))},
                                    {"real_train", number_or_null(classifier_score(out_train.logits))},
@@ -267,15 +224,19 @@ class EvaluateStage final : public Stage {
     metrics["precision_recall"] = {
         {"k", k},
         {"reference", "real " + reference},
-        {"synthetic_vs_test", precision_recall_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, k)},
+        {"synthetic_vs_test",
+         precision_recall_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, k)},
         {"train_vs_test",
-         held_out ? precision_recall_table(out_train.features, train.labels, out_test.features, test.labels, names, k) : json(nullptr)}};
+         held_out ? precision_recall_table(out_train.features, train.labels, out_test.features, test.labels, names, k)
+                  : json(nullptr)}};
     check_stop();
 
-    metrics["downstream"] = o.seeds > 0 && has_test ? downstream(ctx, o, train, val, test, synthetic, device, precision) : json(nullptr);
+    metrics["downstream"] = o.seeds > 0 && has_test
+                                ? evaluate_downstream(ctx, o, train, val, test, synthetic, device, precision)
+                                : json(nullptr);
 
     // Pictures and the page, built in a temp folder and swapped in whole.
-    const auto report_dir = ctx.dir("evaluate") / "report";
+    const auto report_dir = ctx.path(work_file::kEvaluateReport);
     ensure_directory(report_dir.parent_path());
     const auto tmp = temp_path_for(report_dir);
     ensure_directory(tmp);
@@ -291,12 +252,8 @@ class EvaluateStage final : public Stage {
       const auto text = metrics.dump(2) + "\n";
       write_text_atomically(tmp / "metrics.json", text);
       write_text_atomically(tmp / "index.html", evaluation_html(metrics, sections));
-      std::error_code ec;
-      fs::remove_all(report_dir, ec);
-      fs::rename(tmp, report_dir, ec);
-      if (ec) throw UserError(ExitCode::kIoError, fmt::format("cannot move {} into place: {}", report_dir.string(), ec.message()));
-      fsync_directory(report_dir.parent_path());
-      write_text_atomically(ctx.dir("evaluate") / "metrics.json", text);
+      replace_directory(tmp, report_dir);
+      write_text_atomically(ctx.path(work_file::kEvaluateMetrics), text);
     } catch (...) {
       std::error_code ec;
       fs::remove_all(tmp, ec);
@@ -307,80 +264,10 @@ class EvaluateStage final : public Stage {
   }
 
  private:
-  static json downstream(Context& ctx, const EvaluateOptions& o, const TensorSplit& train, const TensorSplit& val, const TensorSplit& test,
-                         const SyntheticImages& synthetic, const torch::Device& device, torch::ScalarType precision) {
-    auto co = ctx.options<ClassifierOptions>();
-    if (o.downstream_epochs > 0) co.epochs = o.downstream_epochs;
-    DownstreamData data{{train.images, train.labels}, {synthetic.images, synthetic.labels}, {val.images, val.labels},
-                        {test.images, test.labels}};
-    ClassifierTrainSetup setup;
-    setup.options = co;
-    setup.device = device;
-    setup.precision = precision;
-    setup.class_names = train.info.class_names;
-    setup.reporter = &ctx.report();
-    setup.between_steps = [] { check_stop(); };
-    setup.after_epoch = [](const EpochRecord&) { check_stop(); };
-
-    // Finished runs are kept so a stopped evaluation does not train them again; the key holds
-    // everything a run depends on.
-    const auto runs_path = ctx.dir("evaluate") / "downstream_runs.jsonl";
-    std::string journal_key = json(ctx.config().snapshot({"classifier", "seed", "evaluate.downstream_epochs"})).dump();
-    for (const char* split : kSplits) journal_key += "|" + hash_file(ctx.dir("cache") / fmt::format("{}.h5", split));
-    for (const auto& e : synthetic.merged.accepted) journal_key += "|" + e.png_hash;
-    journal_key = hash_text(journal_key);
-    std::vector<DownstreamRun> done;
-    std::string kept;
-    {
-      std::ifstream in(runs_path);
-      std::string line;
-      while (std::getline(in, line)) {
-        try {
-          const auto j = json::parse(line);
-          if (j.at("key") != journal_key) continue;
-          done.push_back(downstream_run_from_json(j.at("run")));
-          kept += line + "\n";
-        } catch (const std::exception&) {
-          // a torn or foreign line: that run is trained again
-        }
-      }
-    }
-    ensure_directory(runs_path.parent_path());
-    write_text_atomically(runs_path, kept);
-
-    const auto variants = downstream_variants(data);
-    std::vector<std::uint64_t> seeds;
-    for (std::int64_t i = 0; i < o.seeds; ++i) seeds.push_back(static_cast<std::uint64_t>(ctx.global().seed) + static_cast<std::uint64_t>(i));
-    std::vector<DownstreamRun> runs;
-    const auto total = variants.size() * seeds.size();
-    for (const auto seed : seeds) {
-      for (const auto& v : variants) {
-        // A real-only run journaled without its verdict on the synthetic images is trained again.
-        const auto it = std::find_if(done.begin(), done.end(), [&](const DownstreamRun& r) {
-          return r.variant == v && r.seed == seed && (v != "real" || data.synthetic.size() == 0 || r.synthetic);
-        });
-        if (it != done.end()) {
-          runs.push_back(*it);
-        } else {
-          runs.push_back(train_downstream_run(data, setup, v, seed));
-          const auto& r = runs.back();
-          ctx.report().info(fmt::format("downstream run {}/{}: {} (seed {}), {} images, best epoch {}, test accuracy {:.2f}%, balanced "
-                                        "{:.2f}%, {:.0f} s",
-                                        runs.size(), total, v, seed, r.train_images, r.best_epoch, 100 * r.test.accuracy(),
-                                        100 * r.test.balanced_accuracy(), r.seconds));
-          kept += json({{"key", journal_key}, {"run", downstream_run_to_json(r)}}).dump() + "\n";
-          write_text_atomically(runs_path, kept);
-        }
-      }
-    }
-    auto j = downstream_to_json(runs, train.info.class_names);
-    j["epochs"] = co.epochs;
-    return j;
-  }
-
-  static std::vector<ReportSection> draw_figures(Context& ctx, const EvaluateOptions& o, const fs::path& dir, json& metrics,
-                                                 const TensorSplit& train, const torch::Tensor& train_features,
-                                                 const SyntheticImages& synthetic, const torch::Tensor& syn_features) {
+  static std::vector<ReportSection> draw_figures(Context& ctx, const EvaluateOptions& o, const fs::path& dir,
+                                                 json& metrics, const TensorSplit& train,
+                                                 const torch::Tensor& train_features, const SyntheticImages& synthetic,
+                                                 const torch::Tensor& syn_features) {
     const auto& names = train.info.class_names;
     const int res = train.info.resolution;
     const auto seed = static_cast<std::uint64_t>(ctx.global().seed);
@@ -388,19 +275,21 @@ class EvaluateStage final : public Stage {
 
     // Training loss.
     ReportSection loss{"Training", "", {}};
-    const auto [steps, losses] = read_loss_curve(ctx.dir("train") / "loss.csv");
+    const auto [steps, losses] = read_loss_curve(ctx.path(work_file::kTrainLoss));
     if (!steps.empty()) {
       write_png(dir / "loss.png", line_chart(steps, losses, "diffusion training loss", "optimizer step", "loss",
-                                              std::max<int>(1, static_cast<int>(steps.size() / 40))));
-      loss.figures.push_back({"loss.png", "Training loss", "Mean denoising loss per logged interval (train/loss.csv); bold: moving average"});
+                                             std::max<int>(1, static_cast<int>(steps.size() / 40))));
+      loss.figures.push_back({"loss.png", "Training loss",
+                              "Mean denoising loss per logged interval (train/loss.csv); bold: moving average"});
     }
     sections.push_back(loss);
 
     // t-SNE of real train and synthetic features.
-    ReportSection maps{"t-SNE maps",
-                       "Real train and synthetic images embedded together from the classifier's features. Synthetic images that fall "
-                       "among the real images of their class look like them to the classifier; separate synthetic islands do not.",
-                       {}};
+    ReportSection maps{
+        "t-SNE maps",
+        "Real train and synthetic images embedded together from the classifier's features. Synthetic images that fall "
+        "among the real images of their class look like them to the classifier; separate synthetic islands do not.",
+        {}};
     metrics["tsne"] = nullptr;
     const auto n_real = train.size(), n_syn = synthetic.images.size(0);
     if (o.tsne_points >= 4 && n_real + n_syn >= 4) {
@@ -415,7 +304,8 @@ class EvaluateStage final : public Stage {
         idx.resize(static_cast<std::size_t>(take));
         return idx;
       };
-      const auto ri = pick(n_real, take_real, "evaluate/tsne/real"), si = pick(n_syn, take_syn, "evaluate/tsne/synthetic");
+      const auto ri = pick(n_real, take_real, "evaluate/tsne/real"),
+                 si = pick(n_syn, take_syn, "evaluate/tsne/synthetic");
       const auto ri_t = torch::tensor(ri, torch::kInt64), si_t = torch::tensor(si, torch::kInt64);
       auto features = torch::cat({train_features.index_select(0, ri_t), syn_features.index_select(0, si_t)});
       auto labels = torch::cat({train.labels.index_select(0, ri_t), synthetic.labels.index_select(0, si_t)});
@@ -441,9 +331,11 @@ class EvaluateStage final : public Stage {
       }
       write_png(dir / "tsne_classes.png", scatter_map(points, names, 900));
       write_png(dir / "tsne_thumbnails.png", thumbnail_map(points, tiles, names, 1600, std::clamp(res, 24, 40)));
-      maps.figures.push_back({"tsne_classes.png", "t-SNE map coloured by class", "dots: real train images; crosses: synthetic images"});
+      maps.figures.push_back(
+          {"tsne_classes.png", "t-SNE map coloured by class", "dots: real train images; crosses: synthetic images"});
       maps.figures.push_back({"tsne_thumbnails.png", "t-SNE map of the images themselves",
-                              "each point drawn as its image, framed in its class colour (solid frame: real, corners only: synthetic; legend on the right); overlapping images are "
+                              "each point drawn as its image, framed in its class colour (solid frame: real, corners "
+                              "only: synthetic; legend on the right); overlapping images are "
                               "left out"});
       metrics["tsne"] = {{"real", take_real},
                          {"synthetic", take_syn},
@@ -457,7 +349,8 @@ class EvaluateStage final : public Stage {
 
     // Per class: the synthetic images, and real next to synthetic.
     ReportSection grids{"Synthetic images per class", "The first images generated for each class (by index).", {}};
-    ReportSection pairs{"Real and synthetic images per class", "Left: randomly chosen real train images; right: synthetic images.", {}};
+    ReportSection pairs{
+        "Real and synthetic images per class", "Left: randomly chosen real train images; right: synthetic images.", {}};
     const int grid = static_cast<int>(o.grid);
     const int cell = std::max(res, 48);
     for (int c = 0; c < static_cast<int>(names.size()); ++c) {
@@ -470,11 +363,13 @@ class EvaluateStage final : public Stage {
       if (syn_tiles.empty()) continue;
       const auto file = fmt::format("samples_{:03}.png", c);
       write_png(dir / file, with_title(tile_grid(syn_tiles, grid, cell), names[c]));
-      grids.figures.push_back({file, names[c], fmt::format("{} of {} synthetic images", syn_tiles.size(), syn_idx.size(0))});
+      grids.figures.push_back(
+          {file, names[c], fmt::format("{} of {} synthetic images", syn_tiles.size(), syn_idx.size(0))});
 
       const int rows = std::max(1, grid / 2);
       std::vector<std::int64_t> order(static_cast<std::size_t>(real_idx.size(0)));
-      for (std::size_t i = 0; i < order.size(); ++i) order[i] = real_idx[static_cast<std::int64_t>(i)].item<std::int64_t>();
+      for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = real_idx[static_cast<std::int64_t>(i)].item<std::int64_t>();
       Rng rng(seed, fmt::format("evaluate/grid/{}", names[c]));
       rng.shuffle(order);
       for (std::size_t i = 0; i < std::min<std::size_t>(order.size(), static_cast<std::size_t>(rows * grid)); ++i) {
@@ -495,7 +390,9 @@ class EvaluateStage final : public Stage {
   }
 
   static std::string summary_text(const json& m) {
-    auto pct = [](const json& v) { return v.is_number() ? fmt::format("{:.2f}%", 100 * v.get<double>()) : std::string("-"); };
+    auto pct = [](const json& v) {
+      return v.is_number() ? fmt::format("{:.2f}%", 100 * v.get<double>()) : std::string("-");
+    };
     auto num = [](const json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("-"); };
     // Absent parts (null) read as "-".
     auto at = [](const json& j, std::initializer_list<const char*> path) {
@@ -510,23 +407,30 @@ class EvaluateStage final : public Stage {
     s += fmt::format("{:<34} {:>12} {:>14}\n", "conditional accuracy", pct(at(m, {"conditional_accuracy", "accuracy"})),
                      pct(at(m, {"classifier_on_real_test", "accuracy"})));
     if (at(m, {"downstream", "independent_conditional_accuracy"}).is_object()) {
-      s += fmt::format("{:<34} {:>12} {:>14}\n", "  by independent judges", pct(at(m, {"downstream", "independent_conditional_accuracy", "accuracy", "mean"})),
+      s += fmt::format("{:<34} {:>12} {:>14}\n", "  by independent judges",
+                       pct(at(m, {"downstream", "independent_conditional_accuracy", "accuracy", "mean"})),
                        pct(at(m, {"downstream", "variants", "real", "accuracy", "mean"})));
     }
-    s += fmt::format("{:<34} {:>12} {:>14}\n", "Fréchet distance (classifier space)", num(at(m, {"frechet_distance", "synthetic_vs_test", "overall"})),
+    s += fmt::format("{:<34} {:>12} {:>14}\n", "Fréchet distance (classifier space)",
+                     num(at(m, {"frechet_distance", "synthetic_vs_test", "overall"})),
                      num(at(m, {"frechet_distance", "train_vs_test", "overall"})));
-    s += fmt::format("{:<34} {:>12} {:>14}\n", "classifier score", num(at(m, {"classifier_score", "synthetic"})), num(at(m, {"classifier_score", "real_test"})));
-    s += fmt::format("{:<34} {:>12} {:>14}\n", "precision", pct(at(m, {"precision_recall", "synthetic_vs_test", "precision"})),
+    s += fmt::format("{:<34} {:>12} {:>14}\n", "classifier score", num(at(m, {"classifier_score", "synthetic"})),
+                     num(at(m, {"classifier_score", "real_test"})));
+    s += fmt::format("{:<34} {:>12} {:>14}\n", "precision",
+                     pct(at(m, {"precision_recall", "synthetic_vs_test", "precision"})),
                      pct(at(m, {"precision_recall", "train_vs_test", "precision"})));
-    s += fmt::format("{:<34} {:>12} {:>14}\n", "recall", pct(at(m, {"precision_recall", "synthetic_vs_test", "recall"})),
-                     pct(at(m, {"precision_recall", "train_vs_test", "recall"})));
+    s +=
+        fmt::format("{:<34} {:>12} {:>14}\n", "recall", pct(at(m, {"precision_recall", "synthetic_vs_test", "recall"})),
+                    pct(at(m, {"precision_recall", "train_vs_test", "recall"})));
     const auto& d = m["downstream"];
     if (d.is_object()) {
-      s += fmt::format("\ndownstream (real test, {} seed(s)) {:>12} {:>14}\n", d["seeds"].size(), "accuracy", "balanced");
+      s += fmt::format("\ndownstream (real test, {} seed(s)) {:>12} {:>14}\n", d["seeds"].size(), "accuracy",
+                       "balanced");
       auto ms = [](const json& x) {
         if (!x.is_object()) return std::string("-");
         const double mean = 100 * x["mean"].get<double>();
-        return x["std"].is_number() ? fmt::format("{:.2f}±{:.2f}%", mean, 100 * x["std"].get<double>()) : fmt::format("{:.2f}%", mean);
+        return x["std"].is_number() ? fmt::format("{:.2f}±{:.2f}%", mean, 100 * x["std"].get<double>())
+                                    : fmt::format("{:.2f}%", mean);
       };
       for (const char* name : {"real", "augmented", "synthetic"}) {
         if (!d["variants"].contains(name)) continue;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {
@@ -19,7 +19,7 @@ struct EvaluateOptions {
   std::int64_t tsne_points = 2000;     // most points in the t-SNE maps (half real, half synthetic)
   double perplexity = 30;
   std::int64_t tsne_iterations = 1000;
-  std::int64_t grid = 8;               // the per-class sample grids are grid x grid images
+  std::int64_t grid = 8;  // the per-class sample grids are grid x grid images
   static void bind(OptionBinder<EvaluateOptions>& b);
 };
 

@@ -7,21 +7,23 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 #include <tbb/parallel_for.h>
+#include <nlohmann/json.hpp>
 
+#include "manifests/dataset_rows.h"
 #include "manifests/hdf5_shard.h"
 #include "manifests/image_cache.h"
 #include "manifests/image_record.h"
 #include "manifests/sample_store.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/input_root.h"
+#include "pipeline/base/rng.h"
+#include "pipeline/base/sha256.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/input_root.h"
-#include "pipeline/rng.h"
-#include "pipeline/sha256.h"
-#include "pipeline/signals.h"
+#include "pipeline/work_paths.h"
 
 namespace augment {
 
@@ -31,68 +33,37 @@ void ExportOptions::bind(OptionBinder<ExportOptions>& b) {
   b.add("shard_size", &ExportOptions::shard_size, "images per HDF5 shard file", in_range<std::int64_t>(1, 100000000));
   b.add("name", &ExportOptions::name, "shard file name prefix: NAME-00000-of-00008.h5",
         Check<std::string>([](const std::string& v) -> std::string {
-          if (v.empty() || v.find('/') != std::string::npos || v[0] == '.') return "must be a plain file name prefix (no '/', not starting with '.')";
+          if (v.empty() || v.find('/') != std::string::npos || v[0] == '.')
+            return "must be a plain file name prefix (no '/', not starting with '.')";
           return "";
         }));
-  b.add("dir", &ExportOptions::dir, "folder for the shards and index.json (default: OUTPUT_hdf5, next to the image folder OUTPUT)");
-  b.add("deflate", &ExportOptions::deflate, "deflate level of the images dataset, 0 (none) to 9", in_range<std::int64_t>(0, 9));
-  b.add("min_saving", &ExportOptions::min_saving,
-        "deflate only where it pays: blocks of images whose sampled chunks shrink by less than this fraction are stored "
-        "uncompressed (small photos save 1-9% and deflate makes export about three times slower); 0: always deflate",
-        in_range(0.0, 1.0));
+  b.add("dir", &ExportOptions::dir,
+        "folder for the shards and index.json (default: OUTPUT_hdf5, next to the image folder OUTPUT)");
+  b.add("deflate", &ExportOptions::deflate, "deflate level of the images dataset, 0 (none) to 9",
+        in_range<std::int64_t>(0, 9));
+  b.add(
+      "min_saving", &ExportOptions::min_saving,
+      "deflate only where it pays: blocks of images whose sampled chunks shrink by less than this fraction are stored "
+      "uncompressed (small photos save 1-9% and deflate makes export about three times slower); 0: always deflate",
+      in_range(0.0, 1.0));
 }
 
 namespace {
-
-// One image of the emitted dataset, as export needs it.
-struct Row {
-  std::string file_name;
-  int label = 0;
-  bool synthetic = false;
-  std::int64_t manifest_row = -1;  // real: row of subsample/manifest.jsonl
-  std::string sample_file;         // synthetic: PNG relative to work/sample
-  std::string content;             // content hash (source file or PNG)
-};
-
-std::vector<Row> read_rows(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw UserError(ExitCode::kNoInput, fmt::format("{} is missing: run `augment emit --output DIR` first", path.string()));
-  }
-  std::vector<Row> rows;
-  std::istringstream in(read_text_file(path));
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.empty()) continue;
-    try {
-      const auto j = json::parse(line);
-      Row r;
-      r.file_name = j.at("file_name").get<std::string>();
-      r.label = j.at("label").get<int>();
-      r.synthetic = j.at("source").get<std::string>() == "synthetic";
-      if (r.synthetic) r.sample_file = j.at("_sample_file").get<std::string>();
-      else r.manifest_row = j.at("_manifest_row").get<std::int64_t>();
-      r.content = j.at("_content").get<std::string>();
-      rows.push_back(std::move(r));
-    } catch (const std::exception& e) {
-      throw UserError(ExitCode::kDataError, fmt::format("{}:{}: damaged line ({}); rerun `augment emit --force`", path.string(), lineno, e.what()));
-    }
-  }
-  return rows;
-}
 
 fs::path export_dir(const Context& ctx) {
   const auto o = ctx.options<ExportOptions>();
   if (!o.dir.empty()) return fs::absolute(o.dir).lexically_normal();
   if (ctx.global().output.empty()) {
-    throw UserError(ExitCode::kUsage, "export needs --output DIR (the emitted dataset; shards go to DIR_hdf5 next to it) or --export.dir");
+    throw UserError(
+        ExitCode::kUsage,
+        "export needs --output DIR (the emitted dataset; shards go to DIR_hdf5 next to it) or --export.dir");
   }
   return folder_beside(fs::absolute(ctx.global().output).lexically_normal(), "_hdf5");
 }
 
-std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) { return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n); }
+std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) {
+  return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n);
+}
 
 class ExportStage final : public Stage {
  public:
@@ -100,16 +71,16 @@ class ExportStage final : public Stage {
   std::string summary() const override { return "write the augmented dataset as HDF5 shards with an index (--output)"; }
   std::vector<std::string> option_scopes() const override { return {"export", "seed", "output"}; }
   std::vector<std::string> inputs(const Context&) const override {
-    return {"emit/rows.jsonl", "cache/train.h5", "subsample/classes.json"};
+    return {work_file::kEmitRows, work_file::kCacheTrain, work_file::kSubsampleClasses};
   }
   // The index and every shard it lists: a shard deleted or changed makes export stale.
   std::vector<std::string> outputs(const Context& ctx) const override {
-    std::vector<std::string> out = {"export/index.json"};
+    std::vector<std::string> out = {work_file::kExportIndex};
     if (ctx.options<ExportOptions>().dir.empty() && ctx.global().output.empty()) return out;
     const auto dir = export_dir(ctx);
     out.push_back((dir / "index.json").string());
     try {
-      const auto index = json::parse(read_text_file(ctx.dir("export") / "index.json"));
+      const auto index = json::parse(read_text_file(ctx.path(work_file::kExportIndex)));
       for (const auto& s : index.at("shards")) out.push_back((dir / s.at("file").get<std::string>()).string());
     } catch (const std::exception&) {
       // no index yet (or a damaged one, which is an output too and makes the stage stale)
@@ -122,22 +93,25 @@ class ExportStage final : public Stage {
     const auto dir = export_dir(ctx);
     for (const auto& input : ctx.global().input) {
       if (is_same_or_inside(dir, parse_input_root(input).path)) {
-        throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the input {}; augment never writes into your data", dir.string(), input));
+        throw UserError(ExitCode::kCantCreate,
+                        fmt::format("--export.dir {} is inside the input {}; augment never writes into your data",
+                                    dir.string(), input));
       }
     }
     if (!ctx.global().output.empty() && is_same_or_inside(dir, ctx.global().output)) {
-      throw UserError(ExitCode::kCantCreate,
-                      fmt::format("--export.dir {} is inside the image folder {}: image-folder loaders would take it for a class and the next "
-                                  "emit replaces that folder; choose a folder next to it",
-                                  dir.string(), ctx.global().output));
+      throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the image folder {}: image-folder "
+                                                         "loaders would take it for a class and the next "
+                                                         "emit replaces that folder; choose a folder next to it",
+                                                         dir.string(), ctx.global().output));
     }
     if (is_same_or_inside(dir, ctx.work())) {
-      throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));
+      throw UserError(ExitCode::kCantCreate,
+                      fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));
     }
-    const auto rows = read_rows(ctx.dir("emit") / "rows.jsonl");
+    const auto rows = read_emitted_rows(ctx.path(work_file::kEmitRows));
     if (rows.empty()) throw UserError(ExitCode::kDataError, "the emitted dataset has no images; nothing to export");
-    const auto classes = read_class_list(ctx.dir("subsample") / "classes.json");
-    CacheReader cache(ctx.dir("cache") / "train.h5");
+    const auto classes = read_class_list(ctx.path(work_file::kSubsampleClasses));
+    CacheReader cache(ctx.path(work_file::kCacheTrain));
     const int res = cache.info().resolution, channels = cache.info().channels;
     const std::size_t image_bytes = cache.image_bytes();
     // The train split in memory, as training holds it: the export visits its rows in shuffled
@@ -162,7 +136,8 @@ class ExportStage final : public Stage {
     ensure_directory(dir);
     remove_stale_temp_files(dir);
     // Without deflate, min_saving changes nothing in the file.
-    const std::string base_key = fmt::format("{}|{}|{}/{}|{}x{}x{}|{}|{}", kShardFormatVersion, o.name, o.deflate, o.deflate > 0 ? o.min_saving : 0.0, res, res, channels,
+    const std::string base_key = fmt::format("{}|{}|{}/{}|{}x{}x{}|{}|{}", kShardFormatVersion, o.name, o.deflate,
+                                             o.deflate > 0 ? o.min_saving : 0.0, res, res, channels,
                                              hash_text(fmt::format("{}", fmt::join(classes.names, "\x1f"))), seed);
     Progress progress(ctx.report(), "export", total, "img");
     BackgroundFileWriter background;  // shard k goes to disk while shard k+1 is built
@@ -172,7 +147,7 @@ class ExportStage final : public Stage {
     // while its SHA-256 still matches (a changed byte leaves the key attribute intact).
     std::map<std::string, json> finished;
     try {
-      const auto index = json::parse(read_text_file(ctx.dir("export") / "index.json"));
+      const auto index = json::parse(read_text_file(ctx.path(work_file::kExportIndex)));
       for (const auto& s : index.at("shards")) finished[s.at("file").get<std::string>()] = s;
     } catch (const std::exception&) {
       // no finished export yet
@@ -206,19 +181,24 @@ class ExportStage final : public Stage {
         progress.advance(end - begin);
       } else {
         const auto [written, plain] =
-            write_shard(ctx, path, ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed, key},
+            write_shard(ctx, path,
+                        ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k),
+                                    static_cast<int>(nshards), seed, key},
                         rows, order, begin, end, real_pixels, cache_row, image_bytes, o, progress, background);
         chunks += written;
         chunks_plain += plain;
       }
-      shards.push_back({{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}, {"key", key}});
+      shards.push_back(
+          {{"file", path.filename().string()}, {"count", end - begin}, {"synthetic", synthetic}, {"key", key}});
     }
     background.finish();
     progress.finish();
-    if (reused > 0) ctx.report().info(fmt::format("kept {} images in shards finished by an earlier, interrupted export", reused));
+    if (reused > 0)
+      ctx.report().info(fmt::format("kept {} images in shards finished by an earlier, interrupted export", reused));
     if (chunks_plain > 0) {
-      ctx.report().info(fmt::format("{} of {} image chunks stored without deflate: their blocks shrank by less than export.min_saving = {}",
-                                    chunks_plain, chunks, o.min_saving));
+      ctx.report().info(fmt::format(
+          "{} of {} image chunks stored without deflate: their blocks shrank by less than export.min_saving = {}",
+          chunks_plain, chunks, o.min_saving));
     }
 
     // Checksums for downstream users; shards of an older export with another count go.
@@ -230,7 +210,8 @@ class ExportStage final : public Stage {
       s["sha256"] = known != sha256_of.end() ? known->second : sha256_file(path);
       bytes += s["bytes"].get<std::uint64_t>();
     }
-    const std::regex ours("^" + std::regex_replace(o.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + R"(-\d{5}-of-\d{5}\.h5$)");
+    const std::regex ours("^" + std::regex_replace(o.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                          R"(-\d{5}-of-\d{5}\.h5$)");
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       const auto fname = e.path().filename().string();
@@ -253,16 +234,18 @@ class ExportStage final : public Stage {
                         {"bytes", bytes},
                         {"shards", shards}};
     write_text_atomically(dir / "index.json", index.dump(2) + "\n");
-    write_text_atomically(ctx.dir("export") / "index.json", index.dump(2) + "\n");
-    ctx.report().info(fmt::format("{}: {} shards, {} images, {:.1f} MB", dir.string(), nshards, total, static_cast<double>(bytes) / 1e6));
+    write_text_atomically(ctx.path(work_file::kExportIndex), index.dump(2) + "\n");
+    ctx.report().info(fmt::format("{}: {} shards, {} images, {:.1f} MB", dir.string(), nshards, total,
+                                  static_cast<double>(bytes) / 1e6));
   }
 
  private:
   // Returns the chunks written and how many of them skip deflate.
-  static std::pair<std::int64_t, std::int64_t> write_shard(const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<Row>& rows,
-                          const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& real_pixels,
-                          const std::map<std::int64_t, std::int64_t>& cache_row, std::size_t image_bytes, const ExportOptions& o,
-                          Progress& progress, BackgroundFileWriter& background) {
+  static std::pair<std::int64_t, std::int64_t> write_shard(
+      const Context& ctx, const fs::path& path, const ShardHeader& header, const std::vector<EmittedRow>& rows,
+      const std::vector<std::size_t>& order, std::int64_t begin, std::int64_t end,
+      const std::vector<std::uint8_t>& real_pixels, const std::map<std::int64_t, std::int64_t>& cache_row,
+      std::size_t image_bytes, const ExportOptions& o, Progress& progress, BackgroundFileWriter& background) {
     ShardWriter writer(path, header, end - begin, static_cast<int>(o.deflate), o.min_saving, &background);
     constexpr std::int64_t kBlock = 512;
     std::vector<std::uint8_t> pixels;
@@ -287,11 +270,14 @@ class ExportStage final : public Stage {
         } else {
           const auto it = cache_row.find(r.manifest_row);
           if (it == cache_row.end()) {
-            throw UserError(ExitCode::kDataError, fmt::format("{} is not in {} (the cache is older than the emitted dataset); rerun `augment emit --force`",
-                                                              r.file_name, (ctx.dir("cache") / "train.h5").string()));
+            throw UserError(
+                ExitCode::kDataError,
+                fmt::format(
+                    "{} is not in {} (the cache is older than the emitted dataset); rerun `augment emit --force`",
+                    r.file_name, (ctx.path(work_file::kCacheTrain)).string()));
           }
-          std::memcpy(pixels.data() + static_cast<std::size_t>(i) * image_bytes, real_pixels.data() + static_cast<std::size_t>(it->second) * image_bytes,
-                      image_bytes);
+          std::memcpy(pixels.data() + static_cast<std::size_t>(i) * image_bytes,
+                      real_pixels.data() + static_cast<std::size_t>(it->second) * image_bytes, image_bytes);
         }
       }
       // Synthetic images: PNG decoding in parallel; no HDF5 call in here.
@@ -306,13 +292,15 @@ class ExportStage final : public Stage {
         try {
           bytes = read_text_file(file);
         } catch (const std::exception&) {
-          errors[d] = fmt::format("{} cannot be read; rerun `augment sample` and `augment emit --force`", file.string());
+          errors[d] =
+              fmt::format("{} cannot be read; rerun `augment sample` and `augment emit --force`", file.string());
           return;
         }
         if (hash_bytes(bytes.data(), bytes.size()) != r.content) {
-          errors[d] = fmt::format("{} does not match its journal line (changed after sampling); delete it and rerun `augment sample` "
-                                  "to generate it again",
-                                  file.string());
+          errors[d] = fmt::format(
+              "{} does not match its journal line (changed after sampling); delete it and rerun `augment sample` "
+              "to generate it again",
+              file.string());
           return;
         }
         const std::vector<std::uint8_t> png(bytes.begin(), bytes.end());

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {

@@ -12,7 +12,7 @@ namespace augment {
 
 // Warnings (empty when the options suit the images), each naming the option and the fix.
 // `resolution_set` / `channels_set`: the user chose the value, so it is not questioned.
-std::vector<std::string> geometry_advice(const std::vector<ImageRecord>& images, int resolution, int channels, bool resolution_set,
-                                         bool channels_set);
+std::vector<std::string> geometry_advice(const std::vector<ImageRecord>& images, int resolution, int channels,
+                                         bool resolution_set, bool channels_set);
 
 }  // namespace augment

@@ -7,15 +7,17 @@
 #include <cstring>
 #include <stdexcept>
 
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 namespace augment {
 
-std::string TileOptions::key() const { return std::to_string(resolution) + "x" + std::to_string(channels) + "/" + fit; }
+std::string TileOptions::key() const {
+  return std::to_string(resolution) + "x" + std::to_string(channels) + "/" + name_of(fit);
+}
 
 namespace {
 
@@ -24,7 +26,7 @@ bool is_jpeg(const std::uint8_t* d, std::size_t n) { return n >= 3 && d[0] == 0x
 // The largest JPEG DCT scaling (1/2, 1/4, 1/8) that keeps the side the fit needs at or above the
 // resolution; area resampling does the rest.
 int jpeg_reduction(int width, int height, const TileOptions& o) {
-  const int side = o.fit == "pad" ? std::max(width, height) : std::min(width, height);
+  const int side = o.fit == Fit::kPad ? std::max(width, height) : std::min(width, height);
   int k = 1;
   while (k < 8 && side / (k * 2) >= o.resolution) k *= 2;
   return k;
@@ -81,7 +83,8 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, int k, int c
     cinfo.do_fancy_upsampling = FALSE;
   }
   jpeg_start_decompress(&cinfo);
-  out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width), channels == 1 ? CV_8UC1 : CV_8UC3);
+  out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
+             channels == 1 ? CV_8UC1 : CV_8UC3);
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW row = out.ptr<unsigned char>(static_cast<int>(cinfo.output_scanline));
     jpeg_read_scanlines(&cinfo, &row, 1);
@@ -94,7 +97,8 @@ std::string decode_jpeg(const std::uint8_t* data, std::size_t size, int k, int c
 
 std::uint32_t rd16(const std::uint8_t* p, bool le) { return le ? (p[0] | (p[1] << 8)) : ((p[0] << 8) | p[1]); }
 std::uint32_t rd32(const std::uint8_t* p, bool le) {
-  return le ? (p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24)) : ((std::uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]);
+  return le ? (p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24))
+            : ((std::uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]);
 }
 
 void apply_orientation(cv::Mat& img, int orientation) {
@@ -104,7 +108,10 @@ void apply_orientation(cv::Mat& img, int orientation) {
     case 4: cv::flip(img, img, 0); break;
     case 5: cv::transpose(img, img); break;
     case 6: cv::rotate(img, img, cv::ROTATE_90_CLOCKWISE); break;
-    case 7: cv::transpose(img, img); cv::rotate(img, img, cv::ROTATE_180); break;
+    case 7:
+      cv::transpose(img, img);
+      cv::rotate(img, img, cv::ROTATE_180);
+      break;
     case 8: cv::rotate(img, img, cv::ROTATE_90_COUNTERCLOCKWISE); break;
     default: break;
   }
@@ -150,22 +157,19 @@ cv::Mat bgr_to_channels(const cv::Mat& img, int channels) {
       blended.convertTo(out8, CV_8U);
       return bgr_to_channels(out8, channels);
     }
-    case 3:
-      cv::cvtColor(img, out, channels == 1 ? cv::COLOR_BGR2GRAY : cv::COLOR_BGR2RGB);
-      return out;
-    default:
-      throw std::runtime_error("unsupported number of channels: " + std::to_string(img.channels()));
+    case 3: cv::cvtColor(img, out, channels == 1 ? cv::COLOR_BGR2GRAY : cv::COLOR_BGR2RGB); return out;
+    default: throw std::runtime_error("unsupported number of channels: " + std::to_string(img.channels()));
   }
 }
 
 cv::Mat fit_square(const cv::Mat& img, const TileOptions& o) {
   const int r = o.resolution;
   cv::Mat out;
-  if (o.fit == "stretch") {
+  if (o.fit == Fit::kStretch) {
     cv::resize(img, out, cv::Size(r, r), 0, 0, img.cols > r ? cv::INTER_AREA : cv::INTER_CUBIC);
     return out;
   }
-  const bool pad = o.fit == "pad";
+  const bool pad = o.fit == Fit::kPad;
   const double scale = pad ? double(r) / std::max(img.cols, img.rows) : double(r) / std::min(img.cols, img.rows);
   const int w = std::clamp(static_cast<int>(std::lround(img.cols * scale)), pad ? 1 : r, pad ? r : INT32_MAX);
   const int h = std::clamp(static_cast<int>(std::lround(img.rows * scale)), pad ? 1 : r, pad ? r : INT32_MAX);
@@ -212,7 +216,8 @@ int jpeg_exif_orientation(const std::uint8_t* d, std::size_t n) {
   return 1;
 }
 
-std::string decode_tile(const std::uint8_t* data, std::size_t size, int width, int height, const TileOptions& o, std::uint8_t* out) {
+std::string decode_tile(const std::uint8_t* data, std::size_t size, int width, int height, const TileOptions& o,
+                        std::uint8_t* out) {
   cv::Mat img;
   try {
     bool fallback = false;

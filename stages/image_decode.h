@@ -7,14 +7,23 @@
 #include <cstdint>
 #include <string>
 
+#include "pipeline/base/named_enum.h"
+
 namespace augment {
+
+// How a non-square image becomes a square tile: crop (shorter side to size, centre crop), pad
+// (longer side to size, padded), stretch (both sides to size).
+enum class Fit { kCrop, kPad, kStretch, kLast = kStretch };
+inline constexpr NameTable<Fit, 3> kFitNames{{{{Fit::kCrop, "crop"}, {Fit::kPad, "pad"}, {Fit::kStretch, "stretch"}}}};
+static_assert(kFitNames.complete());
+constexpr const auto& names_of(Fit) { return kFitNames; }
 
 struct TileOptions {
   int resolution = 64;
-  int channels = 3;           // 3: RGB, 1: grayscale
-  std::string fit = "crop";   // crop: shorter side to size + centre crop; pad: longer side + pad; stretch
+  int channels = 3;  // 3: RGB, 1: grayscale
+  Fit fit = Fit::kCrop;
 
-  std::string key() const;    // identifies the options, for reusing tiles made elsewhere
+  std::string key() const;  // identifies the options, for reusing tiles made elsewhere
 };
 
 // Writes resolution*resolution*channels bytes (RGB order, row-major) into `out`. `width` and

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <vector>
 
-
 namespace augment {
 
 namespace {
@@ -60,7 +59,10 @@ ImageProbe probe_png(const std::uint8_t* d, std::size_t n) {
   switch (d[25]) {
     case 0: p.channels = 1; break;
     case 2: p.channels = 3; break;
-    case 3: p.channels = 3; p.bit_depth = 8; break;  // palette expands to colour
+    case 3:
+      p.channels = 3;
+      p.bit_depth = 8;
+      break;  // palette expands to colour
     case 4: p.channels = 2; break;
     case 6: p.channels = 4; break;
     default: return fail("png", "PNG header has an unknown colour type");

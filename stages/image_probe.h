@@ -13,7 +13,7 @@ struct ImageProbe {
   int height = 0;
   int channels = 0;
   int bit_depth = 8;
-  std::string error;   // why the header could not be read ("" when fine)
+  std::string error;  // why the header could not be read ("" when fine)
 };
 
 // Parses the header only: cheap, so oversized images are refused before any decoding.

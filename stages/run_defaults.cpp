@@ -8,8 +8,8 @@
 #include <fmt/ranges.h>
 #include <torch/cuda.h>
 
-#include "pipeline/config.h"
-#include "pipeline/errors.h"
+#include "pipeline/base/config.h"
+#include "pipeline/base/errors.h"
 
 namespace augment {
 
@@ -26,11 +26,8 @@ struct SizeRow {
 
 const std::vector<SizeRow>& size_rows() {
   static const std::vector<SizeRow> rows = {
-      {"16 px", 16, 16, {1, 2}},
-      {"28-32 px", 28, 32, {1, 2, 2}},
-      {"48 px", 48, 48, {1, 2, 2, 2}},
-      {"64 px", 64, 64, {1, 2, 2, 2}},
-      {"96-128 px", 96, 128, {1, 1, 2, 2, 2}},
+      {"16 px", 16, 16, {1, 2}},       {"28-32 px", 28, 32, {1, 2, 2}},         {"48 px", 48, 48, {1, 2, 2, 2}},
+      {"64 px", 64, 64, {1, 2, 2, 2}}, {"96-128 px", 96, 128, {1, 1, 2, 2, 2}},
   };
   return rows;
 }
@@ -57,7 +54,7 @@ const std::vector<Preset>& presets() {
 }
 
 constexpr const char* kTableNote = "size table";  // how the notes of its values begin
-constexpr std::int64_t kCpuSteps = 1'000'000;  // the clock ends a CPU run
+constexpr std::int64_t kCpuSteps = 1'000'000;     // the clock ends a CPU run
 constexpr int kGpuBlocks = 2;
 
 int distance(const SizeRow& row, int side) {
@@ -76,9 +73,9 @@ std::string ints(const std::vector<int>& v) { return fmt::format("{}", fmt::join
 
 // The options the table sets, in the order they are shown.
 const std::vector<std::string>& sized_keys() {
-  static const std::vector<std::string> keys = {"train.channels", "train.channel_mult", "train.blocks",     "train.attention",
-                                                "train.heads",    "train.batch_size",   "train.lr",         "train.steps",
-                                                "train.minutes"};
+  static const std::vector<std::string> keys = {"train.channels",  "train.channel_mult", "train.blocks",
+                                                "train.attention", "train.heads",        "train.batch_size",
+                                                "train.lr",        "train.steps",        "train.minutes"};
   return keys;
 }
 
@@ -99,8 +96,9 @@ SizedDefaults sized_defaults(int resolution, const std::string& preset_name, boo
   SizedDefaults d;
   d.row = row->name;
   if (distance(*row, resolution) > 0) {
-    d.warning = fmt::format("cache.resolution {} is not a row of the size table ({}): the model is sized by the nearest row, {}",
-                            resolution, row_names(), row->name);
+    d.warning = fmt::format(
+        "cache.resolution {} is not a row of the size table ({}): the model is sized by the nearest row, {}",
+        resolution, row_names(), row->name);
   }
   // Each level halves the side: the side must halve cleanly and the lowest level keep 4 px.
   std::size_t levels = row->mult.size();
@@ -109,8 +107,9 @@ SizedDefaults sized_defaults(int resolution, const std::string& preset_name, boo
   std::vector<int> sides;
   for (std::size_t l = 0; l < levels; ++l) sides.push_back(resolution >> l);
   if (levels < row->mult.size()) {
-    const std::string more = fmt::format("{} px halves cleanly into {} levels ({}) where the row has {}; a multiple of {} gets them all",
-                                         resolution, levels, ints(sides), row->mult.size(), 1 << (row->mult.size() - 1));
+    const std::string more =
+        fmt::format("{} px halves cleanly into {} levels ({}) where the row has {}; a multiple of {} gets them all",
+                    resolution, levels, ints(sides), row->mult.size(), 1 << (row->mult.size() - 1));
     d.warning = d.warning.empty() ? "the U-Net gets fewer levels: " + more : d.warning + "; " + more;
   }
   const int width = cuda ? preset->gpu_width : preset->cpu_width;
@@ -124,7 +123,8 @@ SizedDefaults sized_defaults(int resolution, const std::string& preset_name, boo
   d.values["train.lr"] = cuda ? "0.0002" : "0.0005";
   d.values["train.steps"] = std::to_string(cuda ? preset->gpu_steps : kCpuSteps);
   d.values["train.minutes"] = cuda ? "0" : fmt::format("{:g}", preset->cpu_minutes);
-  d.note = fmt::format("{} row {} for {} px, preset {}, on {}", kTableNote, row->name, resolution, preset->name, cuda ? "CUDA" : "CPU");
+  d.note = fmt::format("{} row {} for {} px, preset {}, on {}", kTableNote, row->name, resolution, preset->name,
+                       cuda ? "CUDA" : "CPU");
   return d;
 }
 
@@ -143,11 +143,11 @@ std::string size_table_text() {
     for (std::size_t l = 0; l < r.mult.size(); ++l) sides.push_back(r.lo >> l);
     out += fmt::format("{:<11} {:<18} {}\n", r.name, ints(r.mult), ints(sides));
   }
-  out += fmt::format("\n{:<10} {:>12} {:>10} {:>10}   {:>10} {:>10}\n", "preset", "CPU minutes", "CPU width", "CPU blocks",
-                     "CUDA steps", "CUDA width");
+  out += fmt::format("\n{:<10} {:>12} {:>10} {:>10}   {:>10} {:>10}\n", "preset", "CPU minutes", "CPU width",
+                     "CPU blocks", "CUDA steps", "CUDA width");
   for (const auto& p : presets()) {
-    out += fmt::format("{:<10} {:>12g} {:>10} {:>10}   {:>10} {:>10}\n", p.name, p.cpu_minutes, p.cpu_width, p.cpu_blocks, p.gpu_steps,
-                       p.gpu_width);
+    out += fmt::format("{:<10} {:>12g} {:>10} {:>10}   {:>10} {:>10}\n", p.name, p.cpu_minutes, p.cpu_width,
+                       p.cpu_blocks, p.gpu_steps, p.gpu_width);
   }
   out += fmt::format(
       "\nCPU: batch 32, lr 5e-4, 2 heads, train.steps {} (the clock ends the run). CUDA: batch 128, lr 2e-4,\n"
@@ -186,8 +186,9 @@ std::string sized_defaults_line(const Config& config) {
     parts.push_back(fmt::format("{} {}", key.substr(key.find('.') + 1), config.value(key)));
   }
   if (parts.empty()) return {};
-  return fmt::format("model and budget from the {}: {} (any of them can be set; `augment help defaults` shows the table)", note,
-                     fmt::join(parts, ", "));
+  return fmt::format(
+      "model and budget from the {}: {} (any of them can be set; `augment help defaults` shows the table)", note,
+      fmt::join(parts, ", "));
 }
 
 }  // namespace augment

@@ -13,9 +13,9 @@ namespace augment {
 class Config;
 
 struct SizedDefaults {
-  std::string row;                           // the size-table row used, e.g. "28-32 px"
-  std::string note;                          // why and where from, for messages and `augment status`
-  std::string warning;                       // non-empty when the resolution is not a row of the table
+  std::string row;                            // the size-table row used, e.g. "28-32 px"
+  std::string note;                           // why and where from, for messages and `augment status`
+  std::string warning;                        // non-empty when the resolution is not a row of the table
   std::map<std::string, std::string> values;  // option key -> text value
 };
 

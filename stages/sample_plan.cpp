@@ -10,50 +10,16 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
 #include "manifests/image_cache.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/context.h"
+#include "pipeline/work_paths.h"
 
 namespace augment {
 
 using nlohmann::json;
-
-void SampleOptions::bind(OptionBinder<SampleOptions>& b) {
-  b.add("policy", &SampleOptions::policy,
-        "synthetic images per class: balance=max (every class up to the largest class's train count), per_class=N "
-        "(N in total per class, real train + synthetic), ratio=r (r synthetic per real train image) or synthetic=N (N synthetic "
-        "images of every class, e.g. for a synthetic-only set or a quick look at each class)",
-        Check<std::string>([](const std::string& v) -> std::string {
-          try {
-            parse_sample_policy(v);
-            return "";
-          } catch (const std::invalid_argument& e) {
-            return e.what();
-          }
-        }),
-        {"policy", {}});
-  b.add("batch_size", &SampleOptions::batch_size, "images generated per model call", in_range<std::int64_t>(1, 65536),
-        {"", {}, false, true});
-  b.add("shard", &SampleOptions::shard,
-        "generate only shard K of N (K/N, K from 0); unset: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when in a SLURM array",
-        Check<std::string>([](const std::string& v) -> std::string {
-          if (v.empty()) return "";
-          try {
-            parse_shard(v);
-            return "";
-          } catch (const std::invalid_argument& e) {
-            return e.what();
-          }
-        }),
-        {"shard", {}, false, true});
-  b.add("min_confidence", &SampleOptions::min_confidence,
-        "keep a sample only when the frozen classifier gives its class at least this probability (0: no filter)",
-        in_range(0.0, 1.0), {"min-confidence", {}});
-  b.add("max_tries", &SampleOptions::max_tries, "with the filter: tries per planned image before it is given up",
-        in_range<std::int64_t>(1, 1000), {"max-tries", {}});
-}
 
 SamplePolicy parse_sample_policy(const std::string& text) {
   const auto eq = text.find('=');
@@ -75,9 +41,10 @@ SamplePolicy parse_sample_policy(const std::string& text) {
     }
     if (n < 1) throw std::invalid_argument(kind + " needs a whole number >= 1, got '" + value + "'");
     if (n > kMaxSyntheticPerClass) {
-      throw std::invalid_argument(fmt::format("{}={} asks for more than {} images per class, more than any disk or memory holds; "
-                                              "choose a smaller N",
-                                              kind, value, kMaxSyntheticPerClass));
+      throw std::invalid_argument(
+          fmt::format("{}={} asks for more than {} images per class, more than any disk or memory holds; "
+                      "choose a smaller N",
+                      kind, value, kMaxSyntheticPerClass));
     }
     p.kind = kind == "per_class" ? SamplePolicy::Kind::kPerClass : SamplePolicy::Kind::kSynthetic;
     p.per_class = n;
@@ -100,14 +67,10 @@ SamplePolicy parse_sample_policy(const std::string& text) {
   throw std::invalid_argument("'" + text + "' is not a policy; " + accepted);
 }
 
-std::int64_t SamplePlan::total_synthetic() const {
-  std::int64_t n = 0;
-  for (const auto& c : classes) n += c.synthetic;
-  return n;
-}
-
-SamplePlan make_sample_plan(const ClassList& classes, const std::vector<std::int64_t>& train_counts, const SamplePolicy& policy) {
-  if (train_counts.size() != classes.names.size()) throw std::logic_error("make_sample_plan: one train count per class expected");
+SamplePlan make_sample_plan(const ClassList& classes, const std::vector<std::int64_t>& train_counts,
+                            const SamplePolicy& policy) {
+  if (train_counts.size() != classes.names.size())
+    throw std::logic_error("make_sample_plan: one train count per class expected");
   SamplePlan plan;
   plan.policy = policy.text;
   std::int64_t largest = 0;
@@ -120,7 +83,9 @@ SamplePlan make_sample_plan(const ClassList& classes, const std::vector<std::int
     switch (policy.kind) {
       case SamplePolicy::Kind::kBalanceMax: cp.synthetic = largest - cp.real_train; break;
       // A class already above the target keeps its real images; nothing is removed.
-      case SamplePolicy::Kind::kPerClass: cp.synthetic = std::max<std::int64_t>(0, policy.per_class - cp.real_train); break;
+      case SamplePolicy::Kind::kPerClass:
+        cp.synthetic = std::max<std::int64_t>(0, policy.per_class - cp.real_train);
+        break;
       case SamplePolicy::Kind::kSynthetic: cp.synthetic = policy.per_class; break;
       case SamplePolicy::Kind::kRatio:
         cp.synthetic = static_cast<std::int64_t>(std::llround(policy.ratio * static_cast<double>(cp.real_train)));
@@ -132,61 +97,28 @@ SamplePlan make_sample_plan(const ClassList& classes, const std::vector<std::int
 }
 
 SamplePlan plan_for_work(const fs::path& work, const SamplePolicy& policy) {
-  const auto classes = read_class_list(work / "subsample" / "classes.json");
-  const auto rows = read_records_jsonl(work / "subsample" / "manifest.jsonl");
+  const auto classes = read_class_list(work / work_file::kSubsampleClasses);
+  const auto rows = read_records_jsonl(work / work_file::kSubsampleManifest);
   std::vector<std::int64_t> train(classes.names.size(), 0);
   for (const auto& r : rows) {
-    if (r.split == "train" && r.label >= 0 && static_cast<std::size_t>(r.label) < train.size()) ++train[static_cast<std::size_t>(r.label)];
+    if (r.split == "train" && r.label >= 0 && static_cast<std::size_t>(r.label) < train.size())
+      ++train[static_cast<std::size_t>(r.label)];
   }
   return make_sample_plan(classes, train, policy);
 }
 
 std::string plan_table(const SamplePlan& plan) {
-  std::string t = fmt::format("sampling plan ({}):\n{:<28} {:>5} {:>10} {:>10} {:>10}\n", plan.policy, "class", "label", "real train",
-                              "synthetic", "total");
+  std::string t = fmt::format("sampling plan ({}):\n{:<28} {:>5} {:>10} {:>10} {:>10}\n", plan.policy, "class", "label",
+                              "real train", "synthetic", "total");
   std::int64_t real = 0, syn = 0;
   for (const auto& c : plan.classes) {
-    t += fmt::format("{:<28} {:>5} {:>10} {:>10} {:>10}\n", c.name, c.label, c.real_train, c.synthetic, c.real_train + c.synthetic);
+    t += fmt::format("{:<28} {:>5} {:>10} {:>10} {:>10}\n", c.name, c.label, c.real_train, c.synthetic,
+                     c.real_train + c.synthetic);
     real += c.real_train;
     syn += c.synthetic;
   }
   t += fmt::format("{:<28} {:>5} {:>10} {:>10} {:>10}\n", "total", plan.classes.size(), real, syn, real + syn);
   return t;
-}
-
-void write_sample_plan(const fs::path& path, const SamplePlan& plan) {
-  json classes = json::array();
-  for (const auto& c : plan.classes) {
-    classes.push_back({{"name", c.name}, {"label", c.label}, {"real_train", c.real_train}, {"synthetic", c.synthetic},
-                       {"total", c.real_train + c.synthetic}});
-  }
-  const json j = {{"policy", plan.policy}, {"classes", classes}, {"total_synthetic", plan.total_synthetic()}};
-  write_text_atomically(path, j.dump(2) + "\n");
-}
-
-SamplePlan read_sample_plan(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    throw UserError(ExitCode::kNoInput, fmt::format("no samples: run `augment sample` first ({} is missing)", path.string()));
-  }
-  try {
-    const auto j = json::parse(read_text_file(path));
-    SamplePlan plan;
-    plan.policy = j.at("policy").get<std::string>();
-    for (const auto& c : j.at("classes")) {
-      ClassPlan cp;
-      cp.name = c.at("name").get<std::string>();
-      cp.label = c.at("label").get<int>();
-      cp.real_train = c.at("real_train").get<std::int64_t>();
-      cp.synthetic = c.at("synthetic").get<std::int64_t>();
-      if (cp.label != static_cast<int>(plan.classes.size()) || cp.synthetic < 0) throw std::runtime_error("labels out of order");
-      plan.classes.push_back(cp);
-    }
-    return plan;
-  } catch (const std::exception& e) {
-    throw UserError(ExitCode::kDataError,
-                    fmt::format("{} is damaged ({}); rerun `augment sample` to write it again", path.string(), e.what()));
-  }
 }
 
 void check_plan_fits(const SamplePlan& plan, const PlanFootprint& room, const std::string& work) {
@@ -197,16 +129,20 @@ void check_plan_fits(const SamplePlan& plan, const PlanFootprint& room, const st
   const double disk = n * (room.image_bytes * kPngShareOfPixels + kJournalLineBytes);
   auto gib = [](double bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); };
   if (room.memory_bytes > 0 && memory > 0.5 * room.memory_bytes) {
-    throw UserError(ExitCode::kConfig,
-                    fmt::format("sample.policy {} plans {} synthetic images; tracking them needs about {:.1f} GiB of memory and this "
-                                "machine has {:.1f} GiB: choose a smaller policy",
-                                plan.policy, total, gib(memory), gib(room.memory_bytes)));
+    throw UserError(
+        ExitCode::kConfig,
+        fmt::format(
+            "sample.policy {} plans {} synthetic images; tracking them needs about {:.1f} GiB of memory and this "
+            "machine has {:.1f} GiB: choose a smaller policy",
+            plan.policy, total, gib(memory), gib(room.memory_bytes)));
   }
   if (room.disk_free_bytes > 0 && disk > room.disk_free_bytes) {
-    throw UserError(ExitCode::kConfig,
-                    fmt::format("sample.policy {} plans {} synthetic images, at least {:.1f} GiB in {} (and as much again in --output), "
-                                "but its disk has {:.1f} GiB free: choose a smaller policy or free disk space",
-                                plan.policy, total, gib(disk), work, gib(room.disk_free_bytes)));
+    throw UserError(
+        ExitCode::kConfig,
+        fmt::format(
+            "sample.policy {} plans {} synthetic images, at least {:.1f} GiB in {} (and as much again in --output), "
+            "but its disk has {:.1f} GiB free: choose a smaller policy or free disk space",
+            plan.policy, total, gib(disk), work, gib(room.disk_free_bytes)));
   }
 }
 
@@ -216,18 +152,21 @@ PlanFootprint plan_footprint_here(const fs::path& work, std::int64_t image_bytes
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0) room.memory_bytes = static_cast<double>(pages) * static_cast<double>(page);
   struct statvfs st;
-  if (::statvfs(work.c_str(), &st) == 0) room.disk_free_bytes = static_cast<double>(st.f_bavail) * static_cast<double>(st.f_frsize);
+  if (::statvfs(work.c_str(), &st) == 0)
+    room.disk_free_bytes = static_cast<double>(st.f_bavail) * static_cast<double>(st.f_frsize);
   return room;
 }
 
 SamplePlan prepare_sample_plan(Context& ctx) {
   const auto o = ctx.options<SampleOptions>();
   const auto plan = plan_for_work(ctx.work(), parse_sample_policy(o.policy));
-  const auto info = read_cache_info(ctx.dir("cache") / "train.h5");
-  check_plan_fits(plan, plan_footprint_here(ctx.work(), static_cast<std::int64_t>(info.resolution) * info.resolution * info.channels),
-                  ctx.work().string());
+  const auto info = read_cache_info(ctx.path(work_file::kCacheTrain));
+  check_plan_fits(
+      plan,
+      plan_footprint_here(ctx.work(), static_cast<std::int64_t>(info.resolution) * info.resolution * info.channels),
+      ctx.work().string());
   ctx.report().print(plan_table(plan));
-  write_sample_plan(ctx.dir("sample") / "plan.json", plan);
+  write_sample_plan(ctx.path(work_file::kSamplePlan), plan);
   return plan;
 }
 
@@ -237,8 +176,6 @@ std::uint64_t item_seed(std::uint64_t run_seed, const std::string& class_name, s
   if (attempt > 0) key += "\x1f" + std::to_string(attempt);
   return hash64(key, run_seed) >> 1;
 }
-
-std::string ShardSpec::label() const { return fmt::format("{}-of-{}", index, count); }
 
 ShardSpec parse_shard(const std::string& text) {
   const auto slash = text.find('/');
@@ -270,43 +207,20 @@ ShardSpec resolve_shard(const std::string& option, const std::function<const cha
     parse_value(count, n);
     if (min) parse_value(min, lo);
   } catch (const std::invalid_argument& e) {
-    throw UserError(ExitCode::kConfig, fmt::format("SLURM array variables are not numbers ({}); pass --shard K/N", e.what()));
+    throw UserError(ExitCode::kConfig,
+                    fmt::format("SLURM array variables are not numbers ({}); pass --shard K/N", e.what()));
   }
   // Arrays may start at 1 (--array=1-8): the shard is the task's position in the array.
   const std::string text = fmt::format("{}/{}", k - lo, n);
   try {
     return parse_shard(text);
   } catch (const std::invalid_argument&) {
-    throw UserError(ExitCode::kConfig,
-                    fmt::format("SLURM_ARRAY_TASK_ID={} (min {}) of SLURM_ARRAY_TASK_COUNT={} does not give a shard 0..N-1; use a "
-                                "contiguous --array=0-{} or pass --shard K/N",
-                                k, lo, n, n - 1));
+    throw UserError(
+        ExitCode::kConfig,
+        fmt::format("SLURM_ARRAY_TASK_ID={} (min {}) of SLURM_ARRAY_TASK_COUNT={} does not give a shard 0..N-1; use a "
+                    "contiguous --array=0-{} or pass --shard K/N",
+                    k, lo, n, n - 1));
   }
-}
-
-std::vector<SampleItem> plan_items(const SamplePlan& plan) {
-  std::vector<SampleItem> items;
-  items.reserve(static_cast<std::size_t>(plan.total_synthetic()));
-  for (const auto& c : plan.classes) {
-    for (std::int64_t i = 0; i < c.synthetic; ++i) items.push_back({c.label, i});
-  }
-  return items;
-}
-
-std::vector<SampleItem> shard_items(const SamplePlan& plan, const ShardSpec& shard) {
-  const auto all = plan_items(plan);
-  std::vector<SampleItem> mine;
-  for (std::size_t p = static_cast<std::size_t>(shard.index); p < all.size(); p += static_cast<std::size_t>(shard.count)) mine.push_back(all[p]);
-  return mine;
-}
-
-int shard_of(const SamplePlan& plan, const SampleItem& item, int shard_count) {
-  std::int64_t position = 0;
-  for (const auto& c : plan.classes) {
-    if (c.label == item.label) return static_cast<int>((position + item.index) % shard_count);
-    position += c.synthetic;
-  }
-  return -1;
 }
 
 }  // namespace augment

@@ -13,32 +13,23 @@
 #include "models/denoiser_file.h"
 #include "models/device.h"
 #include "models/guidance.h"
+#include "models/pixel_range.h"
 #include "models/sampler.h"
-#include "models/tensor_data.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/report.h"
+#include "pipeline/base/signals.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/report.h"
-#include "pipeline/signals.h"
+#include "pipeline/work_paths.h"
+#include "stages/cached_split.h"
+#include "stages/classifier_stage.h"
 #include "stages/sample_plan.h"
+#include "stages/sampling_driver.h"
+#include "stages/stage_device.h"
+#include "stages/train_stage.h"
 
 namespace augment {
-
-void SamplerOptions::bind(OptionBinder<SamplerOptions>& b) {
-  b.add("sampler", &SamplerOptions::sampler,
-        "ddpm (ancestral, every diffusion step), ddim (sample.steps steps, sample.eta noise) or dpmpp2m (DPM-Solver++ 2M, "
-        "good at 10-25 steps)",
-        {}, {"", {"ddpm", "ddim", "dpmpp2m"}});
-  b.add("steps", &SamplerOptions::steps, "denoiser evaluations per image for ddim and dpmpp2m", in_range<std::int64_t>(1, 100000));
-  b.add("eta", &SamplerOptions::eta, "ddim: 0 deterministic, 1 as noisy as DDPM", in_range(0.0, 1.0));
-  b.add("guidance", &SamplerOptions::guidance,
-        "cfg models: classifier-free guidance scale (1 = conditional prediction only, larger = more class-typical, less varied)",
-        in_range(0.0, 50.0));
-  b.add("guidance_interval", &SamplerOptions::guidance_interval,
-        "cfg models: guide only where the noise level t/T lies in FROM,TO (elsewhere one conditional pass: faster); 0,1 = every step");
-  b.add("clip", &SamplerOptions::clip, "clamp the predicted clean image to the pixel range at every step");
-}
 
 namespace {
 
@@ -58,11 +49,12 @@ bool all_sharded(const std::vector<std::pair<ShardSpec, fs::path>>& journals) {
 void refuse_other_shard_counts(const fs::path& sample_dir, const ShardSpec& shard) {
   for (const auto& [spec, path] : find_journals(sample_dir)) {
     if (spec.count == shard.count) continue;
-    throw UserError(ExitCode::kDataError,
-                    fmt::format("{} was written by a sampling run split into {} shards, and this run uses {}: finish that run with "
-                                "`augment sample --shard K/{}` for its missing shards, or delete {}/journal-*-of-{}.jsonl to start "
-                                "over with {} shards (images already generated are not reused across shard counts)",
-                                path.string(), spec.count, shard.count, spec.count, sample_dir.string(), spec.count, shard.count));
+    throw UserError(
+        ExitCode::kDataError,
+        fmt::format("{} was written by a sampling run split into {} shards, and this run uses {}: finish that run with "
+                    "`augment sample --shard K/{}` for its missing shards, or delete {}/journal-*-of-{}.jsonl to start "
+                    "over with {} shards (images already generated are not reused across shard counts)",
+                    path.string(), spec.count, shard.count, spec.count, sample_dir.string(), spec.count, shard.count));
   }
 }
 
@@ -82,16 +74,19 @@ std::string weights_fingerprint(UNet& model) {
 class SampleStage final : public Stage {
  public:
   std::string name() const override { return "sample"; }
-  std::string summary() const override { return "generate the synthetic images of the balance plan with the trained denoiser"; }
+  std::string summary() const override {
+    return "generate the synthetic images of the balance plan with the trained denoiser";
+  }
   std::vector<std::string> option_scopes() const override { return {"sample", "seed", "precision"}; }
   std::vector<std::string> inputs(const Context& ctx) const override {
-    std::vector<std::string> in{"subsample/classes.json", "subsample/manifest.jsonl", "train/model.pt", "train/model.json"};
-    if (ctx.options<SampleOptions>().min_confidence > 0) in.push_back("classifier/model.pt");
+    std::vector<std::string> in{work_file::kSubsampleClasses, work_file::kSubsampleManifest, work_file::kTrainModel,
+                                work_file::kTrainModelMeta};
+    if (ctx.options<SampleOptions>().min_confidence > 0) in.push_back(work_file::kClassifierModel);
     return in;
   }
   std::vector<std::string> outputs(const Context& ctx) const override {
     const auto shard = shard_of_invocation(ctx);
-    std::vector<std::string> out{"sample/plan.json"};
+    std::vector<std::string> out{work_file::kSamplePlan};
     // Unsharded after a complete array run: the array's journals are this run's result.
     const auto journals = find_journals(ctx.dir("sample"));
     if (shard.count == 1 && !journals.empty() && all_sharded(journals)) {
@@ -106,20 +101,19 @@ class SampleStage final : public Stage {
   std::string verify(const Context& ctx) const override {
     SamplePlan plan;
     try {
-      plan = read_sample_plan(ctx.dir("sample") / "plan.json");
+      plan = read_sample_plan(ctx.path(work_file::kSamplePlan));
     } catch (const UserError&) {
       return "output missing or modified: sample/plan.json";
     }
     std::vector<fs::path> journals;
     for (const auto& rel : outputs(ctx)) {
-      if (rel != "sample/plan.json") journals.push_back(ctx.work() / rel);
+      if (rel != work_file::kSamplePlan) journals.push_back(ctx.work() / rel);
     }
     return damaged_sample(ctx.dir("sample"), plan, journals);
   }
 
   void run(Context& ctx) override {
     const auto so = ctx.options<SampleOptions>();
-    const auto mo = ctx.options<SamplerOptions>();
     const auto shard = shard_of_invocation(ctx);
     const auto dir = ctx.dir("sample");
     ensure_directory(dir);
@@ -136,27 +130,31 @@ class SampleStage final : public Stage {
     }
     refuse_other_shard_counts(dir, shard);
 
-    const int threads = ctx.global().threads > 0 ? ctx.global().threads : static_cast<int>(std::thread::hardware_concurrency());
+    const int threads =
+        ctx.global().threads > 0 ? ctx.global().threads : static_cast<int>(std::thread::hardware_concurrency());
     if (threads > 0) torch::set_num_threads(threads);
-    const auto device = resolve_device(ctx.global().device);
-    const auto precision = resolve_precision(ctx.global().precision, device);
-    const auto model_pt = ctx.dir("train") / "model.pt";
-    auto loaded = load_denoiser(model_pt, ctx.dir("train") / "model.json", device);
+    const auto device = stage_device(ctx.global().device);
+    const auto precision = stage_precision(ctx.global().precision, device);
+    const auto model_pt = ctx.path(work_file::kTrainModel);
+    auto loaded = with_hints([&] { return load_denoiser(model_pt, ctx.path(work_file::kTrainModelMeta), device); },
+                             kRunTrainFirst, kRerunTrain);
     const auto& meta = loaded.meta;
     std::vector<std::string> plan_names;
     for (const auto& c : plan.classes) plan_names.push_back(c.name);
     if (plan_names != meta.class_names) {
-      throw UserError(ExitCode::kDataError, fmt::format("the denoiser {} was trained on other classes than subsample/classes.json "
-                                                        "lists; rerun `augment train` (it goes stale by itself when its inputs change)",
-                                                        model_pt.string()));
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("the denoiser {} was trained on other classes than subsample/classes.json "
+                                  "lists; rerun `augment train` (it goes stale by itself when its inputs change)",
+                                  model_pt.string()));
     }
-    const bool cfg = meta.model.conditioning == "cfg";
-    if (!cfg && mo.guidance != SamplerOptions{}.guidance && mo.guidance != 1.0) {
-      ctx.report().warn(fmt::format("sample.guidance is ignored: the model uses {} conditioning, not cfg", meta.model.conditioning));
+    const bool cfg = meta.model.conditioning == Conditioning::kCfg;
+    if (!cfg && so.guidance != SampleOptions{}.guidance && so.guidance != 1.0) {
+      ctx.report().warn(fmt::format("sample.guidance is ignored: the model uses {} conditioning, not cfg",
+                                    name_of(meta.model.conditioning)));
     }
 
-    const auto [guided_from, guided_to] = guidance_interval_of(mo);
-    SamplerSettings sampler_settings{mo.sampler, static_cast<int>(mo.steps), mo.eta, mo.clip};
+    const auto [guided_from, guided_to] = guidance_interval_of(so);
+    SamplerSettings sampler_settings{so.sampler, static_cast<int>(so.steps), so.eta, so.clip};
     std::unique_ptr<Sampler> sampler;
     try {
       sampler = make_sampler(sampler_settings);
@@ -165,14 +163,14 @@ class SampleStage final : public Stage {
     }
     const GaussianDiffusion diffusion(meta.diffusion);
     SamplingSettings settings;
-    settings.sampler = mo.sampler;
+    settings.sampler = name_of(so.sampler);
     settings.steps = sampler->evaluations(diffusion);
-    settings.eta = mo.sampler == "ddim" ? mo.eta : 0.0;
-    settings.clip = mo.clip;
-    settings.guidance = cfg ? mo.guidance : 0.0;
+    settings.eta = so.sampler == SamplerKind::kDdim ? so.eta : 0.0;
+    settings.clip = so.clip;
+    settings.guidance = cfg ? so.guidance : 0.0;
     settings.guided_from = cfg ? guided_from : 0.0;
     settings.guided_to = cfg ? guided_to : 1.0;
-    settings.conditioning = meta.model.conditioning;
+    settings.conditioning = name_of(meta.model.conditioning);
     settings.checkpoint = weights_fingerprint(loaded.model);
     settings.resolution = meta.model.resolution;
     settings.channels = meta.model.in_channels;
@@ -180,24 +178,30 @@ class SampleStage final : public Stage {
 
     ClassifierNet judge{nullptr};
     if (job.min_confidence > 0) {
-      judge = load_frozen_classifier(ctx.dir("classifier") / "model.pt", meta.class_names, settings.resolution, settings.channels,
-                                     device);
+      judge = with_hints(
+          [&] {
+            return load_frozen_classifier(ctx.path(work_file::kClassifierModel), meta.class_names, settings.resolution,
+                                          settings.channels, device);
+          },
+          kRunClassifierFirst, kRerunClassifier);
     }
     ModelCall call;
     call.precision = precision;
     call.channels_last = device.is_cuda() || precision != torch::kFloat32;
-    call.guidance = cfg ? mo.guidance : 1.0;
+    call.guidance = cfg ? so.guidance : 1.0;
     const double T = static_cast<double>(meta.diffusion.steps);
     call.set_guided_interval(guided_from, guided_to, T);
     if (call.channels_last) loaded.model->to_channels_last();
     const bool guided = cfg && call.guidance != 1.0;
-    ctx.report().info(fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {}",
-                                  shard.label(), mo.sampler, settings.steps, guided ? fmt::format(", guidance {} in one 2x batch{}", call.guidance,
-                                                                                                   guided_from > 0.0 || guided_to < 1.0
-                                                                                                       ? fmt::format(" for t/T in [{:g}, {:g}]", guided_from, guided_to)
-                                                                                                       : "")
-                                                                                     : "",
-                                  meta.model.conditioning, describe(device, precision)));
+    ctx.report().info(
+        fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {}",
+                    shard.label(), name_of(so.sampler), settings.steps,
+                    guided ? fmt::format(", guidance {} in one 2x batch{}", call.guidance,
+                                         guided_from > 0.0 || guided_to < 1.0
+                                             ? fmt::format(" for t/T in [{:g}, {:g}]", guided_from, guided_to)
+                                             : "")
+                           : "",
+                    name_of(meta.model.conditioning), describe(device, precision)));
 
     GenerateFn generate = [&](const std::vector<SampleRequest>& requests) {
       std::vector<std::uint64_t> seeds;
@@ -230,44 +234,14 @@ class SampleStage final : public Stage {
     };
     const auto summary = run_sampling(job, plan, generate, ctx.report());
     if (summary.generated > 0) {
-      ctx.report().info(fmt::format("generated {} images in {} ({:.2f} images/s)", summary.generated, format_duration(summary.seconds),
+      ctx.report().info(fmt::format("generated {} images in {} ({:.2f} images/s)", summary.generated,
+                                    format_duration(summary.seconds),
                                     summary.generated / std::max(summary.seconds, 1e-9)));
     }
   }
 };
 
 }  // namespace
-
-std::pair<double, double> guidance_interval_of(const SamplerOptions& mo) {
-  double guided_from = 0.0, guided_to = 1.0;
-  const auto& iv = mo.guidance_interval;
-  bool ok = iv.size() == 2;
-  try {
-    if (ok) {
-      guided_from = std::stod(iv[0]);
-      guided_to = std::stod(iv[1]);
-    }
-  } catch (const std::exception&) {
-    ok = false;
-  }
-  if (!ok || !(guided_from >= 0.0 && guided_from <= guided_to && guided_to <= 1.0)) {
-    throw UserError(ExitCode::kConfig, fmt::format("sample.guidance_interval must be FROM,TO with 0 <= FROM <= TO <= 1 (shares of the "
-                                                   "noise schedule), e.g. 0,1 or 0.2,0.9; got '{}'",
-                                                   fmt::join(iv, ",")));
-  }
-  return {guided_from, guided_to};
-}
-
-double denoiser_passes_per_image(const SamplerOptions& mo, int diffusion_steps, bool guided) {
-  const auto steps = sampling_timesteps(diffusion_steps, mo.sampler == "ddpm" ? diffusion_steps : static_cast<int>(mo.steps));
-  double passes = static_cast<double>(steps.size());
-  if (!guided || mo.guidance == 1.0) return passes;
-  const auto [from, to] = guidance_interval_of(mo);
-  ModelCall call;
-  call.set_guided_interval(from, to, diffusion_steps);
-  for (const int t : steps) passes += call.guides_at(t) ? 1.0 : 0.0;  // the unconditional half
-  return passes;
-}
 
 std::unique_ptr<Stage> make_sample_stage() { return std::make_unique<SampleStage>(); }
 

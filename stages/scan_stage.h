@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {
@@ -16,33 +16,15 @@ struct GlobalOptions;
 
 struct ScanOptions {
   static constexpr const char* kGroup = "scan";
-  std::string class_map;            // CSV of source,class rows (folders or files) instead of class folders
-  bool strict = false;              // any rejected file is an error
-  bool allow_empty = false;         // skip empty class folders instead of failing
+  std::string class_map;                // CSV of source,class rows (folders or files) instead of class folders
+  bool strict = false;                  // any rejected file is an error
+  bool allow_empty = false;             // skip empty class folders instead of failing
   std::int64_t max_pixels = 178956970;  // refuse larger images (decompression bombs), as PIL does
   std::vector<std::string> extensions = {"jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm"};
-  bool skip_hidden = true;          // ignore dot-files and dot-folders (.DS_Store, ._x.jpg, .git)
-  bool prefetch_tiles = true;       // keep each image's tile at the cache options, so cache needs no second decode
+  bool skip_hidden = true;     // ignore dot-files and dot-folders (.DS_Store, ._x.jpg, .git)
+  bool prefetch_tiles = true;  // keep each image's tile at the cache options, so cache needs no second decode
   static void bind(OptionBinder<ScanOptions>& b);
 };
-
-// A file that the walk found, with the class it belongs to.
-struct ScanCandidate {
-  std::filesystem::path path;
-  std::string class_name;
-  std::uint64_t bytes = 0;
-  long long mtime_ns = 0;
-};
-
-struct ScanWalk {
-  std::vector<ScanCandidate> files;          // sorted by class, then path
-  std::vector<std::string> classes;          // every class found, sorted (may include empty ones)
-  std::vector<std::string> empty_classes;    // classes without candidate files
-  std::int64_t other_extensions = 0, hidden = 0, outside_classes = 0, unmapped = 0;
-};
-
-// Finds the candidate files of the run's inputs. Throws UserError for missing inputs.
-ScanWalk walk_inputs(const GlobalOptions& global, const ScanOptions& options);
 
 std::unique_ptr<Stage> make_scan_stage();
 

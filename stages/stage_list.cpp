@@ -3,7 +3,6 @@
 #include "pipeline/context.h"
 #include "stages/cache_stage.h"
 #include "stages/classifier_stage.h"
-#include "stages/compare_study.h"
 #include "stages/emit_stage.h"
 #include "stages/evaluate_stage.h"
 #include "stages/export_stage.h"
@@ -29,7 +28,7 @@ std::vector<std::unique_ptr<Stage>> make_pipeline_stages() {
   return stages;
 }
 
-void declare_all_options(OptionRegistry& registry) {
+void declare_stage_options(OptionRegistry& registry) {
   declare_options<GlobalOptions>(registry);
   declare_options<ScanOptions>(registry);
   declare_options<SubsampleOptions>(registry);
@@ -37,9 +36,7 @@ void declare_all_options(OptionRegistry& registry) {
   declare_options<ClassifierOptions>(registry);
   declare_options<TrainOptions>(registry);
   declare_options<SampleOptions>(registry);
-  declare_options<SamplerOptions>(registry);
   declare_options<EvaluateOptions>(registry);
-  declare_options<CompareOptions>(registry);
   declare_options<EmitOptions>(registry);
   declare_options<ExportOptions>(registry);
 }

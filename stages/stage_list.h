@@ -4,13 +4,13 @@
 #include <memory>
 #include <vector>
 
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {
 
 std::vector<std::unique_ptr<Stage>> make_pipeline_stages();
 // Declares the global options and every stage's options.
-void declare_all_options(OptionRegistry& registry);
+void declare_stage_options(OptionRegistry& registry);
 
 }  // namespace augment

@@ -7,23 +7,29 @@
 
 #include <fmt/format.h>
 
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/rng.h"
 #include "pipeline/context.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/rng.h"
+#include "pipeline/work_paths.h"
 
 namespace augment {
 
 void SubsampleOptions::bind(OptionBinder<SubsampleOptions>& b) {
-  b.add("classes", &SubsampleOptions::classes, "keep only these classes: comma-separated names, CSV-quoted when a name has a comma",
-        {}, {"classes"});
-  b.add("top_k", &SubsampleOptions::top_k, "keep the k classes with the most images (0: all)", at_least<std::int64_t>(0), {"top-k"});
-  b.add("min_per_class", &SubsampleOptions::min_per_class, "drop classes with fewer images than this", at_least<std::int64_t>(1),
-        {"min-per-class"});
-  b.add("max_per_class", &SubsampleOptions::max_per_class, "keep at most this many images per class, chosen at random (0: all)",
-        at_least<std::int64_t>(0), {"max-per-class"});
-  b.add("val_fraction", &SubsampleOptions::val_fraction, "share of each class held out for validation", in_range(0.0, 0.9));
-  b.add("test_fraction", &SubsampleOptions::test_fraction, "share of each class held out for testing", in_range(0.0, 0.9));
+  b.add("classes", &SubsampleOptions::classes,
+        "keep only these classes: comma-separated names, CSV-quoted when a name has a comma", {},
+        kField.with_alias("classes"));
+  b.add("top_k", &SubsampleOptions::top_k, "keep the k classes with the most images (0: all)",
+        at_least<std::int64_t>(0), kField.with_alias("top-k"));
+  b.add("min_per_class", &SubsampleOptions::min_per_class, "drop classes with fewer images than this",
+        at_least<std::int64_t>(1), kField.with_alias("min-per-class"));
+  b.add("max_per_class", &SubsampleOptions::max_per_class,
+        "keep at most this many images per class, chosen at random (0: all)", at_least<std::int64_t>(0),
+        kField.with_alias("max-per-class"));
+  b.add("val_fraction", &SubsampleOptions::val_fraction, "share of each class held out for validation",
+        in_range(0.0, 0.9));
+  b.add("test_fraction", &SubsampleOptions::test_fraction, "share of each class held out for testing",
+        in_range(0.0, 0.9));
 }
 
 namespace {
@@ -37,8 +43,11 @@ std::vector<ImageRecord> select_and_split(const std::vector<ImageRecord>& index,
                                           const SubsampleOptions& o, std::uint64_t seed, ClassList& classes,
                                           std::vector<std::string>* notes) {
   if (o.val_fraction + o.test_fraction >= 1.0) {
-    throw UserError(ExitCode::kConfig, fmt::format("subsample.val_fraction + subsample.test_fraction = {} leaves nothing to train on; keep the sum below 1",
-                                                   o.val_fraction + o.test_fraction));
+    throw UserError(
+        ExitCode::kConfig,
+        fmt::format(
+            "subsample.val_fraction + subsample.test_fraction = {} leaves nothing to train on; keep the sum below 1",
+            o.val_fraction + o.test_fraction));
   }
   auto note = [&](std::string s) {
     if (notes) notes->push_back(std::move(s));
@@ -50,7 +59,9 @@ std::vector<ImageRecord> select_and_split(const std::vector<ImageRecord>& index,
       if (scanned.index_of(c) < 0) {
         std::string known;
         for (const auto& n : scanned.names) known += (known.empty() ? "" : ", ") + fmt::format("'{}'", n);
-        throw UserError(ExitCode::kDataError, fmt::format("--classes names '{}', which has no usable images in the scan; classes found: {}", c, known));
+        throw UserError(
+            ExitCode::kDataError,
+            fmt::format("--classes names '{}', which has no usable images in the scan; classes found: {}", c, known));
       }
       if (std::find(chosen.begin(), chosen.end(), c) == chosen.end()) chosen.push_back(c);
     }
@@ -71,7 +82,9 @@ std::vector<ImageRecord> select_and_split(const std::vector<ImageRecord>& index,
     kept.resize(static_cast<std::size_t>(o.top_k));
   }
   std::sort(kept.begin(), kept.end());
-  if (kept.empty()) throw UserError(ExitCode::kDataError, "no class is left after subsampling; lower --min-per-class or check --classes");
+  if (kept.empty())
+    throw UserError(ExitCode::kDataError,
+                    "no class is left after subsampling; lower --min-per-class or check --classes");
   classes = ClassList{};
   classes.names = kept;
   classes.counts.assign(kept.size(), 0);
@@ -127,15 +140,19 @@ std::vector<ImageRecord> select_and_split(const std::vector<ImageRecord>& index,
       if (group_split.count(h)) continue;
       const auto m = members_here(h);
       int s = kTrain;
-      if (have[kTest] + m <= want[kTest]) s = kTest;
-      else if (have[kVal] + m <= want[kVal]) s = kVal;
+      if (have[kTest] + m <= want[kTest])
+        s = kTest;
+      else if (have[kVal] + m <= want[kVal])
+        s = kVal;
       group_split[h] = s;
       have[s] += m;
     }
     if (have[kTrain] == 0) {
-      throw UserError(ExitCode::kDataError, fmt::format("class '{}' has {} images, too few to keep any for training after the val/test split; "
-                                                        "add images, lower the fractions or drop the class",
-                                                        cls, n));
+      throw UserError(
+          ExitCode::kDataError,
+          fmt::format("class '{}' has {} images, too few to keep any for training after the val/test split; "
+                      "add images, lower the fractions or drop the class",
+                      cls, n));
     }
     std::vector<ImageRecord> rows;
     for (const auto& h : hashes) {
@@ -161,18 +178,21 @@ class SubsampleStage final : public Stage {
   std::string name() const override { return "subsample"; }
   std::string summary() const override { return "choose classes and split train/val/test"; }
   std::vector<std::string> option_scopes() const override { return {"subsample", "seed"}; }
-  std::vector<std::string> inputs(const Context&) const override { return {"scan/index.jsonl", "scan/classes.json"}; }
+  std::vector<std::string> inputs(const Context&) const override {
+    return {work_file::kScanIndex, work_file::kScanClasses};
+  }
   std::vector<std::string> outputs(const Context&) const override {
-    return {"subsample/manifest.jsonl", "subsample/manifest.csv", "subsample/classes.json"};
+    return {work_file::kSubsampleManifest, work_file::kSubsampleManifestCsv, work_file::kSubsampleClasses};
   }
 
   void run(Context& ctx) override {
     const auto o = ctx.options<SubsampleOptions>();
-    const auto index = read_records_jsonl(ctx.dir("scan") / "index.jsonl");
-    const auto scanned = read_class_list(ctx.dir("scan") / "classes.json");
+    const auto index = read_records_jsonl(ctx.path(work_file::kScanIndex));
+    const auto scanned = read_class_list(ctx.path(work_file::kScanClasses));
     ClassList classes;
     std::vector<std::string> notes;
-    const auto rows = select_and_split(index, scanned, o, static_cast<std::uint64_t>(ctx.global().seed), classes, &notes);
+    const auto rows =
+        select_and_split(index, scanned, o, static_cast<std::uint64_t>(ctx.global().seed), classes, &notes);
     for (const auto& n : notes) ctx.report().info(n);
     const auto dir = ctx.dir("subsample");
     ensure_directory(dir);
@@ -190,7 +210,8 @@ class SubsampleStage final : public Stage {
       for (int s = 0; s < 3; ++s) totals[s] += n[s];
       table += fmt::format("{:<28} {:>5} {:>7} {:>6} {:>6}\n", classes.names[ci], ci, n[0], n[1], n[2]);
     }
-    table += fmt::format("{:<28} {:>5} {:>7} {:>6} {:>6}\n", "total", classes.names.size(), totals[0], totals[1], totals[2]);
+    table +=
+        fmt::format("{:<28} {:>5} {:>7} {:>6} {:>6}\n", "total", classes.names.size(), totals[0], totals[1], totals[2]);
     ctx.report().print(table);
   }
 };

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "manifests/image_record.h"
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {

@@ -13,12 +13,12 @@ namespace augment {
 
 struct TrainPlanInput {
   std::int64_t parameters = 0;
-  double step_seconds = 0;          // measured, per optimizer step
-  std::int64_t images_per_step = 0; // global batch x accumulation
-  std::int64_t step = 0;            // steps done (all runs)
-  std::int64_t max_steps = 0;       // train.steps
-  double budget_seconds = 0;        // train.minutes x 60; 0: none
-  double elapsed_seconds = 0;       // of the budget, over all runs
+  double step_seconds = 0;           // measured, per optimizer step
+  std::int64_t images_per_step = 0;  // global batch x accumulation
+  std::int64_t step = 0;             // steps done (all runs)
+  std::int64_t max_steps = 0;        // train.steps
+  double budget_seconds = 0;         // train.minutes x 60; 0: none
+  double elapsed_seconds = 0;        // of the budget, over all runs
   std::int64_t train_images = 0;
   // What `augment sample` will draw after training (0: not known; no sampling estimate).
   std::int64_t synthetic_images = 0;
@@ -40,7 +40,8 @@ TrainPlan plan_training(const TrainPlanInput& in, std::time_t now);
 // The plan's figures, as the train_plan event and train/plan.json hold them.
 nlohmann::json plan_fields(const TrainPlan& plan, const TrainPlanInput& in);
 // train/plan.json, which `augment status` shows: the figures, the text and when it was made.
-void write_train_plan(const std::filesystem::path& path, const TrainPlan& plan, const TrainPlanInput& in, std::time_t now);
+void write_train_plan(const std::filesystem::path& path, const TrainPlan& plan, const TrainPlanInput& in,
+                      std::time_t now);
 // "train plan (made at 14:02, step 10): plan: …" from that file; "" when there is none or it is
 // unreadable (the plan is advice, not a record).
 std::string saved_plan_summary(const std::filesystem::path& path);

@@ -7,10 +7,16 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/config.h"
+#include "models/conditioning.h"
+#include "models/noise_schedule.h"
+#include "pipeline/base/config.h"
 #include "pipeline/stage.h"
 
 namespace augment {
+
+// What to run when the trained denoiser is missing or damaged (with_hints in pipeline/base/errors.h).
+inline constexpr const char* kRunTrainFirst = "run `augment train` first";
+inline constexpr const char* kRerunTrain = "rerun `augment train --force`";
 
 struct TrainOptions {
   static constexpr const char* kGroup = "train";
@@ -26,7 +32,7 @@ struct TrainOptions {
   double class_power = 0.5;     // class c drawn in proportion to count_c^class_power (1: as in the data, 0: uniform)
   // optimizer
   double lr = 5e-4;
-  std::int64_t warmup = 100;  // linear LR warm-up steps
+  std::int64_t warmup = 100;           // linear LR warm-up steps
   std::string lr_schedule = "cosine";  // constant | cosine (cosine decays to 0 at `steps`)
   double weight_decay = 0.0;
   double grad_clip = 1.0;  // max global gradient norm; 0: off
@@ -35,22 +41,22 @@ struct TrainOptions {
   double min_snr = 5.0;          // min-SNR-gamma loss weighting; 0: plain MSE
   bool flip = true;              // random horizontal flips
   // conditioning
-  std::string conditioning = "cfg";  // none | cbn | ac | cfg
-  std::string cbn_norm = "batch";    // batch | group
-  double cond_drop = 0.1;            // cfg: probability of dropping the label
-  double ac_weight = 0.1;            // ac: weight of the classifier's cross-entropy
+  Conditioning conditioning = Conditioning::kCfg;
+  std::string cbn_norm = "batch";        // batch | group
+  double cond_drop = 0.1;                // cfg: probability of dropping the label
+  double ac_weight = 0.1;                // ac: weight of the classifier's cross-entropy
   std::string ac_classifier = "frozen";  // frozen | joint
   // model
   std::int64_t channels = 32;
-  std::vector<std::string> channel_mult = {"1", "2", "2"};
+  std::vector<int> channel_mult = {1, 2, 2};
   std::int64_t blocks = 1;
-  std::vector<std::string> attention = {"8"};  // feature-map sides with self-attention
+  std::vector<int> attention = {8};  // feature-map sides with self-attention
   std::int64_t heads = 2;
   double dropout = 0.0;
   // diffusion
   std::int64_t diffusion_steps = 1000;
-  std::string schedule = "cosine";  // linear | cosine
-  std::string prediction = "v";     // eps | v
+  NoiseSchedule schedule = NoiseSchedule::kCosine;
+  Prediction prediction = Prediction::kV;
   std::string memory_format = "auto";  // auto | channels_last | contiguous
   // bookkeeping (does not change the result)
   std::int64_t checkpoint_every = 250;

@@ -8,136 +8,32 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "manifests/loss_curve.h"
 #include "models/autocast.h"
 #include "models/checkpoint.h"
 #include "models/device_transfer.h"
 #include "models/distributed.h"
 #include "models/ema.h"
-#include "models/tensor_data.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/hash.h"
-#include "pipeline/report.h"
-#include "pipeline/rng.h"
-#include "pipeline/signals.h"
+#include "models/lr_schedule.h"
+#include "models/pixel_range.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/hash.h"
+#include "pipeline/base/report.h"
+#include "pipeline/base/rng.h"
+#include "pipeline/base/signals.h"
+#include "stages/cached_split.h"
 #include "stages/train_plan.h"
 
 namespace augment {
 
 namespace {
 
-std::vector<int> to_ints(const std::vector<std::string>& items, const std::string& key) {
-  std::vector<int> out;
-  for (const auto& s : items) {
-    try {
-      std::size_t used = 0;
-      const int v = std::stoi(s, &used);
-      if (used != s.size() || v < 1) throw std::invalid_argument(s);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw UserError(ExitCode::kConfig, fmt::format("train.{}: '{}' is not a positive integer", key, s));
-    }
-  }
-  return out;
-}
-
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-double unit_interval(Rng& rng) { return static_cast<double>(rng.next() >> 11) * 0x1.0p-53; }
-
 }  // namespace
-
-std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t epoch, const std::vector<std::int64_t>& labels,
-                                      double class_power) {
-  const std::size_t n = labels.size();
-  std::vector<std::int64_t> order;
-  order.reserve(n);
-  Rng rng(seed, fmt::format("train-epoch-{}", epoch));
-  if (class_power >= 1.0) {
-    for (std::size_t i = 0; i < n; ++i) order.push_back(static_cast<std::int64_t>(i));
-    rng.shuffle(order);
-    return order;
-  }
-  const std::int64_t classes = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
-  std::vector<std::vector<std::int64_t>> members(static_cast<std::size_t>(classes));
-  for (std::size_t i = 0; i < n; ++i) members[static_cast<std::size_t>(labels[i])].push_back(static_cast<std::int64_t>(i));
-  // Quotas: largest remainders of n * w_c / sum(w), so they add up to n exactly.
-  std::vector<double> share(members.size(), 0.0);
-  double total = 0.0;
-  for (std::size_t c = 0; c < members.size(); ++c) {
-    if (!members[c].empty()) share[c] = std::pow(static_cast<double>(members[c].size()), class_power);
-    total += share[c];
-  }
-  std::vector<std::size_t> quota(members.size());
-  std::vector<std::pair<double, std::size_t>> remainder;
-  std::size_t given = 0;
-  for (std::size_t c = 0; c < members.size(); ++c) {
-    const double exact = static_cast<double>(n) * share[c] / total;
-    quota[c] = static_cast<std::size_t>(exact);
-    given += quota[c];
-    remainder.emplace_back(-(exact - static_cast<double>(quota[c])), c);
-  }
-  std::sort(remainder.begin(), remainder.end());
-  for (std::size_t k = 0; given < n; ++k, ++given) ++quota[remainder[k % remainder.size()].second];
-  for (std::size_t c = 0; c < members.size(); ++c) {
-    auto& m = members[c];
-    for (std::size_t taken = 0; taken < quota[c]; taken += m.size()) {
-      rng.shuffle(m);
-      order.insert(order.end(), m.begin(), m.begin() + static_cast<std::ptrdiff_t>(std::min(m.size(), quota[c] - taken)));
-    }
-  }
-  rng.shuffle(order);
-  return order;
-}
-
-BatchOrder::BatchOrder(std::uint64_t seed, std::vector<std::int64_t> labels, double class_power, std::int64_t batch)
-    : seed_(seed), labels_(std::move(labels)), class_power_(class_power), batch_(batch) {
-  if (batch_ < 1 || static_cast<std::int64_t>(labels_.size()) < batch_) throw std::logic_error("BatchOrder: fewer images than a batch");
-}
-
-std::vector<std::int64_t> BatchOrder::for_rank(std::int64_t global_micro, int rank, int world) {
-  const std::int64_t per_epoch = static_cast<std::int64_t>(labels_.size()) / batch_;
-  const std::int64_t epoch = global_micro / per_epoch, index = global_micro % per_epoch;
-  if (epoch != epoch_) {
-    order_ = epoch_order(seed_, epoch, labels_, class_power_);
-    epoch_ = epoch;
-  }
-  const std::int64_t local = batch_ / world;
-  const auto begin = order_.begin() + index * batch_ + rank * local;
-  return {begin, begin + local};
-}
-
-UNetConfig unet_config_from(const TrainOptions& o, int channels, int resolution, int num_classes) {
-  UNetConfig c;
-  c.in_channels = channels;
-  c.resolution = resolution;
-  c.base_channels = static_cast<int>(o.channels);
-  c.channel_mult = to_ints(o.channel_mult, "channel_mult");
-  c.blocks = static_cast<int>(o.blocks);
-  c.attention_resolutions = to_ints(o.attention, "attention");
-  c.heads = static_cast<int>(o.heads);
-  c.dropout = o.dropout;
-  c.num_classes = num_classes;
-  c.conditioning = o.conditioning;
-  c.cbn_norm = o.cbn_norm;
-  try {
-    c.validate();
-  } catch (const std::invalid_argument& e) {
-    throw UserError(ExitCode::kConfig, fmt::format("train options do not make a valid denoiser for {}x{}x{} images: {}", resolution,
-                                                   resolution, channels, e.what()));
-  }
-  return c;
-}
-
-DiffusionConfig diffusion_config_from(const TrainOptions& o) {
-  DiffusionConfig d;
-  d.steps = static_cast<int>(o.diffusion_steps);
-  d.schedule = o.schedule;
-  d.prediction = o.prediction;
-  return d;
-}
 
 Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Reporter& reporter)
     : o_(options),
@@ -158,31 +54,39 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
     // over the ranks) rather than refuse.
     const std::int64_t whole = n / world_ * world_;
     if (whole < 1) {
-      throw UserError(ExitCode::kDataError, fmt::format("the train split has {} images, fewer than the {} ranks; add images or run on fewer ranks", n, world_));
+      throw UserError(
+          ExitCode::kDataError,
+          fmt::format("the train split has {} images, fewer than the {} ranks; add images or run on fewer ranks", n,
+                      world_));
     }
-    reporter_.warn(fmt::format("the train split has {} images, fewer than train.batch_size = {}: every batch is {} of them "
-                               "(set --train.batch_size {} to silence this)",
-                               n, o_.batch_size, whole, whole));
+    reporter_.warn(
+        fmt::format("the train split has {} images, fewer than train.batch_size = {}: every batch is {} of them "
+                    "(set --train.batch_size {} to silence this)",
+                    n, o_.batch_size, whole, whole));
     o_.batch_size = whole;
   }
   if (env_.dist) {
     if (o_.batch_size % world_ != 0) {
-      throw UserError(ExitCode::kConfig, fmt::format("train.batch_size = {} is the global batch and must split evenly over the {} "
-                                                     "ranks; use a multiple of {}",
-                                                     o_.batch_size, world_, world_));
+      throw UserError(ExitCode::kConfig,
+                      fmt::format("train.batch_size = {} is the global batch and must split evenly over the {} "
+                                  "ranks; use a multiple of {}",
+                                  o_.batch_size, world_, world_));
     }
   }
-  if (data_.images.size(2) != data_.images.size(3)) throw UserError(ExitCode::kDataError, "training images must be square");
+  if (data_.images.size(2) != data_.images.size(3))
+    throw UserError(ExitCode::kDataError, "training images must be square");
   if (n > 0) {
     const auto lo = data_.labels.min().item<std::int64_t>(), hi = data_.labels.max().item<std::int64_t>();
     if (lo < 0 || hi >= static_cast<std::int64_t>(data_.class_names.size())) {
-      throw UserError(ExitCode::kDataError, fmt::format("labels {}..{} do not fit the {} classes", lo, hi, data_.class_names.size()));
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("labels {}..{} do not fit the {} classes", lo, hi, data_.class_names.size()));
     }
   }
   {
     const auto l = data_.labels.to(torch::kInt64).contiguous();
-    batches_ = std::make_unique<BatchOrder>(env_.seed, std::vector<std::int64_t>(l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + n),
-                                            o_.class_power, o_.batch_size);
+    batches_ = std::make_unique<BatchOrder>(
+        env_.seed, std::vector<std::int64_t>(l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + n),
+        o_.class_power, o_.batch_size);
   }
 
   torch::manual_seed(env_.seed);
@@ -198,7 +102,7 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   ema_->eval();
 
   params_ = model_->parameters();
-  if (o_.conditioning == "ac") {
+  if (o_.conditioning == Conditioning::kAc) {
     joint_classifier_ = o_.ac_classifier == "joint";
     if (joint_classifier_) {
       // The research's first attempt: a fresh classifier learning on the denoiser's own
@@ -233,8 +137,8 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
     ema_reset(*ema_, *model_);
     Distributed* dist = env_.dist;
     model_->set_rank_sum([dist](const torch::Tensor& x) { return dist->sum_across_ranks(x); });
-    averager_ = std::make_unique<GradientAverager>(*env_.dist, params_,
-                                                   std::max<std::int64_t>(1, static_cast<std::int64_t>(o_.bucket_mb * (1 << 20))));
+    averager_ = std::make_unique<GradientAverager>(
+        *env_.dist, params_, std::max<std::int64_t>(1, static_cast<std::int64_t>(o_.bucket_mb * (1 << 20))));
   }
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       params_, torch::optim::AdamWOptions(o_.lr).betas({0.9, 0.999}).weight_decay(o_.weight_decay));
@@ -267,19 +171,20 @@ DenoiserMeta Trainer::meta() const {
   m.class_names = data_.class_names;
   m.steps_trained = step_;
   m.parameters = model_->parameter_count();
-  m.cond_drop = o_.conditioning == "cfg" ? o_.cond_drop : 0.0;
+  m.cond_drop = o_.conditioning == Conditioning::kCfg ? o_.cond_drop : 0.0;
   return m;
 }
 
 double Trainer::lr_at(std::int64_t step) const {
-  const double warm = o_.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o_.warmup)) : 1.0;
+  const double warm =
+      o_.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o_.warmup)) : 1.0;
   if (o_.lr_schedule != "cosine" || step < o_.warmup) return o_.lr * warm;
   const double span = std::max<double>(1.0, static_cast<double>(o_.steps - o_.warmup));
   double progress = std::min(1.0, static_cast<double>(step - o_.warmup) / span);
   // A wall-clock budget usually ends training long before train.steps; the decay then follows the
   // clock, so a time-budgeted run still ends at a low learning rate (elapsed_ is agreed by all ranks).
   if (o_.minutes > 0) progress = std::max(progress, std::min(1.0, elapsed_ / (o_.minutes * 60.0)));
-  return o_.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+  return cosine_decay(o_.lr, progress);
 }
 
 double Trainer::seconds_per_denoised_image() {
@@ -356,16 +261,17 @@ double Trainer::train_step(std::int64_t step) {
     auto t_a = t.accessor<std::int64_t, 1>(), seeds_a = seeds.accessor<std::int64_t, 1>();
     for (std::int64_t j = 0; j < b; ++j) {
       Rng rng(mix_seed(env_.seed, static_cast<std::uint64_t>(global_micro * o_.batch_size + first + j)));
-      flip_a[j] = unit_interval(rng) < 0.5;
+      flip_a[j] = rng.unit() < 0.5;
       t_a[j] = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(diffusion_.steps())));
-      drop_a[j] = unit_interval(rng) < o_.cond_drop;
+      drop_a[j] = rng.unit() < o_.cond_drop;
       const auto noise_seed = rng.next();
       seeds_a[j] = static_cast<std::int64_t>(rng.next() >> 1);
       noise[j].normal_(0.0, 1.0, at::detail::createCPUGenerator(noise_seed));  // [C, H, W]
     }
     if (o_.flip) x0 = torch::where(flip.view({b, 1, 1, 1}), x0.flip({3}), x0);
     auto y_in = y;
-    if (o_.conditioning == "cfg" && o_.cond_drop > 0) y_in = torch::where(drop, torch::full_like(y, model_->null_label()), y);
+    if (o_.conditioning == Conditioning::kCfg && o_.cond_drop > 0)
+      y_in = torch::where(drop, torch::full_like(y, model_->null_label()), y);
     const auto format = channels_last_ ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
     {
       // One host-to-device copy per micro-batch (on the CPU these are the tensors themselves).
@@ -414,154 +320,6 @@ double Trainer::train_step(std::int64_t step) {
   return mean_loss;
 }
 
-void Trainer::save(std::int64_t step) {
-  save_checkpoint(
-      checkpoint_dir(), step,
-      [&](torch::serialize::OutputArchive& a) {
-        a.write("key", c10::IValue(key_));
-        torch::serialize::OutputArchive model, ema, optimizer;
-        model_->save(model);
-        ema_->save(ema);
-        optimizer_->save(optimizer);
-        a.write("model", model);
-        a.write("ema", ema);
-        a.write("optimizer", optimizer);
-        if (joint_classifier_) {
-          torch::serialize::OutputArchive classifier;
-          classifier_->save(classifier);
-          a.write("classifier", classifier);
-        }
-        a.write("step", c10::IValue(step));
-        // Randomness is keyed by sample position; the generator state is kept for checkpoints
-        // that older builds read.
-        a.write("elapsed", c10::IValue(elapsed_));
-        // The loss curve's open interval, so a row logged after a resume averages the same steps.
-        a.write("interval_loss", c10::IValue(interval_loss_));
-        a.write("interval_seconds", c10::IValue(interval_seconds_));
-        a.write("interval_steps", c10::IValue(interval_steps_));
-        auto gen = at::detail::getDefaultCPUGenerator();
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        a.write("cpu_rng", c10::IValue(gen.get_state()));
-      },
-      static_cast<int>(o_.keep_checkpoints));
-}
-
-bool Trainer::restore() {
-  auto restored = restore_latest_checkpoint(checkpoint_dir(), env_.device, [&](torch::serialize::InputArchive& a) {
-    c10::IValue key;
-    a.read("key", key);
-    if (key.toStringRef() != key_) return RestoreResult::kIncompatible;
-    torch::serialize::InputArchive model, ema, optimizer;
-    a.read("model", model);
-    a.read("ema", ema);
-    a.read("optimizer", optimizer);
-    model_->load(model);
-    ema_->load(ema);
-    optimizer_->load(optimizer);
-    if (joint_classifier_) {
-      torch::serialize::InputArchive classifier;
-      a.read("classifier", classifier);
-      classifier_->load(classifier);
-    }
-    c10::IValue step, elapsed, rng;
-    a.read("step", step);
-    a.read("elapsed", elapsed);
-    a.read("cpu_rng", rng);
-    step_ = step.toInt();
-    elapsed_ = elapsed.toDouble();
-    c10::IValue loss_sum, seconds_sum, steps_in;  // absent in older checkpoints
-    interval_loss_ = a.try_read("interval_loss", loss_sum) ? loss_sum.toDouble() : 0.0;
-    interval_seconds_ = a.try_read("interval_seconds", seconds_sum) ? seconds_sum.toDouble() : 0.0;
-    interval_steps_ = a.try_read("interval_steps", steps_in) ? steps_in.toInt() : 0;
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(rng.toTensor().to(torch::kCPU));
-    return RestoreResult::kRestored;
-  });
-  if (!restored) {
-    if (!list_checkpoints(checkpoint_dir()).empty()) {
-      if (is_root()) {
-        reporter_.warn(fmt::format("no usable checkpoint in {} (written with other options, or damaged); training from scratch",
-                                   checkpoint_dir().string()));
-      }
-      // Removed by run() once every rank has read the folder.
-      discard_checkpoints_ = true;
-    }
-    return false;
-  }
-  if (is_root()) {
-    for (const auto& why : restored->skipped) reporter_.warn("skipped checkpoint " + why);
-  }
-  if (channels_last_) {
-    model_->to_channels_last();
-    ema_->to_channels_last();
-  }
-  for (auto& p : ema_->parameters()) p.set_requires_grad(false);
-  reporter_.info(fmt::format("resuming from {} (step {})", restored->path.string(), step_));
-  return true;
-}
-
-int Trainer::agree_on_stop(double& elapsed) {
-  if (!env_.dist) return stop_signal();
-  auto v = torch::tensor({static_cast<double>(stop_signal()), elapsed}, torch::kFloat64);
-  env_.dist->all_reduce(v, ReduceKind::kMax);
-  elapsed = v[1].item<double>();
-  return static_cast<int>(v[0].item<double>());
-}
-
-void Trainer::verify_ranks_agree() {
-  if (!env_.dist) return;
-  std::string digests;
-  for (auto* m : {&*model_, &*ema_}) {
-    for (const auto& t : m->parameters()) {
-      auto c = t.detach().to(torch::kCPU).contiguous();
-      digests += hash_bytes(c.data_ptr(), static_cast<std::size_t>(c.nbytes()));
-    }
-    for (const auto& t : m->buffers()) {
-      auto c = t.detach().to(torch::kCPU).contiguous();
-      digests += hash_bytes(c.data_ptr(), static_cast<std::size_t>(c.nbytes()));
-    }
-  }
-  const auto h = hash64(digests);
-  // Two 32-bit halves are exact in float64; equal on every rank iff their max equals their min.
-  auto hi = torch::tensor({static_cast<double>(h >> 32), static_cast<double>(h & 0xFFFFFFFFULL)}, torch::kFloat64);
-  auto lo = hi.clone();
-  env_.dist->all_reduce(hi, ReduceKind::kMax);
-  env_.dist->all_reduce(lo, ReduceKind::kMin);
-  if (!torch::equal(hi, lo)) {
-    throw UserError(ExitCode::kSoftware, fmt::format("rank {}: the ranks' weights differ after step {} (data-parallel training "
-                                                     "diverged); please report this",
-                                                     rank_, step_));
-  }
-  if (is_root()) reporter_.info(fmt::format("weights identical on all {} ranks (digest {:016x})", world_, h));
-}
-
-void Trainer::rewrite_loss_curve(std::int64_t up_to_step) {
-  // Rows past the checkpoint belong to steps that will be trained again.
-  std::string kept = "step,loss,lr,images_per_second\n";
-  std::ifstream in(loss_csv());
-  std::string line;
-  bool header = true;
-  while (std::getline(in, line)) {
-    if (header) {
-      header = false;
-      continue;
-    }
-    try {
-      if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= up_to_step) kept += line + "\n";
-    } catch (const std::exception&) {
-      // a row cut short by a kill: dropped
-    }
-  }
-  write_text_atomically(loss_csv(), kept);
-}
-
-void Trainer::append_loss_row(std::int64_t step, double loss, double lr, double images_per_second) {
-  std::ofstream out(loss_csv(), std::ios::app);
-  out << fmt::format("{},{:.6g},{:.6g},{:.2f}\n", step, loss, lr, images_per_second);
-  if (!out) throw UserError(ExitCode::kIoError, fmt::format("cannot write {}", loss_csv().string()));
-}
-
 TrainSummary Trainer::run() {
   if (is_root()) ensure_directory(env_.dir);
   TrainSummary summary;
@@ -572,16 +330,17 @@ TrainSummary Trainer::run() {
     auto v = torch::tensor({static_cast<double>(step_), -static_cast<double>(step_)}, torch::kFloat64);
     env_.dist->all_reduce(v, ReduceKind::kMax);
     if (v[0].item<double>() != -v[1].item<double>()) {
-      throw UserError(ExitCode::kIoError, fmt::format("rank {} resumed at step {} but another rank at step {}: the ranks do not "
-                                                      "see the same {} (is the work directory on a shared file system?)",
-                                                      rank_, step_, v[0].item<double>(), checkpoint_dir().string()));
+      throw UserError(ExitCode::kIoError,
+                      fmt::format("rank {} resumed at step {} but another rank at step {}: the ranks do not "
+                                  "see the same {} (is the work directory on a shared file system?)",
+                                  rank_, step_, v[0].item<double>(), checkpoint_dir().string()));
     }
   }
   if (is_root() && discard_checkpoints_) {
     for (const auto& p : list_checkpoints(checkpoint_dir())) fs::remove(p);
   }
   summary.start_step = step_;
-  if (is_root()) rewrite_loss_curve(step_);
+  if (is_root()) truncate_loss_curve(loss_csv(), step_);
 
   const std::int64_t images_per_step = o_.batch_size * o_.accumulate;
   const double budget = o_.minutes > 0 ? o_.minutes * 60.0 : 0.0;
@@ -617,13 +376,14 @@ TrainSummary Trainer::run() {
     }
     if (!std::isfinite(loss)) {
       const auto kept = list_checkpoints(checkpoint_dir());
-      throw UserError(ExitCode::kFailure,
-                      fmt::format("training diverged: the loss is {} at step {}. {}; lower --train.lr (now {:g}) or raise "
-                                  "--train.warmup and rerun to continue from it",
-                                  loss, step_ + 1,
-                                  kept.empty() ? std::string("No checkpoint was written yet")
-                                               : fmt::format("The last good checkpoint {} is kept", kept.front().string()),
-                                  o_.lr));
+      throw UserError(
+          ExitCode::kFailure,
+          fmt::format("training diverged: the loss is {} at step {}. {}; lower --train.lr (now {:g}) or raise "
+                      "--train.warmup and rerun to continue from it",
+                      loss, step_ + 1,
+                      kept.empty() ? std::string("No checkpoint was written yet")
+                                   : fmt::format("The last good checkpoint {} is kept", kept.front().string()),
+                      o_.lr));
     }
     const double secs = seconds_since(start);
     ++step_;
@@ -649,9 +409,11 @@ TrainSummary Trainer::run() {
       const double ips = static_cast<double>(interval_steps_ * images_per_step) / std::max(1e-9, interval_seconds_);
       summary.last_loss = interval_loss_ / static_cast<double>(interval_steps_);
       if (is_root()) {
-        append_loss_row(step_, summary.last_loss, lr_at(step_ - 1), ips);
-        nlohmann::json fields = {{"step", step_}, {"loss", summary.last_loss}, {"images_per_second", ips}, {"ranks", world_}};
-        if (env_.dist) fields["allreduce_ms_per_step"] = 1000.0 * (allreduce_seconds_ - interval_allreduce) / interval_steps_;
+        append_loss_row(loss_csv(), step_, summary.last_loss, lr_at(step_ - 1), ips);
+        nlohmann::json fields = {
+            {"step", step_}, {"loss", summary.last_loss}, {"images_per_second", ips}, {"ranks", world_}};
+        if (env_.dist)
+          fields["allreduce_ms_per_step"] = 1000.0 * (allreduce_seconds_ - interval_allreduce) / interval_steps_;
         reporter_.event("train_interval", fields);
       }
       interval_allreduce = allreduce_seconds_;
@@ -672,7 +434,7 @@ TrainSummary Trainer::run() {
   if (interval_steps_ > 0) {
     summary.last_loss = interval_loss_ / static_cast<double>(interval_steps_);
     if (is_root()) {
-      append_loss_row(step_, summary.last_loss, lr_at(step_ - 1),
+      append_loss_row(loss_csv(), step_, summary.last_loss, lr_at(step_ - 1),
                       static_cast<double>(interval_steps_ * images_per_step) / std::max(1e-9, interval_seconds_));
     }
   }

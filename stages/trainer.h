@@ -15,6 +15,7 @@
 #include "models/denoiser_file.h"
 #include "models/diffusion.h"
 #include "models/unet.h"
+#include "stages/batch_order.h"
 #include "stages/train_stage.h"
 
 namespace augment {
@@ -46,37 +47,11 @@ struct TrainerEnv {
   std::int64_t sample_batch = 64;
 };
 
-// The order of the training images in epoch `epoch`, n = labels.size() entries. class_power 1:
-// a permutation of [0, n) derived from (seed, epoch). Below 1, class c fills a quota of the epoch
-// proportional to count_c^class_power, by rounds of shuffles of its images (a rare class repeats,
-// a common one is thinned), and the whole is shuffled.
-std::vector<std::int64_t> epoch_order(std::uint64_t seed, std::int64_t epoch, const std::vector<std::int64_t>& labels,
-                                      double class_power);
-
-// Which images make global batch `global_micro` (= step * accumulate + micro): epoch orders cut
-// into batches of `batch`; the tail of an epoch that does not fill a batch is skipped. Rank r of
-// `world` takes the r-th contiguous 1/world of it, so the ranks' slices are disjoint and together
-// are the single-process batch. A batch is a pure function of its number, so a resumed run (with
-// any world size) sees exactly the batches the uninterrupted one would have.
-class BatchOrder {
- public:
-  BatchOrder(std::uint64_t seed, std::vector<std::int64_t> labels, double class_power, std::int64_t batch);
-  std::vector<std::int64_t> for_rank(std::int64_t global_micro, int rank, int world);
-
- private:
-  std::uint64_t seed_;
-  std::vector<std::int64_t> labels_;
-  double class_power_;
-  std::int64_t batch_;
-  std::int64_t epoch_ = -1;  // the epoch `order_` holds
-  std::vector<std::int64_t> order_;
-};
-
 struct TrainSummary {
   std::int64_t start_step = 0;  // where this run began (> 0 after a resume)
   std::int64_t end_step = 0;
-  double last_loss = 0.0;  // mean over the last logging interval
-  double images_per_second = 0.0;  // over all ranks
+  double last_loss = 0.0;              // mean over the last logging interval
+  double images_per_second = 0.0;      // over all ranks
   double allreduce_ms_per_step = 0.0;  // waiting for gradient all-reduces after the backward pass
   bool time_budget_reached = false;
 };
@@ -122,8 +97,6 @@ class Trainer {
   int agree_on_stop(double& elapsed);
   // Data-parallel: throws when the ranks do not hold bit-identical weights.
   void verify_ranks_agree();
-  void rewrite_loss_curve(std::int64_t up_to_step);
-  void append_loss_row(std::int64_t step, double loss, double lr, double images_per_second);
 
   TrainOptions o_;
   TrainData data_;
@@ -141,9 +114,9 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<GradientAverager> averager_;
   int rank_ = 0, world_ = 1;
-  double allreduce_seconds_ = 0.0;  // of the current run
+  double allreduce_seconds_ = 0.0;    // of the current run
   bool discard_checkpoints_ = false;  // restore() found only unusable ones
-  std::string key_;  // what a compatible checkpoint must have been written under
+  std::string key_;                   // what a compatible checkpoint must have been written under
   std::int64_t step_ = 0;
   double elapsed_ = 0.0;  // training seconds over all runs (for the time budget)
   // The loss curve's interval not yet logged: summed loss, seconds and steps (checkpointed).

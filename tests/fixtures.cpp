@@ -7,9 +7,9 @@
 #include <chrono>
 #include <csignal>
 #include <fstream>
-#include <thread>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -35,7 +35,8 @@ void write_image(const fs::path& path, int width, int height, int channels, int 
   std::mt19937 rng(static_cast<unsigned>(seed));
   cv::Mat img(height, width, CV_8UC(channels), cv::Scalar::all(0));
   cv::randu(img, cv::Scalar::all(0), cv::Scalar::all(255));
-  cv::circle(img, {width / 2, height / 2}, std::max(1, std::min(width, height) / 3), cv::Scalar::all(static_cast<double>(rng() % 255)), -1);
+  cv::circle(img, {width / 2, height / 2}, std::max(1, std::min(width, height) / 3),
+             cv::Scalar::all(static_cast<double>(rng() % 255)), -1);
   if (channels == 4) {
     std::vector<cv::Mat> planes;
     cv::split(img, planes);
@@ -55,7 +56,8 @@ static void put_chunk(std::string& png, const char* type, const std::string& dat
   put_be32(png, static_cast<std::uint32_t>(data.size()));
   std::string body = std::string(type, 4) + data;
   png += body;
-  put_be32(png, static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  put_be32(png, static_cast<std::uint32_t>(
+                    crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
 }
 
 void write_palette_png(const fs::path& path, int width, int height) {
@@ -74,7 +76,8 @@ void write_palette_png(const fs::path& path, int width, int height) {
   }
   uLongf zsize = compressBound(static_cast<uLong>(raw.size()));
   std::string z(zsize, '\0');
-  compress(reinterpret_cast<Bytef*>(z.data()), &zsize, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()));
+  compress(reinterpret_cast<Bytef*>(z.data()), &zsize, reinterpret_cast<const Bytef*>(raw.data()),
+           static_cast<uLong>(raw.size()));
   z.resize(zsize);
   put_chunk(png, "IDAT", z);
   put_chunk(png, "IEND", "");
@@ -127,8 +130,10 @@ int spawn_augment(const std::vector<std::string>& args, const std::string& out_f
     for (const auto& e : env) {
       const auto eq = e.find('=');
       const std::string name = e.substr(0, eq), value = eq == std::string::npos ? "" : e.substr(eq + 1);
-      if (value.empty()) ::unsetenv(name.c_str());
-      else ::setenv(name.c_str(), value.c_str(), 1);
+      if (value.empty())
+        ::unsetenv(name.c_str());
+      else
+        ::setenv(name.c_str(), value.c_str(), 1);
     }
     if (!out_file.empty() && !std::freopen(out_file.c_str(), "w", stdout)) ::_exit(127);
     if (!err_file.empty() && !std::freopen(err_file.c_str(), "w", stderr)) ::_exit(127);
@@ -174,5 +179,17 @@ RunResult run_shell(const std::string& command) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+std::vector<std::uint8_t> seeded_bytes(std::uint64_t seed, std::size_t n) {
+  std::vector<std::uint8_t> out(n);
+  std::uint64_t x = seed;
+  for (auto& p : out) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    p = static_cast<std::uint8_t>(x >> 56);
+  }
+  return out;
+}
+
+std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
 
 }  // namespace augment::test

@@ -31,6 +31,10 @@ void write_palette_png(const fs::path& path, int width, int height);
 void write_huge_header_png(const fs::path& path, std::uint32_t width, std::uint32_t height);
 void write_bytes(const fs::path& path, const std::string& bytes);
 std::string read_bytes(const fs::path& path);
+// `n` bytes of a 64-bit LCG seeded by `seed`: fake pixels that are a function of the seed alone.
+std::vector<std::uint8_t> seeded_bytes(std::uint64_t seed, std::size_t n);
+// The Python the tests run their checks with (Debian's, where h5py and PIL are installed).
+std::string python();
 
 struct RunResult {
   int code = -1;

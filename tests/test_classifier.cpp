@@ -13,17 +13,18 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <torch/torch.h>
 
 #include "augment_test_paths.h"
 #include "models/classification_metrics.h"
 #include "models/classifier.h"
 #include "models/classifier_training.h"
-#include "models/tensor_data.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "stages/cached_split.h"
+#include "stages/classifier_stage.h"
 
 namespace fs = std::filesystem;
 using namespace augment;
@@ -51,7 +52,8 @@ LabeledImages discs_and_stripes(int per_class, int size, std::uint64_t seed) {
     const int label = i % 2;
     labels[i] = label;
     const double background = 90 + 60 * u(gen);
-    const double radius = size * (0.15 + 0.2 * u(gen)), cx = size * (0.3 + 0.4 * u(gen)), cy = size * (0.3 + 0.4 * u(gen));
+    const double radius = size * (0.15 + 0.2 * u(gen)), cx = size * (0.3 + 0.4 * u(gen)),
+                 cy = size * (0.3 + 0.4 * u(gen));
     const int period = 3 + static_cast<int>(u(gen) * 3), phase = static_cast<int>(u(gen) * period);
     const bool vertical = u(gen) < 0.5;
     for (int y = 0; y < size; ++y) {
@@ -107,7 +109,8 @@ bool same_weights(ClassifierNet& a, ClassifierNet& b) {
 }
 
 // Runs the augment binary with `args`; returns its exit code. `on_start` gets the child's pid.
-int run_augment(const std::vector<std::string>& args, const fs::path& log, const std::function<void(pid_t)>& on_start = {}) {
+int run_augment(const std::vector<std::string>& args, const fs::path& log,
+                const std::function<void(pid_t)>& on_start = {}) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -151,7 +154,8 @@ TEST_CASE("confusion matrix scores: accuracy and balanced accuracy and the recal
 
 TEST_CASE("classifier learns bright discs vs dark stripes to at least 95% test accuracy") {
   torch::set_num_threads(1);  // tiny nets: one thread is fastest, and immune to a busy machine
-  const auto train = discs_and_stripes(160, 16, 1), val = discs_and_stripes(40, 16, 2), test = discs_and_stripes(100, 16, 3);
+  const auto train = discs_and_stripes(160, 16, 1), val = discs_and_stripes(40, 16, 2),
+             test = discs_and_stripes(100, 16, 3);
   auto result = train_classifier(train, val, tiny_setup());
   const auto scores = evaluate_classifier(result.net, test, torch::kCPU);
   MESSAGE("test accuracy " << scores.confusion.accuracy() << " after " << result.epochs_run << " epochs");
@@ -167,7 +171,7 @@ TEST_CASE("training is deterministic and a resumed run ends bit-identical to an 
   auto setup = tiny_setup();
   setup.options.epochs = 3;
   setup.options.patience = 0;
-  setup.options.balance = "sampler";  // exercises the seeded sampler across the resume too
+  setup.options.balance = ClassBalance::kSampler;  // exercises the seeded sampler across the resume too
   auto whole = train_classifier(train, val, setup);
 
   const auto dir = fresh_dir("resume");
@@ -185,7 +189,8 @@ TEST_CASE("training is deterministic and a resumed run ends bit-identical to an 
   CHECK(resumed.best_epoch == whole.best_epoch);
   CHECK(same_weights(resumed.net, whole.net));
   REQUIRE(resumed.history.size() == whole.history.size());
-  for (std::size_t i = 0; i < whole.history.size(); ++i) CHECK(resumed.history[i].train_loss == whole.history[i].train_loss);
+  for (std::size_t i = 0; i < whole.history.size(); ++i)
+    CHECK(resumed.history[i].train_loss == whole.history[i].train_loss);
 
   // A checkpoint written for other data or options is not resumed.
   setup.checkpoint_key = "k2";
@@ -194,14 +199,16 @@ TEST_CASE("training is deterministic and a resumed run ends bit-identical to an 
   fs::remove_all(dir);
 }
 
-TEST_CASE("frozen means frozen: a downstream step leaves the classifier bit-identical while gradients reach its input") {
+TEST_CASE(
+    "frozen means frozen: a downstream step leaves the classifier bit-identical while gradients reach its input") {
   for (const std::string norm : {"group", "batch"}) {
     CAPTURE(norm);
     torch::manual_seed(11);
     const auto dir = fresh_dir("frozen-" + norm);
     ClassifierNet trained(tiny_config(norm));
     trained->train();
-    for (int i = 0; i < 3; ++i) trained->forward(torch::randn({8, 3, 16, 16}));  // BatchNorm running stats move away from init
+    for (int i = 0; i < 3; ++i)
+      trained->forward(torch::randn({8, 3, 16, 16}));  // BatchNorm running stats move away from init
     save_classifier(trained, ClassifierMeta{tiny_config(norm), {"a", "b", "c"}}, dir / "model.pt");
     auto frozen = load_frozen_classifier(dir / "model.pt", {"a", "b", "c"}, 16, 3, torch::kCPU);
     CHECK(!frozen->is_training());
@@ -262,7 +269,18 @@ TEST_CASE("a classifier trained on other classes or resolution or channels is re
       load_frozen_classifier(dir / "model.pt", names, resolution, channels, torch::kCPU);
     } catch (const UserError& e) {
       CHECK(e.code() == ExitCode::kDataError);
-      CHECK(std::string(e.what()).find("augment classifier --force") != std::string::npos);
+      CHECK(std::string(e.what()).find("was trained on classes [a, b, c] at 16px x 3 channels") != std::string::npos);
+      // The stages add the command that fixes it.
+      const std::string hinted = [&] {
+        try {
+          with_hints([&] { return load_frozen_classifier(dir / "model.pt", names, resolution, channels, torch::kCPU); },
+                     kRunClassifierFirst, kRerunClassifier);
+        } catch (const UserError& h) {
+          return std::string(h.what());
+        }
+        return std::string();
+      }();
+      CHECK(hinted.find("; rerun `augment classifier --force`") != std::string::npos);
       return true;
     }
     return false;
@@ -299,7 +317,8 @@ TEST_CASE("bf16 training runs on this device with GroupNorm and BatchNorm") {
   }
 }
 
-TEST_CASE("augment classifier end to end: image folder to metrics.json and a loadable frozen model with a SIGTERM resume") {
+TEST_CASE(
+    "augment classifier end to end: image folder to metrics.json and a loadable frozen model with a SIGTERM resume") {
   const auto dir = fresh_dir("e2e-classifier");
   const auto input = dir / "images", work = dir / "work";
   const auto data = discs_and_stripes(30, 16, 8);
@@ -310,10 +329,29 @@ TEST_CASE("augment classifier end to end: image folder to metrics.json and a loa
     cv::Mat img(16, 16, CV_8UC1, data.images[i].contiguous().data_ptr<std::uint8_t>());
     REQUIRE(cv::imwrite((input / names[label] / fmt::format("{:03}.png", i)).string(), img));
   }
-  const std::vector<std::string> args = {"classifier", "--input", input.string(), "--work", work.string(), "--resolution", "16",
-                                         "--channels", "1", "--classifier.width", "8", "--classifier.epochs", "40",
-                                         "--classifier.patience", "0", "--classifier.batch_size", "8", "--threads", "1",
-                                         "--subsample.val_fraction", "0.2", "--subsample.test_fraction", "0.2"};
+  const std::vector<std::string> args = {"classifier",
+                                         "--input",
+                                         input.string(),
+                                         "--work",
+                                         work.string(),
+                                         "--resolution",
+                                         "16",
+                                         "--channels",
+                                         "1",
+                                         "--classifier.width",
+                                         "8",
+                                         "--classifier.epochs",
+                                         "40",
+                                         "--classifier.patience",
+                                         "0",
+                                         "--classifier.batch_size",
+                                         "8",
+                                         "--threads",
+                                         "1",
+                                         "--subsample.val_fraction",
+                                         "0.2",
+                                         "--subsample.test_fraction",
+                                         "0.2"};
   const auto log = dir / "log.txt";
   // Stopped by SIGTERM once the first epoch checkpoint exists: exit 75, checkpoint kept.
   const int stopped = run_augment(args, log, [&](pid_t pid) {
@@ -357,7 +395,7 @@ TEST_CASE("augment classifier end to end: image folder to metrics.json and a loa
 }
 
 TEST_CASE("classifier: every train image is used in every epoch even when the batch does not divide the split") {
-  torch::set_num_threads(1);  // tiny nets: one thread is fastest, and immune to a busy machine
+  torch::set_num_threads(1);                        // tiny nets: one thread is fastest, and immune to a busy machine
   const auto train = discs_and_stripes(25, 16, 3);  // 50 images: 25 + 25 at batch 32 or 49, one batch at 64
   for (const std::int64_t batch : {32, 49, 64}) {
     CAPTURE(batch);

@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
-#include "pipeline/fs_util.h"
-#include "stages/compare_study.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/command/compare.h"
 
 using namespace augment;
 using namespace augment::test;
@@ -31,8 +31,18 @@ TEST_SUITE("compare") {
     for (const char* c : {"a", "b"}) {
       for (int i = 0; i < 10; ++i) write_image(input / c / (std::to_string(i) + ".png"), 12, 12, 3, ++seed);
     }
-    std::vector<std::string> common = {"--input", input.string(), "--resolution", "8", "--threads", "1", "--classifier.epochs", "1",
-                                       "--classifier.width", "4", "--subsample.test_fraction", "0.2"};
+    std::vector<std::string> common = {"--input",
+                                       input.string(),
+                                       "--resolution",
+                                       "8",
+                                       "--threads",
+                                       "1",
+                                       "--classifier.epochs",
+                                       "1",
+                                       "--classifier.width",
+                                       "4",
+                                       "--subsample.test_fraction",
+                                       "0.2"};
     auto cmd = [&](const std::string& command, const fs::path& w) {
       std::vector<std::string> args = {command, "--work", w.string()};
       args.insert(args.end(), common.begin(), common.end());
@@ -61,7 +71,8 @@ TEST_SUITE("compare") {
       CAPTURE(stage);
       const auto line_start = r.out.find(std::string("\n") + stage + " ");
       REQUIRE(line_start != std::string::npos);
-      CHECK(r.out.substr(line_start + 1, r.out.find('\n', line_start + 1) - line_start - 1).find(" done ") != std::string::npos);
+      CHECK(r.out.substr(line_start + 1, r.out.find('\n', line_start + 1) - line_start - 1).find(" done ") !=
+            std::string::npos);
     }
     // An unknown method is refused with the accepted ones.
     r = run_augment({"compare", "--work", work.string(), "--input", input.string(), "--compare.methods", "none,dream"});
@@ -101,7 +112,8 @@ TEST_SUITE("compare") {
     CHECK(cfg["train_steps"] == 799);
     CHECK(cfg["conditional_accuracy_independent"] == 0.75);
     const auto md = compare_table_markdown(table);
-    CHECK(md.find("| cfg | 90.0% | 75.0% | 1.250 (0.500) | 3.500 | 70.0% | 60.0% | 80.0% ± 1.0 | 83.0% ± 2.0 | 60.0% | +3.0 ± 1.5 | "
+    CHECK(md.find("| cfg | 90.0% | 75.0% | 1.250 (0.500) | 3.500 | 70.0% | 60.0% | 80.0% ± 1.0 | 83.0% ± 2.0 | 60.0% | "
+                  "+3.0 ± 1.5 | "
                   "10.0 min | 799 | 0.5 min |") != std::string::npos);
     CHECK(md.find("| ac | – | – |") != std::string::npos);
   }

@@ -1,9 +1,10 @@
 #include <doctest/doctest.h>
 
 #include "fixtures.h"
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
+#include "pipeline/base/input_root.h"
+#include "pipeline/command/cli.h"
 #include "pipeline/context.h"
-#include "pipeline/input_root.h"
 #include "stages/cache_stage.h"
 #include "stages/stage_list.h"
 #include "stages/subsample_stage.h"
@@ -46,7 +47,7 @@ TEST_SUITE("config") {
     Config c(reg);
     const auto cache = load_options<CacheOptions>(c);
     CHECK(cache.resolution == CacheOptions{}.resolution);
-    CHECK(cache.fit == "crop");
+    CHECK(cache.fit == Fit::kCrop);
     CHECK(reg.find("resolution")->key == "cache.resolution");
   }
 
@@ -64,7 +65,9 @@ TEST_SUITE("config") {
     Config c(reg);
     CHECK(code_of([&] { parse_command_line({"--resolution", "28", "--resolution", "32"}, c); }) == ExitCode::kUsage);
     Config d(reg);
-    CHECK(code_of([&] { parse_command_line({"--resolution", "28", "--cache.resolution", "32"}, d); }) == ExitCode::kUsage);
+    CHECK(code_of([&] {
+            parse_command_line({"--resolution", "28", "--cache.resolution", "32"}, d);
+          }) == ExitCode::kUsage);
   }
 
   TEST_CASE("unknown options name the key and suggest the closest") {
@@ -95,7 +98,7 @@ TEST_SUITE("config") {
     Config c(reg);
     parse_command_line({"--config", (dir / "job.ini").string(), "--resolution", "32"}, c);
     CHECK(load_options<CacheOptions>(c).resolution == 32);  // command line wins
-    CHECK(load_options<CacheOptions>(c).fit == "pad");
+    CHECK(load_options<CacheOptions>(c).fit == Fit::kPad);
     CHECK(load_options<GlobalOptions>(c).seed == 7);
     const auto classes = load_options<SubsampleOptions>(c).classes;
     REQUIRE(classes.size() == 2);

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "manifests/csv.h"
+#include "pipeline/base/csv.h"
 
 using namespace augment;
 

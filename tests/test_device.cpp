@@ -8,7 +8,7 @@
 #include "models/device_transfer.h"
 #include "models/diffusion.h"
 #include "models/fused_norm.h"
-#include "pipeline/errors.h"
+#include "pipeline/base/errors.h"
 
 using namespace augment;
 
@@ -59,7 +59,7 @@ TEST_CASE("device: device names are parsed strictly and a missing GPU is a confi
       if (!torch::cuda::is_available()) FAIL("accepted " << bad);
     } catch (const UserError& e) {
       CHECK(e.code() == ExitCode::kConfig);
-      CHECK(std::string(e.what()).find("--device " + bad) != std::string::npos);
+      CHECK(std::string(e.what()).find("device " + bad + ":") != std::string::npos);
     }
   }
   if (!torch::cuda::is_available()) {
@@ -108,8 +108,8 @@ TEST_CASE("cuda: the fused GroupNorm+SiLU kernel matches LibTorch for each dtype
             torch::silu(torch::group_norm(x.to(torch::kFloat32), 32, w, b, 1e-5)).to(dtype).to(torch::kFloat32);
         const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
         CHECK((fused - reference).abs().max().item<double>() <= tol * (1 + reference.abs().max().item<double>()));
-        CHECK(group_norm_silu(x, 32, w, b).is_contiguous(channels_last ? torch::MemoryFormat::ChannelsLast
-                                                                        : torch::MemoryFormat::Contiguous));
+        CHECK(group_norm_silu(x, 32, w, b)
+                  .is_contiguous(channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous));
       }
     }
   }
@@ -118,7 +118,7 @@ TEST_CASE("cuda: the fused GroupNorm+SiLU kernel matches LibTorch for each dtype
 TEST_CASE("cuda: diffusion coefficients looked up on the GPU equal the CPU's") {
   if (!have_cuda()) return;
   const torch::Device gpu(torch::kCUDA, 0);
-  const GaussianDiffusion d(DiffusionConfig{1000, "cosine", "v"});
+  const GaussianDiffusion d(DiffusionConfig{1000, NoiseSchedule::kCosine, Prediction::kV});
   const auto t = torch::randint(0, 1000, {16}, torch::kInt64);
   const auto x0 = torch::randn({16, 3, 8, 8}), noise = torch::randn({16, 3, 8, 8});
   const auto cpu = d.q_sample(x0, t, noise);

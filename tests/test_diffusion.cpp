@@ -28,8 +28,8 @@ std::vector<double> cumprod_alphas(const std::vector<double>& betas) {
 GaussianDiffusion make(const std::string& schedule, const std::string& prediction = "eps", int T = 1000) {
   DiffusionConfig c;
   c.steps = T;
-  c.schedule = schedule;
-  c.prediction = prediction;
+  c.schedule = parse_name<NoiseSchedule>(schedule);
+  c.prediction = parse_name<Prediction>(prediction);
   return GaussianDiffusion(c);
 }
 
@@ -68,7 +68,8 @@ TEST_CASE("diffusion: q_sample and the training target match the closed form") {
     auto target = d.target(x0, t, noise);
     for (int i = 0; i < 2; ++i) {
       const double a = ab[t[i].item<int>()];
-      CHECK(xt[i][0][1][1].item<double>() == doctest::Approx(std::sqrt(a) * 0.5 + std::sqrt(1 - a) * -1.5).epsilon(1e-5));
+      CHECK(xt[i][0][1][1].item<double>() ==
+            doctest::Approx(std::sqrt(a) * 0.5 + std::sqrt(1 - a) * -1.5).epsilon(1e-5));
       const double want = std::string(pred) == "v" ? std::sqrt(a) * -1.5 - std::sqrt(1 - a) * 0.5 : -1.5;
       CHECK(target[i][0][0][1].item<double>() == doctest::Approx(want).epsilon(1e-5));
     }

@@ -1,7 +1,5 @@
-// Data-parallel training: launcher variables, host lists, the distributed sampler, and real
-// multi-process `augment train` jobs over Gloo on loopback (2 ranks on this 2-core machine).
-#include <netinet/in.h>
-#include <sys/socket.h>
+// Data-parallel training end to end: real multi-process `augment train` jobs over Gloo on
+// loopback (2 ranks), their agreement with one process, kills and preemption.
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,47 +11,25 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
 
 #include <fmt/format.h>
 
 #include "fixtures.h"
 #include "models/checkpoint.h"
 #include "models/denoiser_file.h"
-#include "pipeline/errors.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/launch.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/launch.h"
 #include "stages/trainer.h"
 
 using namespace augment;
 using augment::test::TempDir;
 
 namespace {
-
-EnvLookup lookup(const std::map<std::string, std::string>& vars) {
-  return [vars](const char* name) -> const char* {
-    const auto it = vars.find(name);
-    return it == vars.end() ? nullptr : it->second.c_str();
-  };
-}
-
-// A port nobody listens on right now (the kernel's choice for port 0).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
 
 // Two classes of 16x16 images, 16 each: enough for global batches of 8.
 void write_dataset(const fs::path& input) {
@@ -62,8 +38,10 @@ void write_dataset(const fs::path& input) {
     fs::create_directories(dir);
     for (int i = 0; i < 16; ++i) {
       cv::Mat img(16, 16, CV_8UC3, cv::Scalar(20 + 3 * i, 30, 40));
-      if (c == 0) cv::circle(img, {8, 8}, 3 + i % 4, cv::Scalar(200, 80, 60), -1);
-      else cv::rectangle(img, {2 + i % 5, 3}, {6 + i % 5, 13}, cv::Scalar(60, 200, 90), -1);
+      if (c == 0)
+        cv::circle(img, {8, 8}, 3 + i % 4, cv::Scalar(200, 80, 60), -1);
+      else
+        cv::rectangle(img, {2 + i % 5, 3}, {6 + i % 5, 13}, cv::Scalar(60, 200, 90), -1);
       cv::imwrite((dir / (std::to_string(i) + ".png")).string(), img);
     }
   }
@@ -74,16 +52,32 @@ void write_dataset(const fs::path& input) {
 // with one process to fp32 rounding, whatever the CPU (`auto` would pick bf16 on AVX512-BF16).
 std::vector<std::string> train_args(const fs::path& input, const fs::path& work, int steps,
                                     const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-  std::vector<std::pair<std::string, std::string>> opts = {
-      {"--work", work.string()}, {"--input", input.string()}, {"--cache.resolution", "16"}, {"--train.channels", "8"},
-      {"--train.channel_mult", "1,2"}, {"--train.blocks", "1"}, {"--train.attention", "8"}, {"--train.heads", "2"},
-      {"--train.diffusion_steps", "50"}, {"--train.batch_size", "8"}, {"--train.steps", std::to_string(steps)},
-      {"--train.warmup", "2"}, {"--train.lr", "1e-3"}, {"--train.checkpoint_every", "1"}, {"--train.log_every", "1"},
-      {"--train.dropout", "0.2"}, {"--threads", "1"}, {"--precision", "fp32"}, {"--dist-timeout", "20"}, {"--classifier.epochs", "1"}};
+  std::vector<std::pair<std::string, std::string>> opts = {{"--work", work.string()},
+                                                           {"--input", input.string()},
+                                                           {"--cache.resolution", "16"},
+                                                           {"--train.channels", "8"},
+                                                           {"--train.channel_mult", "1,2"},
+                                                           {"--train.blocks", "1"},
+                                                           {"--train.attention", "8"},
+                                                           {"--train.heads", "2"},
+                                                           {"--train.diffusion_steps", "50"},
+                                                           {"--train.batch_size", "8"},
+                                                           {"--train.steps", std::to_string(steps)},
+                                                           {"--train.warmup", "2"},
+                                                           {"--train.lr", "1e-3"},
+                                                           {"--train.checkpoint_every", "1"},
+                                                           {"--train.log_every", "1"},
+                                                           {"--train.dropout", "0.2"},
+                                                           {"--threads", "1"},
+                                                           {"--precision", "fp32"},
+                                                           {"--dist-timeout", "20"},
+                                                           {"--classifier.epochs", "1"}};
   for (const auto& [k, v] : extra) {
     auto it = std::find_if(opts.begin(), opts.end(), [&](const auto& o) { return o.first == k; });
-    if (it != opts.end()) it->second = v;
-    else opts.emplace_back(k, v);
+    if (it != opts.end())
+      it->second = v;
+    else
+      opts.emplace_back(k, v);
   }
   std::vector<std::string> a = {"train"};
   for (const auto& [k, v] : opts) {
@@ -94,9 +88,14 @@ std::vector<std::string> train_args(const fs::path& input, const fs::path& work,
 }
 
 std::vector<std::string> rank_env(int rank, int world, int port) {
-  return {"RANK=" + std::to_string(rank), "WORLD_SIZE=" + std::to_string(world), "LOCAL_RANK=" + std::to_string(rank),
-          "LOCAL_WORLD_SIZE=" + std::to_string(world), "MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
-          "SLURM_PROCID=", "SLURM_NTASKS="};
+  return {"RANK=" + std::to_string(rank),
+          "WORLD_SIZE=" + std::to_string(world),
+          "LOCAL_RANK=" + std::to_string(rank),
+          "LOCAL_WORLD_SIZE=" + std::to_string(world),
+          "MASTER_ADDR=127.0.0.1",
+          "MASTER_PORT=" + std::to_string(port),
+          "SLURM_PROCID=",
+          "SLURM_NTASKS="};
 }
 
 const std::vector<std::string> kSingle = {"RANK=", "WORLD_SIZE=", "SLURM_PROCID=", "SLURM_NTASKS="};
@@ -108,11 +107,12 @@ struct Job {
 
 // Starts `world` ranks of `args` and waits for all (at most `seconds`).
 Job run_job(const std::vector<std::string>& args, int world, const fs::path& logs, double seconds = 60) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<int> pids;
   for (int r = 0; r < world; ++r) {
     const auto log = logs / ("rank" + std::to_string(r) + ".log");
-    pids.push_back(test::spawn_augment(args, log.string(), log.string() + ".err", world > 1 ? rank_env(r, world, port) : kSingle));
+    pids.push_back(
+        test::spawn_augment(args, log.string(), log.string() + ".err", world > 1 ? rank_env(r, world, port) : kSingle));
   }
   Job job;
   for (int r = 0; r < world; ++r) {
@@ -146,90 +146,8 @@ LoadedDenoiser load(const fs::path& work) {
 
 }  // namespace
 
-TEST_CASE("launch: torchrun variables make a rank") {
-  const auto env = detect_launch_env(lookup({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                                             {"MASTER_ADDR", "node07"}, {"MASTER_PORT", "29400"}, {"SLURM_PROCID", "0"},
-                                             {"SLURM_NTASKS", "9"}}));
-  CHECK(env.launcher == "torchrun");
-  CHECK(env.rank == 3);
-  CHECK(env.world_size == 4);
-  CHECK(env.local_rank == 1);
-  CHECK(env.local_world_size == 2);
-  CHECK(env.master_addr == "node07");
-  CHECK(env.master_port == 29400);
-  CHECK(env.distributed());
-  CHECK_FALSE(env.is_root());
-}
-
-TEST_CASE("launch: SLURM variables and the first host of the node list") {
-  const auto env = detect_launch_env(lookup({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
-                                             {"SLURM_NTASKS_PER_NODE", "4(x2)"}, {"SLURM_JOB_NODELIST", "gpu[07-08],cpu1"},
-                                             {"SLURM_JOB_ID", "123456"}}));
-  CHECK(env.launcher == "slurm");
-  CHECK(env.rank == 5);
-  CHECK(env.world_size == 8);
-  CHECK(env.local_rank == 1);
-  CHECK(env.local_world_size == 4);
-  CHECK(env.master_addr == "gpu07");
-  CHECK(env.master_port == 29500 + 456);
-  // MASTER_PORT (e.g. exported by the batch script) wins.
-  CHECK(detect_launch_env(lookup({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_JOB_NODELIST", "n1"},
-                                  {"MASTER_PORT", "40000"}}))
-            .master_port == 40000);
-  // No launcher: one process.
-  const auto single = detect_launch_env(lookup({}));
-  CHECK_FALSE(single.distributed());
-  CHECK(single.launcher == "none");
-  CHECK_THROWS_AS(detect_launch_env(lookup({{"RANK", "2"}, {"WORLD_SIZE", "2"}})), UserError);
-  CHECK_THROWS_AS(detect_launch_env(lookup({{"RANK", "x"}, {"WORLD_SIZE", "2"}})), UserError);
-}
-
-TEST_CASE("launch: compact host lists expand like scontrol show hostnames") {
-  using V = std::vector<std::string>;
-  CHECK(expand_host_list("node[01-04,07],gpu2") == V{"node01", "node02", "node03", "node04", "node07", "gpu2"});
-  CHECK(expand_host_list("a1") == V{"a1"});
-  CHECK(expand_host_list("rack[1-2]-n[08-10]") == V{"rack1-n08", "rack1-n09", "rack1-n10", "rack2-n08", "rack2-n09", "rack2-n10"});
-  CHECK(expand_host_list("x[9-10]") == V{"x9", "x10"});
-  for (const char* bad : {"node[01-", "node]1", "a,,b", "n[4-2]", "n[a-b]", "n[]", ""}) {
-    CAPTURE(bad);
-    CHECK_THROWS_AS(expand_host_list(bad), UserError);
-  }
-}
-
-TEST_CASE("distributed sampler: rank slices are disjoint - cover the global batch - and reshuffle per epoch") {
-  const std::int64_t n = 37, batch = 12;  // 3 batches per epoch, 1 image left over
-  const std::vector<std::int64_t> labels(n, 0);
-  BatchOrder order(5, labels, 1.0, batch);
-  auto batch_for_rank = [&](std::int64_t micro, int rank, int world) { return order.for_rank(micro, rank, world); };
-  for (int world : {1, 2, 3, 4}) {
-    CAPTURE(world);
-    for (std::int64_t micro = 0; micro < 7; ++micro) {
-      const auto whole = batch_for_rank(micro, 0, 1);
-      std::vector<std::int64_t> joined;
-      for (int r = 0; r < world; ++r) {
-        const auto part = batch_for_rank(micro, r, world);
-        CHECK(static_cast<std::int64_t>(part.size()) == batch / world);
-        joined.insert(joined.end(), part.begin(), part.end());
-      }
-      CHECK(joined == whole);
-      CHECK(std::set<std::int64_t>(joined.begin(), joined.end()).size() == joined.size());
-    }
-  }
-  // An epoch visits distinct images; the next epoch is another order.
-  std::vector<std::int64_t> epoch0, epoch1;
-  for (std::int64_t m = 0; m < 3; ++m) {
-    for (int r = 0; r < 2; ++r) {
-      auto a = batch_for_rank(m, r, 2), b = batch_for_rank(m + 3, r, 2);
-      epoch0.insert(epoch0.end(), a.begin(), a.end());
-      epoch1.insert(epoch1.end(), b.begin(), b.end());
-    }
-  }
-  CHECK(std::set<std::int64_t>(epoch0.begin(), epoch0.end()).size() == 36);
-  CHECK(epoch0 != epoch1);
-  CHECK(BatchOrder(6, labels, 1.0, batch).for_rank(0, 0, 1) != order.for_rank(0, 0, 1));
-}
-
-TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical - match 1 process - and resume with another world size") {
+TEST_CASE(
+    "data-parallel train: 2 Gloo ranks stay bit-identical - match 1 process - and resume with another world size") {
   TempDir root;
   const auto input = root / "in";
   write_dataset(input);
@@ -249,7 +167,8 @@ TEST_CASE("data-parallel train: 2 Gloo ranks stay bit-identical - match 1 proces
   CAPTURE(job.logs[0]);
   CAPTURE(job.logs[1]);
   REQUIRE(job.codes == std::vector<int>{0, 0});
-  CHECK(job.logs[0].find("data-parallel: 2 ranks (torchrun, gloo backend), global batch 8 = 4 per rank") != std::string::npos);
+  CHECK(job.logs[0].find("data-parallel: 2 ranks (torchrun, gloo backend), global batch 8 = 4 per rank") !=
+        std::string::npos);
   CHECK(job.logs[0].find("weights identical on all 2 ranks") != std::string::npos);
   CHECK(job.logs[0].find("gradient all-reduce in 5 buckets") != std::string::npos);
   CHECK(job.logs[1].find("M parameters") == std::string::npos);  // rank 1 is quiet
@@ -288,8 +207,8 @@ TEST_CASE("data-parallel train: cbn batch norm statistics are synchronised acros
   write_dataset(input);
   fs::create_directories(root / "logs");
   // Prepare the cache once, then train alone (--only train) in copies of it.
-  REQUIRE(test::run_augment({"cache", "--work", (root / "one").string(), "--input", input.string(), "--cache.resolution", "16",
-                             "--threads", "1"})
+  REQUIRE(test::run_augment({"cache", "--work", (root / "one").string(), "--input", input.string(),
+                             "--cache.resolution", "16", "--threads", "1"})
               .code == 0);
   fs::copy(root / "one", root / "two", fs::copy_options::recursive);
   const std::vector<std::pair<std::string, std::string>> cbn = {{"--train.conditioning", "cbn"}, {"--only", "train"}};
@@ -314,57 +233,14 @@ TEST_CASE("data-parallel train: cbn batch norm statistics are synchronised acros
   CHECK(params < 1e-3);
 }
 
-TEST_CASE("synchronised batch norm: with one rank it is plain batch norm - forward - backward and running statistics") {
-  UNetConfig c;
-  c.in_channels = 3;
-  c.resolution = 8;
-  c.base_channels = 8;
-  c.channel_mult = {1, 2};
-  c.blocks = 1;
-  c.attention_resolutions = {};
-  c.heads = 2;
-  c.dropout = 0.0;
-  c.num_classes = 2;
-  c.conditioning = "cbn";
-  torch::manual_seed(3);
-  UNet plain(c), synced(c);
-  {
-    torch::NoGradGuard no_grad;
-    auto from = plain->parameters(), to = synced->parameters();
-    for (std::size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i] + 0.01 * torch::randn_like(from[i]));
-    for (std::size_t i = 0; i < from.size(); ++i) from[i].copy_(to[i]);
-  }
-  int calls = 0;
-  synced->set_rank_sum([&](const torch::Tensor& x) {
-    ++calls;
-    return x * 1.0;  // one rank: the sum over ranks is the tensor itself
-  });
-  auto x = torch::randn({6, 3, 8, 8}) * 2 + 0.5;
-  auto t = torch::randint(50, {6});
-  auto y = torch::tensor({0, 1, 0, 1, 1, 0});
-  auto xa = x.clone().requires_grad_(), xb = x.clone().requires_grad_();
-  auto out_a = plain->forward(xa, t, y), out_b = synced->forward(xb, t, y);
-  CHECK(calls > 0);
-  CHECK((out_a - out_b).abs().max().item<double>() < 1e-4);
-  (out_a * out_a).sum().backward();
-  (out_b * out_b).sum().backward();
-  CHECK((xa.grad() - xb.grad()).abs().max().item<double>() < 1e-3 * (1 + xa.grad().abs().max().item<double>()));
-  auto pa = plain->parameters(), pb = synced->parameters();
-  for (std::size_t i = 0; i < pa.size(); ++i) {
-    if (!pa[i].grad().defined()) continue;
-    CHECK((pa[i].grad() - pb[i].grad()).abs().max().item<double>() < 1e-3 * (1 + pa[i].grad().abs().max().item<double>()));
-  }
-  CHECK(max_difference(plain->buffers(), synced->buffers()) < 1e-5);
-}
-
 TEST_CASE("data-parallel train: a killed rank makes the other exit with a clear error") {
   TempDir root;
   const auto input = root / "in";
   write_dataset(input);
-  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution", "16",
-                             "--threads", "1"})
+  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
+                             "16", "--threads", "1"})
               .code == 0);
-  const int port = free_port();
+  const int port = free_loopback_port();
   const auto args = train_args(input, root / "w", 100000, {{"--only", "train"}, {"--dist-timeout", "10"}});
   const auto log0 = root / "rank0.log";
   const int p0 = test::spawn_augment(args, log0.string(), log0.string(), rank_env(0, 2, port));
@@ -388,12 +264,13 @@ TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints - exits
   TempDir root;
   const auto input = root / "in";
   write_dataset(input);
-  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution", "16",
-                             "--threads", "1"})
+  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
+                             "16", "--threads", "1"})
               .code == 0);
   const auto loss = root / "w" / "train" / "loss.csv";
   auto wait_rows = [&](long n) {
-    for (int i = 0; i < 600 && line_count(loss) - 1 < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 600 && line_count(loss) - 1 < n; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
   };
   // checkpoint_every is large: the checkpoint below comes from the signal.
   const std::vector<std::pair<std::string, std::string>> big = {
@@ -401,7 +278,8 @@ TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints - exits
 
   SUBCASE("one process, SIGTERM") {
     const auto log = root / "log";
-    const int pid = test::spawn_augment(train_args(input, root / "w", 100000, big), log.string(), log.string(), kSingle);
+    const int pid =
+        test::spawn_augment(train_args(input, root / "w", 100000, big), log.string(), log.string(), kSingle);
     wait_rows(2);
     ::kill(pid, SIGTERM);
     const int code = test::wait_exit(pid, 30);
@@ -420,7 +298,7 @@ TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints - exits
     CHECK(rerun.err.find(fmt::format("(step {})", stopped_at)) != std::string::npos);
   }
   SUBCASE("two ranks, SIGUSR1 to rank 1 only") {
-    const int port = free_port();
+    const int port = free_loopback_port();
     const auto args = train_args(input, root / "w", 100000, big);
     const auto log0 = root / "rank0.log", log1 = root / "rank1.log";
     const int p0 = test::spawn_augment(args, log0.string(), log0.string(), rank_env(0, 2, port));

@@ -14,11 +14,12 @@
 #include "fixtures.h"
 #include "manifests/image_cache.h"
 #include "manifests/sample_store.h"
-#include "pipeline/fs_util.h"
-#include "pipeline/report.h"
+#include "pipeline/base/fs_util.h"
+#include "pipeline/base/report.h"
 #include "stages/evaluate_figures.h"
 #include "stages/evaluate_report.h"
 #include "stages/sample_plan.h"
+#include "stages/sampling_driver.h"
 
 using namespace augment;
 using namespace augment::test;
@@ -58,33 +59,38 @@ void sample_noisy_copies(const fs::path& work) {
   job.batch_size = 8;
   job.settings = SamplingSettings{"fake", 1, 0.0, "cfg", "ckpt", kRes, 3};
   Reporter quiet(true, "");
-  run_sampling(job, plan, [&](const std::vector<SampleRequest>& reqs) {
-    std::vector<GeneratedImage> out;
-    for (const auto& q : reqs) {
-      std::vector<std::size_t> of_class;
-      for (std::size_t i = 0; i < labels.size(); ++i) {
-        if (labels[i] == q.label) of_class.push_back(i);
-      }
-      REQUIRE(!of_class.empty());
-      const auto src = of_class[static_cast<std::size_t>(q.index) % of_class.size()];
-      GeneratedImage g;
-      g.pixels.assign(pixels.begin() + static_cast<std::ptrdiff_t>(src * bytes), pixels.begin() + static_cast<std::ptrdiff_t>((src + 1) * bytes));
-      std::uint64_t x = q.seed;
-      for (auto& p : g.pixels) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        p = static_cast<std::uint8_t>(std::clamp<int>(p + static_cast<int>(x >> 61) - 4, 0, 255));
-      }
-      out.push_back(std::move(g));
-    }
-    return out;
-  }, quiet);
+  run_sampling(
+      job, plan,
+      [&](const std::vector<SampleRequest>& reqs) {
+        std::vector<GeneratedImage> out;
+        for (const auto& q : reqs) {
+          std::vector<std::size_t> of_class;
+          for (std::size_t i = 0; i < labels.size(); ++i) {
+            if (labels[i] == q.label) of_class.push_back(i);
+          }
+          REQUIRE(!of_class.empty());
+          const auto src = of_class[static_cast<std::size_t>(q.index) % of_class.size()];
+          GeneratedImage g;
+          g.pixels.assign(pixels.begin() + static_cast<std::ptrdiff_t>(src * bytes),
+                          pixels.begin() + static_cast<std::ptrdiff_t>((src + 1) * bytes));
+          std::uint64_t x = q.seed;
+          for (auto& p : g.pixels) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            p = static_cast<std::uint8_t>(std::clamp<int>(p + static_cast<int>(x >> 61) - 4, 0, 255));
+          }
+          out.push_back(std::move(g));
+        }
+        return out;
+      },
+      quiet);
 }
 
 // Every src="..." and href="..." of a page.
 std::vector<std::string> links_of(const std::string& html) {
   std::vector<std::string> out;
   const std::regex link(R"((?:src|href)="([^"]*)\")");
-  for (auto it = std::sregex_iterator(html.begin(), html.end(), link); it != std::sregex_iterator(); ++it) out.push_back((*it)[1]);
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), link); it != std::sregex_iterator(); ++it)
+    out.push_back((*it)[1]);
   return out;
 }
 
@@ -95,9 +101,23 @@ TEST_SUITE("evaluate") {
     TempDir dir;
     const auto input = dir / "data", work = dir / "work", out = dir / "out";
     write_dataset(input);
-    const std::vector<std::string> common = {"--input", input.string(), "--work", work.string(), "--resolution", std::to_string(kRes),
-                                             "--subsample.val_fraction", "0.2", "--subsample.test_fraction", "0.25", "--threads", "1",
-                                             "--classifier.epochs", "4", "--classifier.width", "8", "--quiet"};
+    const std::vector<std::string> common = {"--input",
+                                             input.string(),
+                                             "--work",
+                                             work.string(),
+                                             "--resolution",
+                                             std::to_string(kRes),
+                                             "--subsample.val_fraction",
+                                             "0.2",
+                                             "--subsample.test_fraction",
+                                             "0.25",
+                                             "--threads",
+                                             "1",
+                                             "--classifier.epochs",
+                                             "4",
+                                             "--classifier.width",
+                                             "8",
+                                             "--quiet"};
     auto cmd = [&](std::vector<std::string> head) {
       head.insert(head.end(), common.begin(), common.end());
       return run_augment(head);
@@ -112,10 +132,15 @@ TEST_SUITE("evaluate") {
     CHECK(r.err.find("sample") != std::string::npos);
 
     sample_noisy_copies(work);
-    write_bytes(work / "train" / "loss.csv", "step,loss,lr,images_per_second\n10,0.9,1e-4,50\n20,0.5,1e-4,50\n30,0.31,1e-4,50\n40,0.2,1e-4,51\n");
-    const std::vector<std::string> eval = {"evaluate",           "--only", "evaluate", "--evaluate.seeds", "1", "--evaluate.downstream_epochs",
-                                           "2",                  "--evaluate.tsne_points", "120", "--evaluate.tsne_iterations", "300",
-                                           "--evaluate.grid", "4"};
+    write_bytes(work / "train" / "loss.csv",
+                "step,loss,lr,images_per_second\n10,0.9,1e-4,50\n20,0.5,1e-4,50\n30,0.31,1e-4,50\n40,0.2,1e-4,51\n");
+    const std::vector<std::string> eval = {"evaluate", "--only",
+                                           "evaluate", "--evaluate.seeds",
+                                           "1",        "--evaluate.downstream_epochs",
+                                           "2",        "--evaluate.tsne_points",
+                                           "120",      "--evaluate.tsne_iterations",
+                                           "300",      "--evaluate.grid",
+                                           "4"};
     r = cmd(eval);
     INFO(r.err);
     REQUIRE(r.code == 0);
@@ -152,7 +177,8 @@ TEST_SUITE("evaluate") {
       CHECK(down["variants"][v]["accuracy"]["runs"].size() == 1);
     }
     CHECK(down["variants"]["augmented"]["train_images"] ==
-          down["variants"]["real"]["train_images"].get<int>() + down["variants"]["synthetic"]["train_images"].get<int>());
+          down["variants"]["real"]["train_images"].get<int>() +
+              down["variants"]["synthetic"]["train_images"].get<int>());
     CHECK(down["difference"].contains("augmented_minus_real"));
     // The real-only classifier also judged the synthetic images.
     REQUIRE(down["independent_conditional_accuracy"].is_object());
@@ -184,7 +210,8 @@ TEST_SUITE("evaluate") {
       CHECK(linked.count(name) == 1);
       CHECK_FALSE(cv::imread((report / name).string()).empty());
     }
-    for (const char* f : {"loss.png", "tsne_classes.png", "tsne_thumbnails.png", "samples_001.png", "real_vs_synthetic_002.png"}) {
+    for (const char* f :
+         {"loss.png", "tsne_classes.png", "tsne_thumbnails.png", "samples_001.png", "real_vs_synthetic_002.png"}) {
       CAPTURE(f);
       CHECK(linked.count(f) == 1);
     }
@@ -206,7 +233,8 @@ TEST_SUITE("evaluate") {
     const auto beside = out.parent_path() / (out.filename().string() + "_report");
     CHECK(read_bytes(beside / "index.html") == read_bytes(report / "index.html"));
     CHECK(fs::is_regular_file(beside / "tsne_classes.png"));
-    CHECK(json::parse(read_bytes(out / "dataset.json"))["report"] == "../" + beside.filename().string() + "/index.html");
+    CHECK(json::parse(read_bytes(out / "dataset.json"))["report"] ==
+          "../" + beside.filename().string() + "/index.html");
     int folders = 0;
     for (const auto& e : fs::directory_iterator(out)) folders += e.is_directory();
     CHECK(folders == 3);  // the three classes of this test
@@ -226,9 +254,22 @@ TEST_SUITE("evaluate") {
     TempDir dir;
     const auto input = dir / "data", work = dir / "work";
     write_dataset(input);
-    const std::vector<std::string> common = {"--input", input.string(), "--work", work.string(), "--resolution", std::to_string(kRes),
-                                             "--subsample.val_fraction", "0", "--subsample.test_fraction", "0", "--threads", "1",
-                                             "--classifier.epochs", "2", "--classifier.width", "8"};
+    const std::vector<std::string> common = {"--input",
+                                             input.string(),
+                                             "--work",
+                                             work.string(),
+                                             "--resolution",
+                                             std::to_string(kRes),
+                                             "--subsample.val_fraction",
+                                             "0",
+                                             "--subsample.test_fraction",
+                                             "0",
+                                             "--threads",
+                                             "1",
+                                             "--classifier.epochs",
+                                             "2",
+                                             "--classifier.width",
+                                             "8"};
     auto cmd = [&](std::vector<std::string> head) {
       head.insert(head.end(), common.begin(), common.end());
       return run_augment(head);
@@ -254,7 +295,8 @@ TEST_SUITE("evaluate") {
 
   TEST_CASE("the report page escapes text and shows only the figures it is given") {
     const json m = {{"classes", {"a<b", "c"}}, {"images", {{"synthetic", 3}}}, {"downstream", nullptr}};
-    const auto html = evaluation_html(m, {{"Figures", "intro & more", {{"x.png", "X \"quoted\"", ""}}}, {"Empty", "", {}}});
+    const auto html =
+        evaluation_html(m, {{"Figures", "intro & more", {{"x.png", "X \"quoted\"", ""}}}, {"Empty", "", {}}});
     CHECK(html.find("a&lt;b") != std::string::npos);
     CHECK(html.find("intro &amp; more") != std::string::npos);
     CHECK(html.find("src=\"x.png\"") != std::string::npos);

@@ -33,8 +33,9 @@ std::vector<std::uint8_t> read_images(const fs::path& path, std::size_t bytes) {
 // Writes `count` images in uneven blocks and reads them back through HDF5. `noisy`: the images of
 // blocks with an odd index are pure noise (deflate cannot shrink them); the others compress.
 // Returns the writer's (chunks written, chunks stored without deflate).
-std::pair<std::int64_t, std::int64_t> round_trip(int height, int width, int channels, std::int64_t count, const std::vector<std::int64_t>& blocks,
-                                                 int deflate, double min_saving = 0.05, bool noisy = false) {
+std::pair<std::int64_t, std::int64_t> round_trip(int height, int width, int channels, std::int64_t count,
+                                                 const std::vector<std::int64_t>& blocks, int deflate,
+                                                 double min_saving = 0.05, bool noisy = false) {
   const auto dir = fs::temp_directory_path() / ("augment_test_shard_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const auto path = dir / "s-00000-of-00001.h5";
@@ -54,7 +55,8 @@ std::pair<std::int64_t, std::int64_t> round_trip(int height, int width, int chan
   }
   std::pair<std::int64_t, std::int64_t> chunks;
   {
-    ShardWriter w(path, ShardHeader{{"a", "b"}, height, width, channels, "s", 0, 1, 0, "k"}, count, deflate, min_saving);
+    ShardWriter w(path, ShardHeader{{"a", "b"}, height, width, channels, "s", 0, 1, 0, "k"}, count, deflate,
+                  min_saving);
     std::int64_t start = 0;
     for (std::size_t b = 0; start < count; ++b) {
       const std::int64_t n = std::min(count - start, blocks[b % blocks.size()]);
@@ -115,8 +117,8 @@ TEST_CASE("hdf5 shard: fletcher32 equals HDF5's word-by-word sums on long inputs
     state = state * 1664525u + 1013904223u;
     b = static_cast<std::uint8_t>(state >> 24);
   }
-  for (const std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(719), std::size_t(720), std::size_t(721), std::size_t(12288),
-                              std::size_t(12289)}) {
+  for (const std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(719), std::size_t(720), std::size_t(721),
+                              std::size_t(12288), std::size_t(12289)}) {
     CAPTURE(n);
     CHECK(hdf5_fletcher32(bytes.data(), n) == stepwise(bytes.data(), n));
   }
@@ -132,7 +134,7 @@ TEST_CASE("hdf5 shard: images written in uneven blocks read back exactly through
   // 20x20x3 = 1200 bytes per image: 9 images per chunk, blocks that split chunks, a short last chunk.
   round_trip(20, 20, 3, 50, {7, 13, 1, 30}, 4);
   round_trip(20, 20, 3, 50, {50}, 0);  // no deflate: shuffle and checksum only
-  round_trip(28, 28, 1, 1, {1}, 9);   // one image: the chunk is that image
+  round_trip(28, 28, 1, 1, {1}, 9);    // one image: the chunk is that image
 }
 
 TEST_CASE("hdf5 shard: images over 1 MiB are stored in bands of rows and read back exactly") {
@@ -157,7 +159,9 @@ TEST_CASE("hdf5 shard: blocks that deflate would not shrink are stored without i
   CHECK(round_trip(16, 16, 3, 60, {5, 9}, 1, 0.05, true).second == 0);
 }
 
-TEST_CASE("hdf5 shard: shards through one background writer reuse its memory and read back exactly with names that outgrow the estimate") {
+TEST_CASE(
+    "hdf5 shard: shards through one background writer reuse its memory and read back exactly with names that outgrow "
+    "the estimate") {
   // 2x2x1 images (4 bytes) with 260-character names: the names need several times the memory the
   // pixels suggest, so HDF5's in-memory file grows (and is copied) while it is built. Three shards
   // of different sizes go through one writer, so each reuses the buffers of the one before.
@@ -171,10 +175,11 @@ TEST_CASE("hdf5 shard: shards through one background writer reuse its memory and
     for (std::size_t k = 0; k < counts.size(); ++k) {
       const std::int64_t n = counts[k];
       pixels[k].resize(static_cast<std::size_t>(n) * 4);
-      for (std::size_t i = 0; i < pixels[k].size(); ++i) pixels[k][i] = static_cast<std::uint8_t>((i * 7 + k * 31) % 251);
+      for (std::size_t i = 0; i < pixels[k].size(); ++i)
+        pixels[k][i] = static_cast<std::uint8_t>((i * 7 + k * 31) % 251);
       for (std::int64_t i = 0; i < n; ++i) names[k].push_back(fmt::format("class {} & ü/{:0>240}.png", k, i));
-      ShardWriter w(dir / fmt::format("s-{}.h5", k), ShardHeader{{"a", "b"}, 2, 2, 1, "s", static_cast<int>(k), 3, 0, "k"}, n, 4, 0.10,
-                    &background);
+      ShardWriter w(dir / fmt::format("s-{}.h5", k),
+                    ShardHeader{{"a", "b"}, 2, 2, 1, "s", static_cast<int>(k), 3, 0, "k"}, n, 4, 0.10, &background);
       std::vector<std::int64_t> labels(static_cast<std::size_t>(n), 1);
       std::vector<std::uint8_t> flags(static_cast<std::size_t>(n), 0);
       w.write(0, n, pixels[k].data(), labels.data(), flags.data(), names[k]);

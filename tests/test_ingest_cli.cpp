@@ -17,10 +17,10 @@
 
 #include "augment_test_paths.h"
 #include "fixtures.h"
-#include "manifests/csv.h"
 #include "manifests/image_cache.h"
 #include "manifests/image_record.h"
-#include "pipeline/hash.h"
+#include "pipeline/base/csv.h"
+#include "pipeline/base/hash.h"
 
 using namespace augment;
 using namespace augment::test;
@@ -71,8 +71,6 @@ int count_lines(const fs::path& p) {
   return n;
 }
 
-std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
-
 }  // namespace
 
 TEST_SUITE("ingest cli") {
@@ -82,7 +80,8 @@ TEST_SUITE("ingest cli") {
     make_messy_dataset(input);
     const auto before = tree_hashes(input);
     const auto work = dir / "work";
-    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
+    auto r =
+        run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "16", "--quiet"});
     INFO(r.err);
     REQUIRE(r.code == 0);
     CHECK(tree_hashes(input) == before);
@@ -170,7 +169,8 @@ TEST_SUITE("ingest cli") {
     CHECK(r.err.find("never writes into your data") != std::string::npos);
     CHECK_FALSE(fs::exists(input / "cat" / "w"));
     CHECK(run_augment({"scan", "--input", input.string(), "--work", input.string()}).code == 73);
-    CHECK(run_augment({"scan", "--input", input.string(), "--work", work, "--output", (input / "out").string()}).code == 73);
+    CHECK(run_augment({"scan", "--input", input.string(), "--work", work, "--output", (input / "out").string()}).code ==
+          73);
 
     r = run_augment({"scan", "--input", input.string(), "--work", work, "--resolutoin", "3"});
     CHECK(r.code == 64);
@@ -189,7 +189,8 @@ TEST_SUITE("ingest cli") {
     r = run_augment({"scan", "--input", input.string(), "--work", work, "--allow-empty", "--quiet"});
     CHECK(r.code == 0);
     // A selected class that does not exist.
-    r = run_augment({"subsample", "--input", input.string(), "--work", work, "--allow-empty", "--classes", "cat,cow", "--quiet"});
+    r = run_augment(
+        {"subsample", "--input", input.string(), "--work", work, "--allow-empty", "--classes", "cat,cow", "--quiet"});
     CHECK(r.code == 65);
     CHECK(r.err.find("'cow'") != std::string::npos);
 
@@ -223,7 +224,8 @@ TEST_SUITE("ingest cli") {
       write_image(input / "c&d" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
     }
     const auto work = (dir / "work").string();
-    auto r = run_augment({"cache", "--input", input.string(), "--work", work, "--resolution", "8", "--channels", "1", "--quiet"});
+    auto r = run_augment(
+        {"cache", "--input", input.string(), "--work", work, "--resolution", "8", "--channels", "1", "--quiet"});
     REQUIRE(r.code == 0);
     r = run_augment({"status", "--work", work});
     INFO(r.err);
@@ -254,16 +256,33 @@ TEST_SUITE("ingest cli") {
       write_image(input / "b" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
     }
     const auto work = dir / "work";
-    const std::vector<std::string> base = {"--input", input.string(), "--work", work.string(), "--resolution", "8", "--threads", "1",
-                                           "--precision", "fp32", "--classifier.epochs", "1", "--classifier.width", "4",
-                                           "--subsample.test_fraction", "0.25", "--subsample.val_fraction", "0.2", "--quiet"};
+    const std::vector<std::string> base = {"--input",
+                                           input.string(),
+                                           "--work",
+                                           work.string(),
+                                           "--resolution",
+                                           "8",
+                                           "--threads",
+                                           "1",
+                                           "--precision",
+                                           "fp32",
+                                           "--classifier.epochs",
+                                           "1",
+                                           "--classifier.width",
+                                           "4",
+                                           "--subsample.test_fraction",
+                                           "0.25",
+                                           "--subsample.val_fraction",
+                                           "0.2",
+                                           "--quiet"};
     auto with = [&](std::vector<std::string> head) {
       head.insert(head.end(), base.begin(), base.end());
       return head;
     };
     REQUIRE(run_augment(with({"classifier"})).code == 0);
     std::map<std::string, std::string> before;
-    for (const char* f : {"scan/tiles.h5", "cache/train.h5", "cache/val.h5", "cache/test.h5"}) before[f] = read_bytes(work / f);
+    for (const char* f : {"scan/tiles.h5", "cache/train.h5", "cache/val.h5", "cache/test.h5"})
+      before[f] = read_bytes(work / f);
     const auto model = read_bytes(work / "classifier" / "model.pt");
     REQUIRE(run_augment(with({"cache", "--from", "scan"})).code == 0);
     for (const auto& [f, bytes] : before) {
@@ -277,7 +296,8 @@ TEST_SUITE("ingest cli") {
     const auto digest = nlohmann::json::parse(read_bytes(work / "records" / "classifier.json"))["outputs"][0]["hash"];
     REQUIRE(run_augment(with({"classifier", "--force"})).code == 0);
     CHECK(nlohmann::json::parse(read_bytes(work / "records" / "classifier.json"))["outputs"][0]["hash"] == digest);
-    MESSAGE("model.pt bytes ", (read_bytes(work / "classifier" / "model.pt") == model ? "equal" : "differ"), " after retraining");
+    MESSAGE("model.pt bytes ", (read_bytes(work / "classifier" / "model.pt") == model ? "equal" : "differ"),
+            " after retraining");
   }
 
   TEST_CASE("NAME=DIR inputs and a class map make classes from whole folders and files") {
@@ -286,8 +306,8 @@ TEST_SUITE("ingest cli") {
       write_image(dir / "dogs" / "breed a" / (std::to_string(i) + ".jpg"), 20, 20, 3, i);
       write_image(dir / "cars" / (std::to_string(i) + ".png"), 20, 20, 3, 20 + i);
     }
-    auto r = run_augment({"scan", "--input", "dog=" + (dir / "dogs").string(), "--input", "car=" + (dir / "cars").string(), "--work",
-                          (dir / "w1").string(), "--quiet"});
+    auto r = run_augment({"scan", "--input", "dog=" + (dir / "dogs").string(), "--input",
+                          "car=" + (dir / "cars").string(), "--work", (dir / "w1").string(), "--quiet"});
     REQUIRE(r.code == 0);
     auto classes = read_class_list(dir / "w1" / "scan" / "classes.json");
     CHECK(classes.names == std::vector<std::string>{"car", "dog"});
@@ -303,160 +323,6 @@ TEST_SUITE("ingest cli") {
     CHECK(classes.names == std::vector<std::string>{"dog", "odd one", "vehicle, land"});
     CHECK(classes.counts == std::vector<std::int64_t>{4, 1, 3});
     fs::remove_all(w2);
-  }
-
-  TEST_CASE("status - staleness - --from and --only") {
-    TempDir dir;
-    const auto input = dir / "data";
-    for (int i = 0; i < 5; ++i) {
-      write_image(input / "a" / (std::to_string(i) + ".png"), 16, 16, 3, i);
-      write_image(input / "b" / (std::to_string(i) + ".png"), 16, 16, 3, 10 + i);
-    }
-    const auto work = (dir / "work").string();
-    const std::vector<std::string> base = {"--input", input.string(), "--work", work, "--resolution", "8"};
-    auto with = [&](std::vector<std::string> head, std::vector<std::string> tail = {}) {
-      head.insert(head.end(), base.begin(), base.end());
-      head.insert(head.end(), tail.begin(), tail.end());
-      return head;
-    };
-    auto r = run_augment(with({"status"}));
-    CHECK(r.code == 66);  // nothing ran yet
-    const auto events = dir / "events.jsonl";
-    r = run_augment(with({"cache"}, {"--log-json", events.string()}));
-    REQUIRE(r.code == 0);
-    // Logs of batch jobs (stderr not a terminal) get whole lines, and --log-json one object per event.
-    CHECK(r.err.find('\r') == std::string::npos);
-    CHECK(r.err.find("scan: 10/10 (100%)") != std::string::npos);
-    std::ifstream ev(events);
-    std::string line;
-    std::set<std::string> kinds;
-    while (std::getline(ev, line)) kinds.insert(nlohmann::json::parse(line).at("event").get<std::string>());
-    CHECK(kinds.count("stage_start") == 1);
-    CHECK(kinds.count("stage_end") == 1);
-    CHECK(kinds.count("progress") == 1);
-    r = run_augment(with({"status"}));
-    CHECK(r.out.find("scan         done") != std::string::npos);
-    CHECK(r.out.find("cache        done") != std::string::npos);
-
-    // Everything is up to date: nothing reruns.
-    r = run_augment(with({"cache"}));
-    CHECK(r.err.find("scan: up to date") != std::string::npos);
-    CHECK(r.err.find("cache: up to date") != std::string::npos);
-
-    // A record from an older augment that lacked an option: at its default it is no change; set
-    // to something else it is.
-    {
-      const auto rec_path = fs::path(work) / "records" / "cache.json";
-      auto rec = nlohmann::json::parse(read_bytes(rec_path));
-      REQUIRE(rec["options"].contains("cache.fit"));
-      rec["options"].erase("cache.fit");
-      write_bytes(rec_path, rec.dump(2));
-    }
-    r = run_augment(with({"status"}));
-    CHECK(r.out.find("cache        done") != std::string::npos);
-    r = run_augment(with({"status"}, {"--cache.fit", "pad"}));
-    CHECK(r.out.find("cache        stale") != std::string::npos);
-    CHECK(r.out.find("cache.fit") != std::string::npos);
-
-    // A cache option change makes only cache stale.
-    r = run_augment(with({"status"}, {"--channels", "1"}));
-    CHECK(r.out.find("scan         done") != std::string::npos);
-    CHECK(r.out.find("cache        stale") != std::string::npos);
-    CHECK(r.out.find("cache.channels") != std::string::npos);
-    // A new image makes scan stale, and the change flows down.
-    write_image(input / "b" / "new.png", 16, 16, 3, 99);
-    r = run_augment(with({"status"}));
-    CHECK(r.out.find("scan         stale") != std::string::npos);
-    r = run_augment(with({"cache"}));
-    CHECK(r.code == 0);
-    CHECK(r.err.find("== subsample done") != std::string::npos);
-    CHECK(r.err.find("== cache done") != std::string::npos);
-
-    r = run_augment(with({"cache"}, {"--from", "subsample"}));
-    CHECK(r.err.find("scan: up to date") != std::string::npos);
-    CHECK(r.err.find("== subsample done") != std::string::npos);
-    CHECK(r.err.find("== cache done") != std::string::npos);
-    r = run_augment(with({"cache"}, {"--only", "cache"}));
-    CHECK(r.err.find("scan") == std::string::npos);
-    CHECK(r.err.find("== cache done") != std::string::npos);
-    // A modified output is noticed.
-    write_bytes(fs::path(work) / "subsample" / "classes.json", "{}");
-    r = run_augment(with({"status"}));
-    CHECK(r.out.find("subsample    stale") != std::string::npos);
-  }
-
-  TEST_CASE("cache killed with SIGKILL or stopped with SIGINT resumes from finished parts") {
-    TempDir dir;
-    const auto input = dir / "data";
-    // Large smooth PNGs: small files, slow enough to decode that the kill lands mid-way.
-    for (int c = 0; c < 2; ++c) {
-      for (int i = 0; i < 60; ++i) {
-        cv::Mat img(900, 900, CV_8UC3);
-        for (int y = 0; y < img.rows; ++y) img.row(y).setTo(cv::Scalar((y + i * 7) % 256, (c * 90 + i) % 256, y % 200));
-        const auto p = input / ("class " + std::to_string(c)) / (std::to_string(i) + ".png");
-        fs::create_directories(p.parent_path());
-        cv::imwrite(p.string(), img);
-      }
-    }
-    const auto work = dir / "work";
-    const std::vector<std::string> args = {"cache", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
-                                           "--cache.shard_size", "8", "--threads", "1", "--scan.prefetch_tiles=false"};
-    // Without prefetched tiles, cache decodes every image itself, in resumable parts.
-    REQUIRE(run_augment({"subsample", "--input", input.string(), "--work", work.string(), "--quiet", "--resolution", "32",
-                         "--scan.prefetch_tiles=false"})
-                .code == 0);
-
-    auto start_and_signal = [&](int sig) {
-      const pid_t pid = spawn_augment(args, "", "/dev/null");
-      // Wait until this run has finished a part of its own, then signal.
-      auto parts = [&] {
-        std::error_code ec;
-        int n = 0;
-        for (auto it = fs::directory_iterator(work / "cache" / "parts", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-          n += it->path().extension() == ".h5";
-        }
-        return n;
-      };
-      const int before = parts();
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-      while (parts() <= before && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      ::kill(pid, sig);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      return status;
-    };
-
-    int status = start_and_signal(SIGKILL);
-    CHECK(WIFSIGNALED(status));
-    CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
-    CHECK_FALSE(fs::exists(work / "records" / "cache.json"));
-
-    status = start_and_signal(SIGINT);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 130);
-    CHECK_FALSE(fs::exists(work / "cache" / "train.h5"));
-
-    auto r = run_augment({"cache", "--input", input.string(), "--work", work.string(), "--resolution", "32", "--cache.shard_size", "8",
-                          "--scan.prefetch_tiles=false"});
-    INFO(r.err);
-    REQUIRE(r.code == 0);
-    CHECK(r.err.find("reused") != std::string::npos);
-    // No temp files remain anywhere in the work dir.
-    for (const auto& e : fs::recursive_directory_iterator(work)) CHECK(e.path().filename().string().find("augment-tmp") == std::string::npos);
-
-    // The resumed cache equals an uninterrupted one made from the tiles prefetched by scan.
-    const auto fresh = dir / "fresh";
-    REQUIRE(run_augment({"cache", "--input", input.string(), "--work", fresh.string(), "--resolution", "32", "--quiet"}).code == 0);
-    for (const char* split : {"train", "val", "test"}) {
-      CacheReader a(work / "cache" / (std::string(split) + ".h5")), b(fresh / "cache" / (std::string(split) + ".h5"));
-      REQUIRE(a.size() == b.size());
-      std::vector<std::uint8_t> pa(a.image_bytes() * a.size()), pb(pa.size());
-      std::vector<std::int64_t> la(a.size()), lb(b.size());
-      a.read(0, a.size(), pa.data(), la.data(), nullptr);
-      b.read(0, b.size(), pb.data(), lb.data(), nullptr);
-      CHECK(pa == pb);
-      CHECK(la == lb);
-    }
   }
 
   TEST_CASE("help - version and unknown commands") {

@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
-#include "pipeline/blas_threads.h"
+#include "pipeline/base/blas_threads.h"
 
 // The tests run with the thread settings augment itself uses.
 int main(int argc, char** argv) {

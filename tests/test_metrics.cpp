@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "models/downstream_utility.h"
 #include "models/metrics.h"
@@ -28,18 +28,22 @@ TEST_SUITE("evaluation metrics") {
     // A shifted copy has the same covariance: the distance is the squared shift.
     const auto shift = torch::tensor({1.0, -2.0, 0.5, 0.0, 3.0, 0.25}, torch::kFloat64);
     CHECK(frechet_distance(a, a + shift) == doctest::Approx(shift.pow(2).sum().item<double>()).epsilon(1e-9));
-    CHECK(frechet_distance(a.to(torch::kFloat32), (a + shift).to(torch::kFloat32)) == doctest::Approx(14.3125).epsilon(1e-5));
+    CHECK(frechet_distance(a.to(torch::kFloat32), (a + shift).to(torch::kFloat32)) ==
+          doctest::Approx(14.3125).epsilon(1e-5));
 
     // Diagonal covariances: |dmu|^2 + sum (sqrt(a_i) - sqrt(b_i))^2.
-    const auto mu_a = torch::tensor({0.0, 1.0, 2.0}, torch::kFloat64), mu_b = torch::tensor({1.0, 1.0, 0.0}, torch::kFloat64);
-    const auto va = torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64), vb = torch::tensor({4.0, 4.0, 1.0}, torch::kFloat64);
+    const auto mu_a = torch::tensor({0.0, 1.0, 2.0}, torch::kFloat64),
+               mu_b = torch::tensor({1.0, 1.0, 0.0}, torch::kFloat64);
+    const auto va = torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64),
+               vb = torch::tensor({4.0, 4.0, 1.0}, torch::kFloat64);
     CHECK(frechet_distance(mu_a, torch::diag(va), mu_b, torch::diag(vb)) == doctest::Approx(5.0 + 1.0 + 0.0 + 4.0));
 
     // Non-commuting 2x2: for M with positive eigenvalues, tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)).
     const auto s1 = torch::tensor({2.0, 1.0, 1.0, 2.0}, torch::kFloat64).view({2, 2});
     const auto s2 = torch::tensor({1.0, 0.0, 0.0, 3.0}, torch::kFloat64).view({2, 2});
     const auto zero = torch::zeros({2}, torch::kFloat64);
-    CHECK(frechet_distance(zero, s1, zero, s2) == doctest::Approx(4.0 + 4.0 - 2.0 * std::sqrt(8.0 + 2.0 * 3.0)).epsilon(1e-12));
+    CHECK(frechet_distance(zero, s1, zero, s2) ==
+          doctest::Approx(4.0 + 4.0 - 2.0 * std::sqrt(8.0 + 2.0 * 3.0)).epsilon(1e-12));
     // Symmetric in its arguments.
     CHECK(frechet_distance(zero, s2, zero, s1) == doctest::Approx(frechet_distance(zero, s1, zero, s2)));
     // Too few rows for a covariance.
@@ -72,7 +76,8 @@ TEST_SUITE("evaluation metrics") {
       auto x = gaussian(900, 4, seed);
       x.slice(0, 300, 600).add_(6.0);
       x.slice(0, 600, 900).add_(-6.0 + shift2);
-      auto l = torch::cat({torch::zeros({300}, torch::kInt64), torch::ones({300}, torch::kInt64), torch::full({300}, 2, torch::kInt64)});
+      auto l = torch::cat({torch::zeros({300}, torch::kInt64), torch::ones({300}, torch::kInt64),
+                           torch::full({300}, 2, torch::kInt64)});
       return std::make_pair(x, l);
     };
     const auto [a, la] = set(21, 20.0);
@@ -83,10 +88,12 @@ TEST_SUITE("evaluation metrics") {
     // Restricting b alone is not enough: b's class 2 would be a mode a lacks.
     CHECK(frechet_distance(a.slice(0, 0, 600), b) > 10.0);
     // All classes marked: the class-mix distance itself.
-    CHECK(frechet_distance_at_mix(a, la, b, lb, all) == doctest::Approx(frechet_distance(a, class_mix_weights(la, lb, 3), b)).epsilon(1e-12));
+    CHECK(frechet_distance_at_mix(a, la, b, lb, all) ==
+          doctest::Approx(frechet_distance(a, class_mix_weights(la, lb, 3), b)).epsilon(1e-12));
   }
 
-  TEST_CASE("precision and recall: 1 for identical sets and 0 for disjoint ones and half the recall for a dropped mode") {
+  TEST_CASE(
+      "precision and recall: 1 for identical sets and 0 for disjoint ones and half the recall for a dropped mode") {
     const auto a = gaussian(200, 5, 2);
     auto pr = knn_precision_recall(a, a, 3);
     CHECK(pr.precision == 1.0);
@@ -134,7 +141,9 @@ TEST_SUITE("evaluation metrics") {
 }
 
 TEST_SUITE("t-SNE") {
-  TEST_CASE("independent conditional accuracy: the real-only classifiers judge the synthetic images and the mean is over seeds") {
+  TEST_CASE(
+      "independent conditional accuracy: the real-only classifiers judge the synthetic images and the mean is over "
+      "seeds") {
     auto run = [](std::uint64_t seed, std::vector<std::vector<std::int64_t>> synthetic) {
       DownstreamRun r;
       r.variant = "real";
@@ -144,7 +153,8 @@ TEST_SUITE("t-SNE") {
       r.test.add(1, 1, 5);
       ConfusionMatrix m(2);
       for (std::size_t t = 0; t < 2; ++t)
-        for (std::size_t p = 0; p < 2; ++p) m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), synthetic[t][p]);
+        for (std::size_t p = 0; p < 2; ++p)
+          m.add(static_cast<std::int64_t>(t), static_cast<std::int64_t>(p), synthetic[t][p]);
       r.synthetic = m;
       return r;
     };

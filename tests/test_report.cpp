@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
-#include "pipeline/report.h"
+#include "pipeline/base/report.h"
 
 using namespace augment;
 using augment::test::TempDir;

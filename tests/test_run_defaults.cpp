@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
-#include "pipeline/config.h"
+#include "pipeline/base/config.h"
+#include "pipeline/command/cli.h"
 #include "stages/geometry_advice.h"
 #include "stages/run_defaults.h"
 #include "stages/stage_list.h"
@@ -122,12 +123,13 @@ TEST_SUITE("defaults") {
     TempDir dir;
     two_classes(dir / "in", 4, 20);
     const auto work = dir / "work";
-    auto r = run_augment({"scan", "--input", (dir / "in").string(), "--work", work.string(), "--resolution", "64", "--quiet"});
+    auto r = run_augment(
+        {"scan", "--input", (dir / "in").string(), "--work", work.string(), "--resolution", "64", "--quiet"});
     REQUIRE(r.code == 0);
     CHECK(value_in_ini(work / "config.ini", "train", "channel_mult") == "1,2,2,2");
     CHECK(value_in_ini(work / "config.ini", "train", "attention") == "8");
-    r = run_augment({"scan", "--input", (dir / "in").string(), "--work", work.string(), "--resolution", "32", "--preset", "thorough",
-                     "--device", "cpu", "--quiet"});
+    r = run_augment({"scan", "--input", (dir / "in").string(), "--work", work.string(), "--resolution", "32",
+                     "--preset", "thorough", "--device", "cpu", "--quiet"});
     REQUIRE(r.code == 0);
     CHECK(value_in_ini(work / "config.ini", "train", "channel_mult") == "1,2,2");
     CHECK(value_in_ini(work / "config.ini", "train", "minutes") == "180");
@@ -137,11 +139,14 @@ TEST_SUITE("defaults") {
     CHECK(r.out.find("96-128 px") != std::string::npos);
   }
 
-  TEST_CASE("a finished stage keeps its options when only a default changed - status says so - --force or an explicit value reruns") {
+  TEST_CASE(
+      "a finished stage keeps its options when only a default changed - status says so - --force or an explicit value "
+      "reruns") {
     TempDir dir;
     two_classes(dir / "in", 5, 16);
     const auto work = dir / "work";
-    const std::vector<std::string> base = {"--input", (dir / "in").string(), "--work", work.string(), "--resolution", "8"};
+    const std::vector<std::string> base = {"--input",     (dir / "in").string(), "--work",
+                                           work.string(), "--resolution",        "8"};
     auto with = [&](std::vector<std::string> head, std::vector<std::string> tail = {}) {
       head.insert(head.end(), base.begin(), base.end());
       head.insert(head.end(), tail.begin(), tail.end());
@@ -165,7 +170,8 @@ TEST_SUITE("defaults") {
     r = run_augment(with({"cache"}));
     CAPTURE(r.err);
     CHECK(r.code == 0);
-    CHECK(r.err.find("cache: keeps the options it ran with where only their defaults changed: cache.fit = pad") != std::string::npos);
+    CHECK(r.err.find("cache: keeps the options it ran with where only their defaults changed: cache.fit = pad") !=
+          std::string::npos);
     CHECK(r.err.find("cache: up to date") != std::string::npos);
     CHECK(r.err.find("== cache done") == std::string::npos);
     CHECK(read_bytes(work / "cache" / "train.h5") == cache_h5);
@@ -182,7 +188,8 @@ TEST_SUITE("defaults") {
     CHECK(nlohmann::json::parse(read_bytes(rec_path))["options"]["cache.fit"] == "crop");
   }
 
-  TEST_CASE("scan advises a resolution and channel count that suit small or grayscale images - unless the user chose them") {
+  TEST_CASE(
+      "scan advises a resolution and channel count that suit small or grayscale images - unless the user chose them") {
     std::vector<ImageRecord> gray_small(10);
     for (auto& r : gray_small) {
       r.width = 28;
@@ -191,7 +198,8 @@ TEST_SUITE("defaults") {
     }
     auto advice = geometry_advice(gray_small, 64, 3, false, false);
     REQUIRE(advice.size() == 2);
-    CHECK(advice[0].find("10 of 10 images are smaller than cache.resolution 64 (median short side 28 px)") != std::string::npos);
+    CHECK(advice[0].find("10 of 10 images are smaller than cache.resolution 64 (median short side 28 px)") !=
+          std::string::npos);
     CHECK(advice[0].find("--resolution 28") != std::string::npos);
     CHECK(advice[1].find("--channels 1") != std::string::npos);
     CHECK(geometry_advice(gray_small, 64, 3, true, true).empty());

@@ -7,9 +7,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "fixtures.h"
 #include "augment_test_paths.h"
-#include "pipeline/fs_util.h"
+#include "fixtures.h"
+#include "pipeline/base/fs_util.h"
 
 using namespace augment::test;
 
@@ -31,15 +31,38 @@ std::vector<fs::path> pngs(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("sample stage: byte-identical images across batch sizes and shards - resume regenerates nothing - emit merges shards") {
+TEST_CASE(
+    "sample stage: byte-identical images across batch sizes and shards - resume regenerates nothing - emit merges "
+    "shards") {
   TempDir tmp;
   for (int i = 0; i < 20; ++i) write_image(tmp / ("in/round/" + std::to_string(i) + ".png"), 20, 20, 3, i);
   for (int i = 0; i < 8; ++i) write_image(tmp / ("in/flat & wide/" + std::to_string(i) + ".png"), 24, 18, 1, 100 + i);
-  const std::vector<std::string> common = {"--input", (tmp / "in").string(), "--cache.resolution", "16", "--train.channels", "8",
-                                           "--train.channel_mult", "1,2", "--train.blocks", "1", "--train.attention", "8",
-                                           "--train.heads", "2", "--train.diffusion_steps", "40", "--train.steps", "4",
-                                           "--train.batch_size", "8", "--classifier.epochs", "1", "--sample.steps", "4",
-                                           "--threads", "1"};
+  const std::vector<std::string> common = {"--input",
+                                           (tmp / "in").string(),
+                                           "--cache.resolution",
+                                           "16",
+                                           "--train.channels",
+                                           "8",
+                                           "--train.channel_mult",
+                                           "1,2",
+                                           "--train.blocks",
+                                           "1",
+                                           "--train.attention",
+                                           "8",
+                                           "--train.heads",
+                                           "2",
+                                           "--train.diffusion_steps",
+                                           "40",
+                                           "--train.steps",
+                                           "4",
+                                           "--train.batch_size",
+                                           "8",
+                                           "--classifier.epochs",
+                                           "1",
+                                           "--sample.steps",
+                                           "4",
+                                           "--threads",
+                                           "1"};
   const auto a = tmp / "a", b = tmp / "b";
   auto r = run_augment(with({"sample", "--work", a.string(), "--sample.batch_size", "64"}, common));
   REQUIRE_MESSAGE(r.code == 0, r.err);
@@ -59,10 +82,10 @@ TEST_CASE("sample stage: byte-identical images across batch sizes and shards - r
   REQUIRE(r.code == 0);
   std::vector<int> pids;
   for (int k = 0; k < 2; ++k) {
-    pids.push_back(spawn_augment(with({"sample", "--work", b.string(), "--sample.shard", std::to_string(k) + "/2",
-                                       "--sample.batch_size", "3"},
-                                      common),
-                                 (tmp / ("out" + std::to_string(k))).string(), (tmp / ("err" + std::to_string(k))).string()));
+    pids.push_back(spawn_augment(
+        with({"sample", "--work", b.string(), "--sample.shard", std::to_string(k) + "/2", "--sample.batch_size", "3"},
+             common),
+        (tmp / ("out" + std::to_string(k))).string(), (tmp / ("err" + std::to_string(k))).string()));
   }
   for (int k = 0; k < 2; ++k) {
     CAPTURE(read_bytes(tmp / ("err" + std::to_string(k))));
@@ -95,21 +118,54 @@ TEST_CASE("tools/simulate_array.sh: a 3-way array run emits the same dataset as 
   TempDir tmp;
   for (int i = 0; i < 14; ++i) write_image(tmp / ("in/a/" + std::to_string(i) + ".png"), 20, 20, 3, i);
   for (int i = 0; i < 5; ++i) write_image(tmp / ("in/b b/" + std::to_string(i) + ".png"), 20, 20, 3, 50 + i);
-  std::string common = " --input " + (tmp / "in").string() +
-                       " --cache.resolution 16 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 8"
-                       " --train.heads 2 --train.diffusion_steps 40 --train.steps 3 --train.batch_size 8 --classifier.epochs 1"
-                       " --sample.steps 3 --evaluate.seeds 1 --evaluate.downstream_epochs 1 --evaluate.tsne_iterations 300"
-                       " --threads 1 --quiet";
-  auto r = run_augment({"emit", "--work", (tmp / "one").string(), "--output", (tmp / "out-one").string(), "--input",
-                        (tmp / "in").string(), "--cache.resolution", "16", "--train.channels", "8", "--train.channel_mult", "1,2",
-                        "--train.blocks", "1", "--train.attention", "8", "--train.heads", "2", "--train.diffusion_steps", "40",
-                        "--train.steps", "3", "--train.batch_size", "8", "--classifier.epochs", "1", "--sample.steps", "3",
-                        "--evaluate.seeds", "1", "--evaluate.downstream_epochs", "1", "--evaluate.tsne_iterations", "300",
-                        "--threads", "1", "--quiet"});
+  std::string common =
+      " --input " + (tmp / "in").string() +
+      " --cache.resolution 16 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 8"
+      " --train.heads 2 --train.diffusion_steps 40 --train.steps 3 --train.batch_size 8 --classifier.epochs 1"
+      " --sample.steps 3 --evaluate.seeds 1 --evaluate.downstream_epochs 1 --evaluate.tsne_iterations 300"
+      " --threads 1 --quiet";
+  auto r = run_augment({"emit",
+                        "--work",
+                        (tmp / "one").string(),
+                        "--output",
+                        (tmp / "out-one").string(),
+                        "--input",
+                        (tmp / "in").string(),
+                        "--cache.resolution",
+                        "16",
+                        "--train.channels",
+                        "8",
+                        "--train.channel_mult",
+                        "1,2",
+                        "--train.blocks",
+                        "1",
+                        "--train.attention",
+                        "8",
+                        "--train.heads",
+                        "2",
+                        "--train.diffusion_steps",
+                        "40",
+                        "--train.steps",
+                        "3",
+                        "--train.batch_size",
+                        "8",
+                        "--classifier.epochs",
+                        "1",
+                        "--sample.steps",
+                        "3",
+                        "--evaluate.seeds",
+                        "1",
+                        "--evaluate.downstream_epochs",
+                        "1",
+                        "--evaluate.tsne_iterations",
+                        "300",
+                        "--threads",
+                        "1",
+                        "--quiet"});
   REQUIRE_MESSAGE(r.code == 0, r.err);
   r = run_shell("AUGMENT=" + std::string(AUGMENT_BINARY) + " LOG_DIR=" + (tmp / "logs").string() + " bash " +
-                (fs::path(AUGMENT_SOURCE_DIR) / "tools" / "simulate_array.sh").string() + " 3 --work " + (tmp / "three").string() +
-                " --output " + (tmp / "out-three").string() + common);
+                (fs::path(AUGMENT_SOURCE_DIR) / "tools" / "simulate_array.sh").string() + " 3 --work " +
+                (tmp / "three").string() + " --output " + (tmp / "out-three").string() + common);
   const std::string script_log = r.out + r.err;
   REQUIRE_MESSAGE(r.code == 0, script_log);
   CHECK(fs::exists(tmp / "three" / "sample" / "journal-2-of-3.jsonl"));

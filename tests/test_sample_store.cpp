@@ -9,9 +9,10 @@
 
 #include "fixtures.h"
 #include "manifests/sample_store.h"
-#include "pipeline/errors.h"
-#include "pipeline/report.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/report.h"
 #include "stages/sample_plan.h"
+#include "stages/sampling_driver.h"
 
 using namespace augment;
 using namespace augment::test;
@@ -43,12 +44,7 @@ SamplePlan small_plan(const std::string& policy = "balance=max") {
 // Pixels are a function of the seed alone; the confidence too (its low bits).
 GeneratedImage fake_image(std::uint64_t seed) {
   GeneratedImage g;
-  g.pixels.resize(kRes * kRes * 3);
-  std::uint64_t x = seed;
-  for (auto& p : g.pixels) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    p = static_cast<std::uint8_t>(x >> 56);
-  }
+  g.pixels = seeded_bytes(seed, kRes * kRes * 3);
   g.confidence = static_cast<double>(seed % 1000) / 1000.0;
   return g;
 }
@@ -91,8 +87,8 @@ std::map<std::string, std::string> images_of(const fs::path& dir) {
 }
 
 std::string entry_text(const JournalEntry& e) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", e.label, e.index, e.seed, e.tries, e.accepted, e.confidence ? *e.confidence : -1, e.file,
-                     e.png_hash);
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", e.label, e.index, e.seed, e.tries, e.accepted,
+                     e.confidence ? *e.confidence : -1, e.file, e.png_hash);
 }
 std::set<std::string> entries_of(const std::vector<JournalEntry>& v) {
   std::set<std::string> s;
@@ -125,8 +121,8 @@ TEST_SUITE("sample plan") {
     plan = small_plan("synthetic=3");  // the same number for every class, whatever its real count
     for (const auto& c : plan.classes) CHECK(c.synthetic == 3);
     CHECK(plan_table(plan).find("ñandú") != std::string::npos);
-    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max", "synthetic=0", "synthetic=-2",
-                            "synthetic=99999999999999", "per_class=10000001", "ratio=10001"}) {
+    for (const char* bad : {"balance=min", "per_class=0", "per_class=x", "ratio=-1", "ratio", "max", "synthetic=0",
+                            "synthetic=-2", "synthetic=99999999999999", "per_class=10000001", "ratio=10001"}) {
       CHECK_THROWS_AS(parse_sample_policy(bad), std::invalid_argument);
     }
     CHECK(parse_sample_policy("synthetic=10000000").per_class == kMaxSyntheticPerClass);
@@ -229,7 +225,8 @@ TEST_SUITE("sample store") {
     const auto i1 = images_of(d1.path());
     CHECK(i1.size() == 11);
     CHECK(i1 == images_of(d7.path()));
-    CHECK(entries_of(read_journal(d1 / "journal-0-of-1.jsonl")) == entries_of(read_journal(d7 / "journal-0-of-1.jsonl")));
+    CHECK(entries_of(read_journal(d1 / "journal-0-of-1.jsonl")) ==
+          entries_of(read_journal(d7 / "journal-0-of-1.jsonl")));
     // The PNG holds exactly the generated pixels.
     const auto png = read_bytes(d1 / sample_image_relpath(1, 3));
     std::vector<std::uint8_t> pixels(kRes * kRes * 3);
@@ -285,7 +282,8 @@ TEST_SUITE("sample store") {
     std::uint64_t torn_after = 1;
     CHECK(read_journal(journal, &torn_after).size() == 29);
     CHECK(torn_after == 0);
-    CHECK(entries_of(merge_journals(dir.path(), plan).accepted) == entries_of(merge_journals(ref.path(), plan).accepted));
+    CHECK(entries_of(merge_journals(dir.path(), plan).accepted) ==
+          entries_of(merge_journals(ref.path(), plan).accepted));
 
     // A third run has nothing to do.
     FakeModel third;
@@ -356,7 +354,8 @@ TEST_SUITE("sample store") {
     CHECK(run_sampling(job, plan, again.fn(), quiet_reporter()).generated == 0);
     job.min_confidence = 0.0;
     FakeModel loose;
-    CHECK(run_sampling(job, plan, loose.fn(), quiet_reporter()).generated == static_cast<std::int64_t>(merged.rejected.size()));
+    CHECK(run_sampling(job, plan, loose.fn(), quiet_reporter()).generated ==
+          static_cast<std::int64_t>(merged.rejected.size()));
   }
 
   TEST_CASE("merging names the missing shard - the duplicated item and mixed shard counts") {
@@ -380,7 +379,8 @@ TEST_SUITE("sample store") {
     CHECK(merge_journals(dir.path(), plan).accepted.size() == 11);
     // A line of shard 0 copied into shard 1's journal: the same image twice.
     const auto line0 = read_bytes(dir / "journal-0-of-2.jsonl");
-    write_bytes(dir / "journal-1-of-2.jsonl", read_bytes(dir / "journal-1-of-2.jsonl") + line0.substr(0, line0.find('\n') + 1));
+    write_bytes(dir / "journal-1-of-2.jsonl",
+                read_bytes(dir / "journal-1-of-2.jsonl") + line0.substr(0, line0.find('\n') + 1));
     expect_error("is in both");
     fs::remove(dir / "journal-1-of-2.jsonl");
     run_sampling(job_in(dir.path(), ShardSpec{0, 1}), plan, m.fn(), quiet_reporter());

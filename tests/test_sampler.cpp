@@ -8,6 +8,7 @@
 #include "models/guidance.h"
 #include "models/sampler.h"
 #include "models/unet.h"
+#include "unet_fixtures.h"
 
 using namespace augment;
 
@@ -42,20 +43,21 @@ TEST_CASE("sampler timesteps: trailing spacing from T-1 down and every step when
 TEST_CASE("samplers with the exact denoiser land on the data for eps and v prediction") {
   for (const std::string prediction : {"eps", "v"}) {
     for (const std::string schedule : {"linear", "cosine"}) {
-      const GaussianDiffusion d(DiffusionConfig{200, schedule, prediction});
+      const GaussianDiffusion d(
+          DiffusionConfig{200, parse_name<NoiseSchedule>(schedule), parse_name<Prediction>(prediction)});
       const double c = 0.8;
       struct Case {
         SamplerSettings s;
         double tolerance;
       };
-      const std::vector<Case> cases = {{{"ddpm", 200, 0.0, false}, 0.05},
-                                       {{"ddim", 50, 0.0, false}, 0.05},
-                                       {{"ddim", 50, 1.0, false}, 0.05},
-                                       {{"dpmpp2m", 15, 0.0, false}, 0.05}};
+      const std::vector<Case> cases = {{{SamplerKind::kDdpm, 200, 0.0, false}, 0.05},
+                                       {{SamplerKind::kDdim, 50, 0.0, false}, 0.05},
+                                       {{SamplerKind::kDdim, 50, 1.0, false}, 0.05},
+                                       {{SamplerKind::kDpmpp2m, 15, 0.0, false}, 0.05}};
       for (const auto& cs : cases) {
         CAPTURE(prediction);
         CAPTURE(schedule);
-        CAPTURE(cs.s.name);
+        CAPTURE(name_of(cs.s.kind));
         CAPTURE(cs.s.eta);
         std::vector<std::uint64_t> seeds;
         for (std::uint64_t i = 0; i < 16; ++i) seeds.push_back(1000 + i);
@@ -75,11 +77,11 @@ TEST_CASE("samplers with the exact denoiser land on the data for eps and v predi
 }
 
 TEST_CASE("sampler noise is per image: an image does not depend on its batch") {
-  const GaussianDiffusion d(DiffusionConfig{100, "linear", "eps"});
+  const GaussianDiffusion d(DiffusionConfig{100, NoiseSchedule::kLinear, Prediction::kEps});
   const auto model = two_point_oracle(d, 0.5);
-  for (const std::string name : {"ddpm", "ddim", "dpmpp2m"}) {
+  for (const auto& [kind, name] : kSamplerNames.entries) {
     CAPTURE(name);
-    const SamplerSettings s{name, 10, name == "ddim" ? 0.5 : 0.0, true};
+    const SamplerSettings s{kind, 10, kind == SamplerKind::kDdim ? 0.5 : 0.0, true};
     NoiseSource both({7, 42}, 3, 4, torch::kCPU);
     NoiseSource alone({42}, 3, 4, torch::kCPU);
     const auto a = make_sampler(s)->run(d, model, both);
@@ -89,26 +91,16 @@ TEST_CASE("sampler noise is per image: an image does not depend on its batch") {
   }
   // eta adds noise: ddim with eta 1 differs from the deterministic eta 0.
   NoiseSource n0({3}, 1, 4, torch::kCPU), n1({3}, 1, 4, torch::kCPU);
-  const auto x0 = make_sampler({"ddim", 10, 0.0, true})->run(d, model, n0);
-  const auto x1 = make_sampler({"ddim", 10, 1.0, true})->run(d, model, n1);
+  const auto x0 = make_sampler({SamplerKind::kDdim, 10, 0.0, true})->run(d, model, n0);
+  const auto x1 = make_sampler({SamplerKind::kDdim, 10, 1.0, true})->run(d, model, n1);
   CHECK(!torch::equal(x0, x1));
-  CHECK_THROWS_AS(make_sampler({"euler", 10, 0.0, true}), std::invalid_argument);
-  CHECK_THROWS_AS(make_sampler({"ddim", 10, 1.5, true}), std::invalid_argument);
+  CHECK_THROWS_AS(parse_name<SamplerKind>("euler"), std::invalid_argument);
+  CHECK_THROWS_AS(make_sampler({SamplerKind::kDdim, 10, 1.5, true}), std::invalid_argument);
 }
 
 TEST_CASE("classifier-free guidance: scale 1 is the conditional pass and 0 the unconditional one") {
   torch::manual_seed(0);
-  UNetConfig cfg;
-  cfg.in_channels = 1;
-  cfg.resolution = 8;
-  cfg.base_channels = 8;
-  cfg.channel_mult = {1, 2};
-  cfg.blocks = 1;
-  cfg.attention_resolutions = {};
-  cfg.heads = 1;
-  cfg.num_classes = 3;
-  cfg.conditioning = "cfg";
-  UNet net(cfg);
+  UNet net(test::tiny_unet(Conditioning::kCfg, 1, 8, {}));
   net->eval();
   // Zero-initialised output layers would make every prediction 0: perturb all weights.
   {
@@ -122,8 +114,10 @@ TEST_CASE("classifier-free guidance: scale 1 is the conditional pass and 0 the u
   const auto cond = net->forward(x, t, labels);
   const auto uncond = net->forward(x, t, torch::full({2}, net->null_label(), torch::kInt64));
   CHECK(!torch::allclose(cond, uncond));
-  CHECK(torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 1.0})(x, 5), cond, 1e-5, 1e-6));
-  CHECK(torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 0.0})(x, 5), uncond, 1e-5, 1e-6));
+  CHECK(
+      torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 1.0})(x, 5), cond, 1e-5, 1e-6));
+  CHECK(torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 0.0})(x, 5), uncond, 1e-5,
+                        1e-6));
   const auto g3 = denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 3.0})(x, 5);
   CHECK(torch::allclose(g3, uncond + 3.0 * (cond - uncond), 1e-4, 1e-5));
   // Outside the guidance interval the conditional pass runs alone.

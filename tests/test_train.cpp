@@ -14,9 +14,9 @@
 #include "models/checkpoint.h"
 #include "models/classifier.h"
 #include "models/denoiser_file.h"
-#include "pipeline/errors.h"
-#include "pipeline/report.h"
-#include "pipeline/signals.h"
+#include "pipeline/base/errors.h"
+#include "pipeline/base/report.h"
+#include "pipeline/base/signals.h"
 #include "stages/trainer.h"
 
 using namespace augment;
@@ -53,9 +53,9 @@ TrainOptions tiny_options() {
   o.lr = 2e-3;
   o.warmup = 5;
   o.channels = 8;
-  o.channel_mult = {"1", "2"};
+  o.channel_mult = {1, 2};
   o.blocks = 1;
-  o.attention = {"8"};
+  o.attention = {8};
   o.heads = 2;
   o.dropout = 0.1;
   o.diffusion_steps = 100;
@@ -128,9 +128,10 @@ TEST_CASE("train: an interrupted and resumed run ends with the weights of an uni
   for (const char* cond : {"cfg", "cbn"}) {
     CAPTURE(cond);
     auto o = tiny_options();
-    o.conditioning = cond;
+    o.conditioning = parse_name<Conditioning>(cond);
     const auto data = two_class_data(16);
-    const auto straight_dir = fresh_dir(std::string("straight_") + cond), split_dir = fresh_dir(std::string("split_") + cond);
+    const auto straight_dir = fresh_dir(std::string("straight_") + cond),
+               split_dir = fresh_dir(std::string("split_") + cond);
 
     Trainer straight(o, data, env_for(straight_dir), quiet_reporter());
     straight.run();
@@ -181,8 +182,9 @@ TEST_CASE("train: a truncated checkpoint is detected and the previous one is use
   fs::resize_file(files[0], fs::file_size(files[0]) / 2);  // as a crash during a non-atomic copy would leave it
 
   std::vector<std::string> skipped;
-  auto found = restore_latest_checkpoint(first.checkpoint_dir(), torch::kCPU,
-                                         [](torch::serialize::InputArchive&) { return RestoreResult::kRestored; }, &skipped);
+  auto found = restore_latest_checkpoint(
+      first.checkpoint_dir(), torch::kCPU, [](torch::serialize::InputArchive&) { return RestoreResult::kRestored; },
+      &skipped);
   REQUIRE(found.has_value());
   CHECK(found->path.filename() == "step-00000003.pt");
   REQUIRE(skipped.size() == 1);
@@ -321,7 +323,7 @@ TEST_CASE("train: ac trains against a frozen classifier - or a joint one that le
   for (const char* mode : {"frozen", "joint"}) {
     CAPTURE(mode);
     auto o = tiny_options();
-    o.conditioning = "ac";
+    o.conditioning = Conditioning::kAc;
     o.ac_classifier = mode;
     o.ac_weight = 0.5;
     o.steps = 3;
@@ -347,9 +349,10 @@ TEST_CASE("train: ac trains against a frozen classifier - or a joint one that le
     fs::remove_all(dir);
   }
   auto o = tiny_options();
-  o.conditioning = "ac";
+  o.conditioning = Conditioning::kAc;
   const auto dir = fresh_dir("ac_missing");
-  CHECK_THROWS_WITH_AS(Trainer(o, data, env_for(dir), quiet_reporter()), doctest::Contains("augment classifier"), UserError);
+  CHECK_THROWS_WITH_AS(Trainer(o, data, env_for(dir), quiet_reporter()), doctest::Contains("augment classifier"),
+                       UserError);
   fs::remove_all(dir);
 }
 
@@ -362,7 +365,7 @@ TEST_CASE("train: the saved denoiser reloads with its meta and the EMA weights")
   save_denoiser(trainer.ema(), trainer.meta(), dir / "model.pt", dir / "model.json");
   auto loaded = load_denoiser(dir / "model.pt", dir / "model.json", torch::kCPU);
   CHECK(loaded.meta.class_names == std::vector<std::string>{"top_left", "bottom_right"});
-  CHECK(loaded.meta.model.conditioning == "cfg");
+  CHECK(loaded.meta.model.conditioning == Conditioning::kCfg);
   CHECK(loaded.meta.model.in_channels == 3);
   CHECK(loaded.meta.diffusion.steps == 100);
   CHECK(loaded.meta.steps_trained == 3);
@@ -374,7 +377,8 @@ TEST_CASE("train: the saved denoiser reloads with its meta and the EMA weights")
 TEST_CASE("train: class_power rebalances each epoch towards the rare classes") {
   // 90 / 9 / 1 images of three classes.
   std::vector<std::int64_t> labels;
-  for (int c = 0; c < 3; ++c) labels.insert(labels.end(), std::vector<std::int64_t>::size_type(c == 0 ? 90 : c == 1 ? 9 : 1), c);
+  for (int c = 0; c < 3; ++c)
+    labels.insert(labels.end(), std::vector<std::int64_t>::size_type(c == 0 ? 90 : c == 1 ? 9 : 1), c);
   auto counts = [&](double power, std::int64_t epoch) {
     const auto order = epoch_order(3, epoch, labels, power);
     REQUIRE(order.size() == labels.size());
@@ -395,13 +399,15 @@ TEST_CASE("train: class_power rebalances each epoch towards the rare classes") {
   // A thinned class shows different images in another epoch; a repeated one cycles through all of its.
   auto class0 = [&](std::int64_t epoch) {
     std::set<std::int64_t> s;
-    for (const auto i : epoch_order(3, epoch, labels, 0.5)) if (labels[static_cast<std::size_t>(i)] == 0) s.insert(i);
+    for (const auto i : epoch_order(3, epoch, labels, 0.5))
+      if (labels[static_cast<std::size_t>(i)] == 0) s.insert(i);
     return s;
   };
   CHECK(class0(0).size() == 70);
   CHECK(class0(0) != class0(1));
   std::set<std::int64_t> class1;
-  for (const auto i : epoch_order(3, 0, labels, 0.5)) if (labels[static_cast<std::size_t>(i)] == 1) class1.insert(i);
+  for (const auto i : epoch_order(3, 0, labels, 0.5))
+    if (labels[static_cast<std::size_t>(i)] == 1) class1.insert(i);
   CHECK(class1.size() == 9);
   // Deterministic per (seed, epoch).
   CHECK(epoch_order(3, 2, labels, 0.5) == epoch_order(3, 2, labels, 0.5));

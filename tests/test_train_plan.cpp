@@ -10,7 +10,7 @@ namespace {
 TrainPlanInput base() {
   TrainPlanInput in;
   in.parameters = 1'100'000;
-  in.step_seconds = 0.5;     // 64 images per step: 128 images/s
+  in.step_seconds = 0.5;  // 64 images per step: 128 images/s
   in.images_per_step = 64;
   in.step = 100;
   in.max_steps = 1'000'000;
@@ -65,7 +65,8 @@ TEST_CASE("train plan: the balance plan's sampling time follows training") {
   const auto p = plan_training(in, 0);
   CHECK(p.sample_seconds == doctest::Approx(588.12));
   CAPTURE(p.text);
-  CHECK(p.text.find("then sampling the 4901 synthetic images of the balance plan takes about 9m48s") != std::string::npos);
+  CHECK(p.text.find("then sampling the 4901 synthetic images of the balance plan takes about 9m48s") !=
+        std::string::npos);
   in.synthetic_images = 0;  // not known: no sampling clause
   CHECK(plan_training(in, 0).text.find("sampling") == std::string::npos);
 }

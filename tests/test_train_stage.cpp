@@ -12,7 +12,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "augment_test_paths.h"
-#include "pipeline/fs_util.h"
+#include "pipeline/base/fs_util.h"
 
 namespace fs = std::filesystem;
 
@@ -35,8 +35,10 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
     fs::create_directories(dir);
     for (int i = 0; i < 24; ++i) {
       cv::Mat img(20, 20, CV_8UC3, cv::Scalar(20 + i, 30, 40));
-      if (c == 0) cv::circle(img, {10, 10}, 4 + i % 4, cv::Scalar(200, 80, 60), -1);
-      else cv::rectangle(img, {3 + i % 5, 4}, {8 + i % 5, 16}, cv::Scalar(60, 200, 90), -1);
+      if (c == 0)
+        cv::circle(img, {10, 10}, 4 + i % 4, cv::Scalar(200, 80, 60), -1);
+      else
+        cv::rectangle(img, {3 + i % 5, 4}, {8 + i % 5, 16}, cv::Scalar(60, 200, 90), -1);
       cv::imwrite((dir / (std::to_string(i) + ".png")).string(), img);
     }
   }
@@ -71,7 +73,8 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   // ac without a trained classifier names the command to run (alone: `train` would otherwise
   // train the classifier first, as its prerequisite).
   fs::remove_all(work / "classifier");
-  CHECK(run("train " + common + " --train.steps 6 --train.batch_size 8 --train.conditioning ac --only train", log) == 66);
+  CHECK(run("train " + common + " --train.steps 6 --train.batch_size 8 --train.conditioning ac --only train", log) ==
+        66);
   CHECK(augment::read_text_file(log).find("augment classifier") != std::string::npos);
   // A batch larger than the train split: batches of the whole split, and a warning that says so.
   CHECK(run("train " + common + " --train.steps 6 --train.batch_size 500", log) == 0);
@@ -82,14 +85,16 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   for (const std::string flag : {"1", "0"}) {
     CAPTURE(flag);
     const std::string cmd = "AUGMENT_ASSUME_CPU_BF16=" + flag + " " + AUGMENT_BINARY + " train " + common +
-                            " --train.steps 2 --train.batch_size 8 --precision auto --force > " + log.string() + " 2>&1";
+                            " --train.steps 2 --train.batch_size 8 --precision auto --force > " + log.string() +
+                            " 2>&1";
     const int status = std::system(cmd.c_str());
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
     const auto text = augment::read_text_file(log);
     CAPTURE(text);
     CHECK(text.find(flag == "1" ? "on cpu bf16 (--precision auto: this CPU has bf16 matrix instructions"
-                                : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") != std::string::npos);
+                                : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") !=
+          std::string::npos);
   }
   fs::remove_all(root);
 }
@@ -106,10 +111,12 @@ TEST_CASE("train stage: a class with few images trains with a warning that names
     }
   }
   const auto log = root / "log.txt";
-  REQUIRE(run("train --work " + (root / "work").string() + " --input " + input.string() +
-                  " --cache.resolution 8 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 4"
-                  " --train.heads 2 --train.diffusion_steps 20 --train.steps 1 --train.batch_size 4 --classifier.epochs 1 --threads 1",
-              log) == 0);
+  REQUIRE(
+      run("train --work " + (root / "work").string() + " --input " + input.string() +
+              " --cache.resolution 8 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 4"
+              " --train.heads 2 --train.diffusion_steps 20 --train.steps 1 --train.batch_size 4 --classifier.epochs 1 "
+              "--threads 1",
+          log) == 0);
   const auto text = augment::read_text_file(log);
   CAPTURE(text);
   CHECK(text.find("1 of 2 classes have fewer than 20 training images: 'rare & small' (") != std::string::npos);

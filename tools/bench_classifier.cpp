@@ -17,13 +17,13 @@
 #include "models/autocast.h"
 #include "models/classifier.h"
 #include "models/device.h"
-#include "pipeline/blas_threads.h"
+#include "pipeline/base/blas_threads.h"
 
 int main(int argc, char** argv) {
   augment::single_threaded_blas();  // as augment runs
-  std::map<std::string, std::string> a = {{"resolution", "28"}, {"channels", "1"}, {"classes", "5"}, {"width", "32"},
-                                          {"blocks", "1"},      {"norm", "group"}, {"precision", "fp32"}, {"batch", "128"},
-                                          {"steps", "10"},      {"threads", "0"},  {"device", "cpu"}};
+  std::map<std::string, std::string> a = {
+      {"resolution", "28"},  {"channels", "1"}, {"classes", "5"}, {"width", "32"},  {"blocks", "1"},  {"norm", "group"},
+      {"precision", "fp32"}, {"batch", "128"},  {"steps", "10"},  {"threads", "0"}, {"device", "cpu"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = std::string(argv[i]).substr(2);
     if (!a.count(key)) {
@@ -81,8 +81,9 @@ int main(int argc, char** argv) {
     sync();
     eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  std::cout << fmt::format("{} {}px x{} width {} blocks {} {} norm, batch {}, {} threads: train {:.1f} img/s, eval {:.1f} img/s\n",
-                           augment::describe(device, bf16 ? torch::kBFloat16 : torch::kFloat32), c.resolution, c.channels, c.width,
-                           c.blocks, c.norm, batch, torch::get_num_threads(), steps * batch / train_s, steps * batch / eval_s);
+  std::cout << fmt::format(
+      "{} {}px x{} width {} blocks {} {} norm, batch {}, {} threads: train {:.1f} img/s, eval {:.1f} img/s\n",
+      augment::describe(device, bf16 ? torch::kBFloat16 : torch::kFloat32), c.resolution, c.channels, c.width, c.blocks,
+      c.norm, batch, torch::get_num_threads(), steps * batch / train_s, steps * batch / eval_s);
   return 0;
 }

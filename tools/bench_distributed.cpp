@@ -6,8 +6,6 @@
 //
 //   ./build/bench_distributed --augment build/augment [--ranks 1,2] [--steps 6] [--batch 16]
 //       [--resolution 32] [--channels 32] [--threads-per-rank 1] [--dir /tmp/augment-bench-dist]
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,21 +23,11 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "pipeline/base/launch.h"
+
 namespace fs = std::filesystem;
 
 namespace {
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 int spawn(const std::string& bin, const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
           const fs::path& log) {
@@ -77,9 +65,14 @@ nlohmann::json last_event(const fs::path& jsonl, const std::string& type) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> opt = {{"augment", "build/augment"}, {"ranks", "1,2"},       {"steps", "6"},
-                                            {"batch", "16"},              {"resolution", "32"}, {"channels", "32"},
-                                            {"threads-per-rank", "1"},    {"dir", "/tmp/augment-bench-dist"}};
+  std::map<std::string, std::string> opt = {{"augment", "build/augment"},
+                                            {"ranks", "1,2"},
+                                            {"steps", "6"},
+                                            {"batch", "16"},
+                                            {"resolution", "32"},
+                                            {"channels", "32"},
+                                            {"threads-per-rank", "1"},
+                                            {"dir", "/tmp/augment-bench-dist"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k.rfind("--", 0) != 0 || !opt.count(k.substr(2))) {
@@ -103,8 +96,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const std::vector<std::string> common = {"--input", input.string(), "--cache.resolution", opt["resolution"],
-                                           "--threads", opt["threads-per-rank"]};
+  const std::vector<std::string> common = {"--input",         input.string(), "--cache.resolution",
+                                           opt["resolution"], "--threads",    opt["threads-per-rank"]};
   if (!fs::exists(prepared / "cache" / "train.h5")) {
     auto args = std::vector<std::string>{"cache", "--work", prepared.string()};
     args.insert(args.end(), common.begin(), common.end());
@@ -128,18 +121,33 @@ int main(int argc, char** argv) {
     fs::remove_all(work);
     fs::copy(prepared, work, fs::copy_options::recursive);
     fs::remove(work / ".lock");
-    std::vector<std::string> args = {"train", "--work", work.string(), "--only", "train", "--log-json", (work / "log.jsonl").string(),
-                                     "--train.steps", opt["steps"], "--train.batch_size", opt["batch"], "--train.channels",
-                                     opt["channels"], "--train.log_every", "1", "--train.checkpoint_every", "1000000"};
+    std::vector<std::string> args = {"train",
+                                     "--work",
+                                     work.string(),
+                                     "--only",
+                                     "train",
+                                     "--log-json",
+                                     (work / "log.jsonl").string(),
+                                     "--train.steps",
+                                     opt["steps"],
+                                     "--train.batch_size",
+                                     opt["batch"],
+                                     "--train.channels",
+                                     opt["channels"],
+                                     "--train.log_every",
+                                     "1",
+                                     "--train.checkpoint_every",
+                                     "1000000"};
     args.insert(args.end(), common.begin(), common.end());
-    const int port = free_port();
+    const int port = augment::free_loopback_port();
     const auto start = std::chrono::steady_clock::now();
     std::vector<int> pids;
     for (int r = 0; r < world; ++r) {
       std::map<std::string, std::string> env;
       if (world > 1) {
-        env = {{"RANK", std::to_string(r)},        {"WORLD_SIZE", std::to_string(world)},  {"LOCAL_RANK", std::to_string(r)},
-               {"LOCAL_WORLD_SIZE", std::to_string(world)}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}};
+        env = {{"RANK", std::to_string(r)},       {"WORLD_SIZE", std::to_string(world)},
+               {"LOCAL_RANK", std::to_string(r)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
+               {"MASTER_ADDR", "127.0.0.1"},      {"MASTER_PORT", std::to_string(port)}};
       }
       pids.push_back(spawn(bin, args, env, work / fmt::format("rank{}.log", r)));
     }

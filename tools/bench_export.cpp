@@ -47,16 +47,26 @@ int main(int argc, char** argv) {
   fs::path dir = "/tmp/augment-bench-export";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--images") images = std::stoll(v);
-    else if (a == "--resolution") res = std::stoi(v);
-    else if (a == "--channels") channels = std::stoi(v);
-    else if (a == "--deflate") deflate = std::stoi(v);
-    else if (a == "--shard-size") shard_size = std::stoll(v);
-    else if (a == "--min-saving") min_saving = std::stod(v);
-    else if (a == "--content" && (v == "noisy" || v == "smooth")) content = v;
-    else if (a == "--dir") dir = v;
-    else if (a == "--noise") noise = std::max(1, std::stoi(v));
-    else if (a == "--repeat") repeat = std::max(1, std::stoi(v));
+    if (a == "--images")
+      images = std::stoll(v);
+    else if (a == "--resolution")
+      res = std::stoi(v);
+    else if (a == "--channels")
+      channels = std::stoi(v);
+    else if (a == "--deflate")
+      deflate = std::stoi(v);
+    else if (a == "--shard-size")
+      shard_size = std::stoll(v);
+    else if (a == "--min-saving")
+      min_saving = std::stod(v);
+    else if (a == "--content" && (v == "noisy" || v == "smooth"))
+      content = v;
+    else if (a == "--dir")
+      dir = v;
+    else if (a == "--noise")
+      noise = std::max(1, std::stoi(v));
+    else if (a == "--repeat")
+      repeat = std::max(1, std::stoi(v));
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 64;
@@ -73,7 +83,8 @@ int main(int argc, char** argv) {
     for (int y = 0; y < res; ++y)
       for (int x = 0; x < res; ++x)
         for (int c = 0; c < channels; ++c) {
-          const double v = 127.5 + 100 * std::sin(fx * x + fy * y + phase + c) + static_cast<double>(rng() % noise) - noise / 2;
+          const double v =
+              127.5 + 100 * std::sin(fx * x + fy * y + phase + c) + static_cast<double>(rng() % noise) - noise / 2;
           pixels[static_cast<std::size_t>(n) * bytes + (static_cast<std::size_t>(y) * res + x) * channels + c] =
               static_cast<std::uint8_t>(std::clamp(v, 0.0, 255.0));
         }
@@ -100,15 +111,23 @@ int main(int argc, char** argv) {
     augment::BackgroundFileWriter background;
     for (std::int64_t k = 0; k < nshards; ++k) {
       const std::int64_t begin = k * shard_size, end = std::min(images, begin + shard_size);
-      augment::ShardHeader h{{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, res, res, channels, "bench", static_cast<int>(k),
-                             static_cast<int>(nshards), 0, "bench"};
+      augment::ShardHeader h{{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
+                             res,
+                             res,
+                             channels,
+                             "bench",
+                             static_cast<int>(k),
+                             static_cast<int>(nshards),
+                             0,
+                             "bench"};
       const auto path = dir / fmt::format("bench-{:05}-of-{:05}.h5", k, nshards);
       augment::ShardWriter w(path, h, end - begin, deflate, min_saving, &background);
       constexpr std::int64_t kBlock = 512;  // as the export stage writes
       for (std::int64_t b = begin; b < end; b += kBlock) {
         const std::int64_t n = std::min(kBlock, end - b);
         std::vector<std::string> f(files.begin() + b, files.begin() + b + n);
-        w.write(b - begin, n, pixels.data() + static_cast<std::size_t>(b) * bytes, labels.data() + b, flags.data() + b, f);
+        w.write(b - begin, n, pixels.data() + static_cast<std::size_t>(b) * bytes, labels.data() + b, flags.data() + b,
+                f);
       }
       const auto c0 = Clock::now();
       w.commit();  // its disk write overlaps the next shard
@@ -120,7 +139,8 @@ int main(int argc, char** argv) {
     r.export_s = std::chrono::duration<double>(Clock::now() - t0).count();
     r.export_cpu = cpu_seconds() - cpu0;
     h5_bytes = 0;
-    for (std::int64_t k = 0; k < nshards; ++k) h5_bytes += fs::file_size(dir / fmt::format("bench-{:05}-of-{:05}.h5", k, nshards));
+    for (std::int64_t k = 0; k < nshards; ++k)
+      h5_bytes += fs::file_size(dir / fmt::format("bench-{:05}-of-{:05}.h5", k, nshards));
   };
   auto plain_round = [&](Round& r) {
     const auto t1 = Clock::now();

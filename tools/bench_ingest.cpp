@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <iostream>
 #include <random>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -37,7 +37,8 @@ void make_dataset(const fs::path& root, int images) {
   for (int i = 0; i < images; ++i) {
     cv::Mat img(375, 500, CV_8UC3);
     const int c = i % classes;
-    for (int y = 0; y < img.rows; ++y) img.row(y).setTo(cv::Scalar((y * 255) / img.rows, 40 * c % 255, 255 - (y * 200) / img.rows));
+    for (int y = 0; y < img.rows; ++y)
+      img.row(y).setTo(cv::Scalar((y * 255) / img.rows, 40 * c % 255, 255 - (y * 200) / img.rows));
     for (int k = 0; k < 12; ++k) {
       cv::circle(img, {static_cast<int>(rng() % 500), static_cast<int>(rng() % 375)}, 10 + static_cast<int>(rng() % 80),
                  cv::Scalar(rng() % 256, rng() % 256, rng() % 256), -1, cv::LINE_AA);
@@ -86,7 +87,9 @@ Timed run(const std::vector<std::string>& argv_in, bool quiet_stdout) {
 
 Timed ingest(const fs::path& augment, const fs::path& data, const fs::path& work) {
   fs::remove_all(work);
-  return run({augment.string(), "cache", "--input", data.string(), "--work", work.string(), "--resolution", "64", "--quiet"}, true);
+  return run(
+      {augment.string(), "cache", "--input", data.string(), "--work", work.string(), "--resolution", "64", "--quiet"},
+      true);
 }
 
 }  // namespace
@@ -97,9 +100,12 @@ int main(int argc, char** argv) {
   fs::path data_root = "/tmp/augment-bench";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--images" && i + 1 < argc) images = std::stoi(argv[++i]);
-    else if (a == "--memory") memory = true;
-    else if (a == "--data" && i + 1 < argc) data_root = argv[++i];
+    if (a == "--images" && i + 1 < argc)
+      images = std::stoi(argv[++i]);
+    else if (a == "--memory")
+      memory = true;
+    else if (a == "--data" && i + 1 < argc)
+      data_root = argv[++i];
     else {
       std::cerr << "usage: bench_ingest [--images N] [--memory] [--data DIR]\n";
       return 64;
@@ -136,7 +142,8 @@ int main(int argc, char** argv) {
   }
   const double rate = images / t.seconds;
   std::cout << fmt::format(
-      "{{\"images\": {}, \"augment_seconds\": {:.3f}, \"augment_images_per_s\": {:.1f}, \"augment_peak_rss_mb\": {:.1f}, "
+      "{{\"images\": {}, \"augment_seconds\": {:.3f}, \"augment_images_per_s\": {:.1f}, \"augment_peak_rss_mb\": "
+      "{:.1f}, "
       "\"python_pil_pool2\": {}, \"speedup_vs_python\": {:.2f}, \"cores\": {}}}\n",
       images, t.seconds, rate, t.peak_rss_kb / 1024.0, python_json, python_rate > 0 ? rate / python_rate : 0.0,
       std::thread::hardware_concurrency());
@@ -149,8 +156,9 @@ int main(int argc, char** argv) {
       make_dataset(d, n);
       const auto m = ingest(augment, d, data_root / "work-mem");
       rss[i++] = m.peak_rss_kb;
-      std::cout << fmt::format("{{\"images\": {}, \"seconds\": {:.3f}, \"images_per_s\": {:.1f}, \"peak_rss_mb\": {:.1f}}}\n", n,
-                               m.seconds, n / m.seconds, m.peak_rss_kb / 1024.0);
+      std::cout << fmt::format(
+          "{{\"images\": {}, \"seconds\": {:.3f}, \"images_per_s\": {:.1f}, \"peak_rss_mb\": {:.1f}}}\n", n, m.seconds,
+          n / m.seconds, m.peak_rss_kb / 1024.0);
     }
     std::cout << fmt::format("{{\"peak_rss_ratio_10000_vs_1000\": {:.2f}}}\n", static_cast<double>(rss[1]) / rss[0]);
   }

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "models/tsne.h"
 

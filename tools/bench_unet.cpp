@@ -19,9 +19,9 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include "pipeline/allocator.h"
-#include "pipeline/blas_threads.h"
 #include <thread>
+#include "pipeline/base/allocator.h"
+#include "pipeline/base/blas_threads.h"
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
@@ -56,7 +56,8 @@ std::vector<std::string> vector_flags() {
   std::istringstream in(read_first("/proc/cpuinfo", "flags"));
   std::vector<std::string> out;
   for (std::string f; in >> f;) {
-    for (const char* want : {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}) {
+    for (const char* want :
+         {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}) {
       if (f == want) out.push_back(f);
     }
   }
@@ -98,19 +99,20 @@ double forward_flops_per_image(UNet& net, const UNetConfig& config, const torch:
   net->eval();
   {
     using namespace torch::autograd::profiler;
-    TLSLegacyProfilerGuard guard(
-        torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU, /*report_input_shapes=*/true, false, false,
-                                              /*with_flops=*/true),
-        [&](const thread_event_lists& lists) {
-          for (const auto& list : lists) {
-            for (auto event : list) {
-              const std::string name = event.name();
-              if (name == "aten::conv2d" || name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm" || name == "aten::baddbmm") {
-                flops += static_cast<double>(event.flops());
-              }
-            }
-          }
-        });
+    TLSLegacyProfilerGuard guard(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU,
+                                                                       /*report_input_shapes=*/true, false, false,
+                                                                       /*with_flops=*/true),
+                                 [&](const thread_event_lists& lists) {
+                                   for (const auto& list : lists) {
+                                     for (auto event : list) {
+                                       const std::string name = event.name();
+                                       if (name == "aten::conv2d" || name == "aten::mm" || name == "aten::addmm" ||
+                                           name == "aten::bmm" || name == "aten::baddbmm") {
+                                         flops += static_cast<double>(event.flops());
+                                       }
+                                     }
+                                   }
+                                 });
     net->forward(x, t, y);
   }
   return flops / batch;
@@ -127,15 +129,16 @@ struct Measured {
   double train = 0, denoise = 0;
 };
 
-Measured measure(const UNetConfig& config, int batch, int iters, const torch::Device& device, torch::ScalarType precision,
-                 bool channels_last, const std::string& profile = "") {
+Measured measure(const UNetConfig& config, int batch, int iters, const torch::Device& device,
+                 torch::ScalarType precision, bool channels_last, const std::string& profile = "") {
   torch::manual_seed(0);
   UNet net(config);
   net->to(device);
   if (channels_last) net->to_channels_last();
   torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-4));
   const auto format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  auto x = torch::randn({batch, config.in_channels, config.resolution, config.resolution}).to(device).contiguous(format);
+  auto x =
+      torch::randn({batch, config.in_channels, config.resolution, config.resolution}).to(device).contiguous(format);
   auto target = torch::randn_like(x);
   auto t = torch::randint(1000, {batch}, torch::kInt64).to(device);
   auto y = torch::randint(config.num_classes, {batch}, torch::kInt64).to(device);
@@ -190,20 +193,29 @@ Measured measure(const UNetConfig& config, int batch, int iters, const torch::De
 int main(int argc, char** argv) {
   augment::keep_freed_memory_in_heap();
   augment::single_threaded_blas();  // as augment runs
-  std::string config_name = "ref32", conditioning = "cfg", precisions = "fp32,bf16", formats = "contiguous,channels_last",
-              device_name = "cpu", profile;
+  std::string config_name = "ref32", conditioning = "cfg", precisions = "fp32,bf16",
+              formats = "contiguous,channels_last", device_name = "cpu", profile;
   int batch = 64, iters = 3, threads = static_cast<int>(std::thread::hardware_concurrency());
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--config") config_name = v;
-    else if (k == "--conditioning") conditioning = v;
-    else if (k == "--batch") batch = std::stoi(v);
-    else if (k == "--iters") iters = std::stoi(v);
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--precisions") precisions = v;
-    else if (k == "--formats") formats = v;
-    else if (k == "--device") device_name = v;
-    else if (k == "--profile") profile = v;
+    if (k == "--config")
+      config_name = v;
+    else if (k == "--conditioning")
+      conditioning = v;
+    else if (k == "--batch")
+      batch = std::stoi(v);
+    else if (k == "--iters")
+      iters = std::stoi(v);
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--precisions")
+      precisions = v;
+    else if (k == "--formats")
+      formats = v;
+    else if (k == "--device")
+      device_name = v;
+    else if (k == "--profile")
+      profile = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 64;
@@ -212,7 +224,7 @@ int main(int argc, char** argv) {
   // All cores by default: LibTorch sizes its pool from the physical cores it sees, which was 1 of
   // 2 on the VMs measured here (augment's stages correct that the same way).
   if (threads > 0) torch::set_num_threads(threads);
-  const auto config = UNetConfig::named(config_name, conditioning);
+  const auto config = UNetConfig::named(config_name, parse_name<Conditioning>(conditioning));
   const auto device = resolve_device(device_name);
   UNet probe(config);
   if (!profile.empty()) {

@@ -31,7 +31,8 @@ std::vector<std::uint8_t> read_gz(const fs::path& path) {
   std::vector<std::uint8_t> out;
   std::vector<std::uint8_t> buf(1 << 20);
   int n;
-  while ((n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()))) > 0) out.insert(out.end(), buf.begin(), buf.begin() + n);
+  while ((n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()))) > 0)
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
   gzclose(f);
   if (n < 0) throw std::runtime_error("cannot decompress " + path.string());
   return out;
@@ -63,7 +64,8 @@ int main(int argc, char** argv) {
         p = q + 1;
       }
     } else {
-      std::cerr << "unknown option " << a << "\nusage: make_fashion_mnist --out DIR [--counts 2000,1000,500,250,125] [--source DIR]\n";
+      std::cerr << "unknown option " << a
+                << "\nusage: make_fashion_mnist --out DIR [--counts 2000,1000,500,250,125] [--source DIR]\n";
       return 64;
     }
   }
@@ -89,13 +91,15 @@ int main(int argc, char** argv) {
     for (std::uint32_t i = 0; i < n && i + 8 < labels.size(); ++i) {
       const int label = labels[8 + i];
       if (label >= static_cast<int>(counts.size()) || written[label] >= counts[label]) continue;
-      cv::Mat img(static_cast<int>(rows), static_cast<int>(cols), CV_8U, const_cast<std::uint8_t*>(images.data() + 16 + std::size_t(i) * rows * cols));
+      cv::Mat img(static_cast<int>(rows), static_cast<int>(cols), CV_8U,
+                  const_cast<std::uint8_t*>(images.data() + 16 + std::size_t(i) * rows * cols));
       const auto file = tmp / kClassNames[label] / fmt::format("{:05}.png", i);
       if (!cv::imwrite(file.string(), img)) throw std::runtime_error("cannot write " + file.string());
       ++written[label];
     }
     fs::rename(tmp, out);
-    for (std::size_t c = 0; c < counts.size(); ++c) std::cout << fmt::format("{:<12} {:>5}\n", kClassNames[c], written[c]);
+    for (std::size_t c = 0; c < counts.size(); ++c)
+      std::cout << fmt::format("{:<12} {:>5}\n", kClassNames[c], written[c]);
     std::cout << "wrote " << out.string() << "\n";
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

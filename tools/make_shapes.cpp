@@ -36,7 +36,8 @@ cv::Mat draw(int cls, int size, std::mt19937& rng) {
   for (int y = 0; y < size; ++y) {
     for (int x = 0; x < size; ++x) {
       const double t = (x + y) / (2.0 * size);
-      for (int c = 0; c < 3; ++c) img.at<cv::Vec3b>(y, x)[c] = cv::saturate_cast<std::uint8_t>(a[c] * (1 - t) + b[c] * t + noise(rng));
+      for (int c = 0; c < 3; ++c)
+        img.at<cv::Vec3b>(y, x)[c] = cv::saturate_cast<std::uint8_t>(a[c] * (1 - t) + b[c] * t + noise(rng));
     }
   }
   // Foreground: a shade of the class's colour family (hue), strong against either background.
@@ -98,12 +99,14 @@ int main(int argc, char** argv) {
     } else if (a == "--seed") {
       seed = static_cast<unsigned>(std::stoul(v));
     } else {
-      std::cerr << "unknown option " << a << "\nusage: make_shapes --out DIR [--counts 800,400,200,100,50] [--size 40] [--seed 1]\n";
+      std::cerr << "unknown option " << a
+                << "\nusage: make_shapes --out DIR [--counts 800,400,200,100,50] [--size 40] [--seed 1]\n";
       return 64;
     }
   }
   if (out.empty() || counts.empty() || counts.size() > 5 || size < 8) {
-    std::cerr << "usage: make_shapes --out DIR [--counts 800,400,200,100,50] [--size 40 (>= 8)] [--seed 1] (at most 5 counts)\n";
+    std::cerr << "usage: make_shapes --out DIR [--counts 800,400,200,100,50] [--size 40 (>= 8)] [--seed 1] (at most 5 "
+                 "counts)\n";
     return 64;
   }
   if (fs::exists(out)) {

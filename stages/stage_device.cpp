@@ -1,0 +1,32 @@
+#include "stages/stage_device.h"
+
+#include "models/device.h"
+#include "pipeline/base/errors.h"
+
+namespace augment {
+
+torch::Device stage_device(const std::string& option) {
+  try {
+    return resolve_device(option);
+  } catch (const UserError& e) {
+    throw UserError(e.code(), std::string("--") + e.what());  // "device X: ..." -> "--device X: ..."
+  }
+}
+
+torch::ScalarType stage_precision(const std::string& option, const torch::Device& device) {
+  try {
+    return resolve_precision(option, device);
+  } catch (const UserError& e) {
+    throw UserError(e.code(), std::string("--") + e.what());
+  }
+}
+
+std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen) {
+  if (requested != "auto") return "as --precision " + requested + " asks";
+  if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
+  return chosen == torch::kBFloat16
+             ? "--precision auto: this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)"
+             : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), so fp32";
+}
+
+}  // namespace augment
