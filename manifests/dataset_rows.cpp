@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "manifests/jsonl.h"
 #include "pipeline/base/csv.h"
 #include "pipeline/base/errors.h"
 #include "pipeline/base/fs_util.h"
@@ -111,30 +112,22 @@ std::vector<EmittedRow> read_emitted_rows(const std::filesystem::path& path) {
                     fmt::format("{} is missing: run `augment emit --output DIR` first", path.string()));
   }
   std::vector<EmittedRow> rows;
-  std::istringstream in(read_text_file(path));
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.empty()) continue;
-    try {
-      const auto j = json::parse(line);
-      EmittedRow r;
-      r.file_name = j.at("file_name").get<std::string>();
-      r.label = j.at("label").get<int>();
-      r.synthetic = j.at("source").get<std::string>() == "synthetic";
-      if (r.synthetic)
-        r.sample_file = j.at("_sample_file").get<std::string>();
-      else
-        r.manifest_row = j.at("_manifest_row").get<std::int64_t>();
-      r.content = j.at("_content").get<std::string>();
-      if (j.contains("_bytes")) r.bytes = j.at("_bytes").get<std::uint64_t>();
-      rows.push_back(std::move(r));
-    } catch (const std::exception& e) {
-      throw UserError(ExitCode::kDataError, fmt::format("{}:{}: damaged line ({}); rerun `augment emit --force`",
-                                                        path.string(), lineno, e.what()));
-    }
-  }
+  for_each_jsonl_line(
+      read_text_file(path), path,
+      [&](const json& j) {
+        EmittedRow r;
+        r.file_name = j.at("file_name").get<std::string>();
+        r.label = j.at("label").get<int>();
+        r.synthetic = j.at("source").get<std::string>() == "synthetic";
+        if (r.synthetic)
+          r.sample_file = j.at("_sample_file").get<std::string>();
+        else
+          r.manifest_row = j.at("_manifest_row").get<std::int64_t>();
+        r.content = j.at("_content").get<std::string>();
+        if (j.contains("_bytes")) r.bytes = j.at("_bytes").get<std::uint64_t>();
+        rows.push_back(std::move(r));
+      },
+      "line", "rerun `augment emit --force`");
   return rows;
 }
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "manifests/jsonl.h"
 #include "pipeline/base/csv.h"
 #include "pipeline/base/errors.h"
 #include "pipeline/base/fs_util.h"
@@ -50,24 +51,14 @@ void write_records_jsonl(const std::filesystem::path& path, const std::vector<Im
 }
 
 std::vector<ImageRecord> read_records_jsonl(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
     throw UserError(ExitCode::kNoInput,
                     fmt::format("cannot read {}; run the stage that writes it first", path.string()));
   std::vector<ImageRecord> records;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.empty()) continue;
-    try {
-      records.push_back(from_json(json::parse(line)));
-    } catch (const std::exception& e) {
-      throw UserError(ExitCode::kDataError,
-                      fmt::format("{}:{}: damaged manifest line ({}); rerun the stage that writes it with --force",
-                                  path.string(), lineno, e.what()));
-    }
-  }
+  for_each_jsonl_line(
+      read_text_file(path), path, [&](const json& j) { records.push_back(from_json(j)); }, "manifest line",
+      "rerun the stage that writes it with --force");
   return records;
 }
 

@@ -1,10 +1,13 @@
 #include "pipeline/command/cli.h"
 #include "pipeline/work_paths.h"
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <tbb/global_control.h>
@@ -40,14 +43,63 @@ const char* const kExitCodes =
     "  78  configuration error (unknown key, bad value)\n"
     " 130  interrupted by Ctrl-C; rerun the same command to continue\n";
 
+// The commands besides the stages, one row each: the usage text, `augment help NAME` and the
+// dispatch in run_cli all read this table.
+enum class Verb { kRun, kCompare, kStatus, kHelp, kVersion };
+struct CommandInfo {
+  Verb verb;
+  std::vector<std::string> names;  // the first is the one listed
+  std::string summary;             // its line in the usage text
+  std::string help;                // `augment help NAME`, before the options of `options_scope` ("" no topic)
+  std::string options_scope;
+  bool before_stages = false;  // listed above the stages
+};
+
+const std::vector<CommandInfo>& commands() {
+  static const std::vector<CommandInfo> table = {
+      {Verb::kRun,
+       {"run"},
+       "run every stage in order (skipping the ones that are up to date)",
+       "augment run: every stage in order; stages whose record matches are skipped.\n\nglobal options:\n",
+       "global",
+       true},
+      {Verb::kCompare,
+       {"compare"},
+       "the study: train, sample and evaluate each of compare.methods on the same data and classifier",
+       "augment compare: the study. Runs scan..classifier in --work, then for each of compare.methods a work dir\n"
+       "WORK/compare/<method>/ sharing those outputs (hard links) where train (train.conditioning = method), sample\n"
+       "and evaluate run; writes WORK/compare/table.md, table.json and samples.png.\n\noptions:\n",
+       "compare"},
+      {Verb::kStatus,
+       {"status"},
+       "show each stage: done / stale / pending, with when and how long",
+       "augment status --work DIR: each stage's state (done / stale / pending) with when it finished and how long it "
+       "took.\n",
+       ""},
+      {Verb::kHelp, {"help", "--help", "-h"}, "`augment help [command|options|defaults|exit-codes]`", "", ""},
+      {Verb::kVersion, {"--version", "version"}, "print the version", "", ""},
+  };
+  return table;
+}
+
+const CommandInfo* find_command(const std::string& name) {
+  for (const auto& c : commands()) {
+    if (std::find(c.names.begin(), c.names.end(), name) != c.names.end()) return &c;
+  }
+  return nullptr;
+}
+
 std::string usage(const Runner& runner) {
   std::string s = "usage: augment <command> [options]\n\ncommands:\n";
-  s += "  run        run every stage in order (skipping the ones that are up to date)\n";
+  const auto line = [](const CommandInfo& c) { return fmt::format("  {:<10} {}\n", c.names[0], c.summary); };
+  for (const auto& c : commands()) {
+    if (c.before_stages) s += line(c);
+  }
   for (const auto& st : runner.stages()) s += fmt::format("  {:<10} {}\n", st->name(), st->summary());
-  s += "  compare    the study: train, sample and evaluate each of compare.methods on the same data and classifier\n";
-  s += "  status     show each stage: done / stale / pending, with when and how long\n";
-  s += "  help       `augment help [command|options|defaults|exit-codes]`\n";
-  s += "  --version  print the version\n\n";
+  for (const auto& c : commands()) {
+    if (!c.before_stages) s += line(c);
+  }
+  s += "\n";
   s += "common options: --work DIR (required), --input DIR or NAME=DIR (repeatable), --config job.ini,\n";
   s += "  --force, --from STAGE, --only STAGE, --seed N, --threads N, --quiet, --log-json FILE\n";
   s += "every option has a dotted name usable on the command line (--scan.strict) and in INI sections ([scan] strict = "
@@ -99,23 +151,8 @@ int help(const Runner& runner, const OptionRegistry& registry, const std::vector
     std::cout << kExitCodes;
     return 0;
   }
-  if (topic == "run") {
-    std::cout << "augment run: every stage in order; stages whose record matches are skipped.\n\nglobal options:\n"
-              << options_help(registry, "global");
-    return 0;
-  }
-  if (topic == "status") {
-    std::cout << "augment status --work DIR: each stage's state (done / stale / pending) with when it finished and how "
-                 "long it took.\n";
-    return 0;
-  }
-  if (topic == "compare") {
-    std::cout
-        << "augment compare: the study. Runs scan..classifier in --work, then for each of compare.methods a work dir\n"
-           "WORK/compare/<method>/ sharing those outputs (hard links) where train (train.conditioning = method), "
-           "sample\n"
-           "and evaluate run; writes WORK/compare/table.md, table.json and samples.png.\n\noptions:\n"
-        << options_help(registry, "compare");
+  if (const CommandInfo* c = find_command(topic); c && !c->help.empty()) {
+    std::cout << c->help << (c->options_scope.empty() ? std::string() : options_help(registry, c->options_scope));
     return 0;
   }
   if (const Stage* st = runner.find(topic)) {
@@ -197,13 +234,13 @@ int run_cli(const std::vector<std::string>& args) {
   }
   const std::string command = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
-  if (command == "--version" || command == "version") {
+  const CommandInfo* verb = find_command(command);
+  if (verb && verb->verb == Verb::kVersion) {
     std::cout << fmt::format("augment {} ({})\n", AUGMENT_VERSION, AUGMENT_GIT_REVISION);
     return 0;
   }
-  if (command == "help" || command == "--help" || command == "-h") return help(runner, registry, rest);
-  const bool is_stage = runner.find(command) != nullptr;
-  if (command != "run" && command != "status" && command != "compare" && !is_stage) {
+  if (verb && verb->verb == Verb::kHelp) return help(runner, registry, rest);
+  if (!verb && runner.find(command) == nullptr) {
     std::cerr << fmt::format("error: unknown command '{}'\n\n", command) << usage(runner);
     return static_cast<int>(ExitCode::kUsage);
   }
@@ -232,7 +269,7 @@ int run_cli(const std::vector<std::string>& args) {
     }
     check_paths(ctx);
 
-    if (command == "status") {
+    if (verb && verb->verb == Verb::kStatus) {
       if (!fs::is_directory(ctx.work())) {
         throw UserError(ExitCode::kNoInput,
                         fmt::format("work directory {} does not exist yet; nothing has run", ctx.work().string()));
@@ -278,10 +315,10 @@ int run_cli(const std::vector<std::string>& args) {
         reporter->info(fmt::format("removed {} temporary files left by an interrupted run", stale));
       }
       write_text_atomically(ctx.work() / "config.ini", config.to_ini());
-      if (command == "compare") {
+      if (verb && verb->verb == Verb::kCompare) {
         run_compare(config, ctx, runner);
       } else {
-        runner.run(ctx, command == "run" ? std::string() : command, [&](bool runs) {
+        runner.run(ctx, verb ? std::string() : command, [&](bool runs) {
           if (job) job->publish(ready_key, runs ? "run" : "skip");
         });
       }
