@@ -107,6 +107,139 @@ void copy_report(const Context& ctx, const std::vector<std::string>& files, cons
   }
 }
 
+// The images of the output as they are gathered into its temp tree.
+struct Assembly {
+  fs::path root;                                    // the temp tree
+  const std::vector<std::string>* names = nullptr;  // class names
+  std::vector<std::string> folders;                 // one per class
+  std::vector<json> rows;                           // manifest rows, plus the internal fields export needs
+  std::vector<ClassTally> tally;
+  std::vector<std::set<std::string>> used;  // file names taken per class folder
+  std::int64_t linked = 0, copied = 0;
+};
+
+void check_class_lists(const Context& ctx, const SamplePlan& plan, const ClassList& classes) {
+  if (classes.names.size() != plan.classes.size() ||
+      !std::equal(classes.names.begin(), classes.names.end(), plan.classes.begin(),
+                  [](const auto& n, const auto& c) { return n == c.name; })) {
+    throw UserError(
+        ExitCode::kDataError,
+        fmt::format("{} was made for another class list than {}; rerun `augment sample`",
+                    (ctx.path(work_file::kSamplePlan)).string(), (ctx.path(work_file::kSubsampleClasses)).string()));
+  }
+}
+
+// Folder names, checked for clashes once made safe.
+std::vector<std::string> class_folders(const std::vector<std::string>& names) {
+  std::vector<std::string> folders;
+  std::map<std::string, std::string> folder_owner;
+  for (const auto& name : names) {
+    const auto f = class_folder_name(name);
+    if (auto [it, ok] = folder_owner.emplace(f, name); !ok) {
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("classes '{}' and '{}' would share the folder '{}'; rename one (scan.class_map)",
+                                  it->second, name, f));
+    }
+    folders.push_back(f);
+  }
+  return folders;
+}
+
+// The real training images, linked or copied; every record counts toward the class tally.
+void add_real_images(Assembly& a, const std::vector<ImageRecord>& records, const EmitOptions& o, Progress& progress) {
+  const auto& names = *a.names;
+  const auto& folders = a.folders;
+  auto& tally = a.tally;
+  auto& used = a.used;
+  auto& rows = a.rows;
+  for (std::size_t row = 0; row < records.size(); ++row) {
+    const auto& r = records[row];
+    if (r.label < 0 || static_cast<std::size_t>(r.label) >= names.size()) continue;
+    const auto c = static_cast<std::size_t>(r.label);
+    if (r.split == "val") ++tally[c].val;
+    if (r.split == "test") ++tally[c].test;
+    if (r.split != "train") continue;
+    ++tally[c].real_train;
+    if (o.real == "none") continue;
+    // real_<original name>, with _2, _3, ... when two source folders held the same name.
+    const fs::path orig = fs::path(r.path).filename();
+    std::string fname = "real_" + orig.string();
+    for (int k = 2; !used[c].insert(fname).second; ++k)
+      fname = fmt::format("real_{}_{}{}", orig.stem().string(), k, orig.extension().string());
+    const auto dst = a.root / folders[c] / fname;
+    if (o.real == "link" && try_link(r.path, dst)) {
+      ++a.linked;
+    } else {
+      copy_real_file(r.path, dst);
+      ++a.copied;
+    }
+    ++tally[c].real_in;
+    rows.push_back(real_dataset_row(folders[c] + "/" + fname, names[c], r.label, r.path, row, r.hash, r.bytes));
+    progress.advance();
+    if (rows.size() % 256 == 0) check_stop();
+  }
+}
+
+// The synthetic images of the journals, copied from the sample store after checking each
+// against its journal line.
+void add_synthetic_images(Assembly& a, const Context& ctx, const MergedSamples& merged, const EmitOptions& o,
+                          Progress& progress) {
+  const auto& names = *a.names;
+  const auto& folders = a.folders;
+  auto& rows = a.rows;
+  for (const auto& e : merged.accepted) {
+    const auto c = static_cast<std::size_t>(e.label);
+    const auto src = ctx.dir("sample") / e.file;
+    std::string bytes;
+    try {
+      bytes = read_text_file(src);
+    } catch (const UserError&) {
+      throw UserError(ExitCode::kNoInput,
+                      fmt::format("{} is missing, though its journal line says it was written; rerun `augment sample` "
+                                  "to generate it again",
+                                  src.string()));
+    }
+    if (bytes.size() != e.png_bytes || hash_bytes(bytes.data(), bytes.size()) != e.png_hash) {
+      throw UserError(ExitCode::kDataError,
+                      fmt::format("{} does not match its journal line (changed after sampling); delete it and rerun "
+                                  "`augment sample` to generate it again",
+                                  src.string()));
+    }
+    const std::string fname = fmt::format("synthetic_{:06}.png", e.index);
+    a.used[c].insert(fname);
+    const auto dst = a.root / folders[c] / fname;
+    // A copy, not a link: an edit in the sample store must not reach the dataset unnoticed.
+    write_new_file(dst, bytes.data(), bytes.size());
+    ++a.tally[c].synthetic;
+    rows.push_back(synthetic_dataset_row(folders[c] + "/" + fname, names[c], e, o.synthetic_weight));
+    progress.advance();
+    if (rows.size() % 256 == 0) check_stop();
+  }
+}
+
+json output_marker(const Context& ctx, const std::string& emit_id) {
+  return {{"written_by", "augment"},
+          {"version", AUGMENT_VERSION},
+          {"work", ctx.work().string()},
+          {"emit_id", emit_id},
+          {"created", iso_time_now()}};
+}
+
+void report_counts(const Context& ctx, const fs::path& out, const Assembly& a, const EmitOptions& o) {
+  std::int64_t n_real = 0, n_syn = 0;
+  for (const auto& t : a.tally) {
+    n_real += t.real_in;
+    n_syn += t.synthetic;
+  }
+  ctx.report().info(fmt::format("{}: {} real ({} linked, {} copied) + {} synthetic images in {} classes", out.string(),
+                                n_real, a.linked, a.copied, n_syn, a.names->size()));
+  if (o.real == "link" && a.copied > 0 && a.linked == 0) {
+    ctx.report().info(
+        "real images were copied: the output is on another file system than the input (hard links need the same "
+        "one)");
+  }
+}
+
 class EmitStage final : public Stage {
  public:
   std::string name() const override { return "emit"; }
@@ -167,14 +300,7 @@ class EmitStage final : public Stage {
     const auto plan = read_sample_plan(ctx.path(work_file::kSamplePlan));
     const auto merged = merge_journals(ctx.dir("sample"), plan);
     const auto classes = read_class_list(ctx.path(work_file::kSubsampleClasses));
-    if (classes.names.size() != plan.classes.size() ||
-        !std::equal(classes.names.begin(), classes.names.end(), plan.classes.begin(),
-                    [](const auto& n, const auto& c) { return n == c.name; })) {
-      throw UserError(
-          ExitCode::kDataError,
-          fmt::format("{} was made for another class list than {}; rerun `augment sample`",
-                      (ctx.path(work_file::kSamplePlan)).string(), (ctx.path(work_file::kSubsampleClasses)).string()));
-    }
+    check_class_lists(ctx, plan, classes);
     const auto records = read_records_jsonl(ctx.path(work_file::kSubsampleManifest));
     const auto report = report_files(ctx);
     const fs::path report_dir = report_folder(out);
@@ -195,110 +321,38 @@ class EmitStage final : public Stage {
     remove_stale_siblings(out);
     remove_stale_siblings(report_dir);
 
-    // Folder names, checked for clashes once made safe.
-    std::vector<std::string> folders;
-    std::map<std::string, std::string> folder_owner;
-    for (const auto& name : classes.names) {
-      const auto f = class_folder_name(name);
-      if (auto [it, ok] = folder_owner.emplace(f, name); !ok) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("classes '{}' and '{}' would share the folder '{}'; rename one (scan.class_map)",
-                                    it->second, name, f));
-      }
-      folders.push_back(f);
-    }
-
+    Assembly a;
+    a.names = &classes.names;
+    a.folders = class_folders(classes.names);
+    a.tally.resize(classes.names.size());
+    a.used.resize(classes.names.size());
     TempTree tmp(temp_path_for(out));
+    a.root = tmp.path();
     ensure_directory(tmp.path());
-    for (const auto& f : folders) ensure_directory(tmp.path() / f);
-
-    std::vector<json> rows;  // manifest rows, plus the internal fields export needs
-    std::vector<ClassTally> tally(classes.names.size());
-    std::int64_t linked = 0, copied = 0;
-    std::vector<std::set<std::string>> used(classes.names.size());
+    for (const auto& f : a.folders) ensure_directory(tmp.path() / f);
     std::int64_t total = static_cast<std::int64_t>(merged.accepted.size());
     for (const auto& r : records) total += (o.real != "none" && r.split == "train");
     Progress progress(ctx.report(), "emit", total, "img");
-
-    for (std::size_t row = 0; row < records.size(); ++row) {
-      const auto& r = records[row];
-      if (r.label < 0 || static_cast<std::size_t>(r.label) >= classes.names.size()) continue;
-      const auto c = static_cast<std::size_t>(r.label);
-      if (r.split == "val") ++tally[c].val;
-      if (r.split == "test") ++tally[c].test;
-      if (r.split != "train") continue;
-      ++tally[c].real_train;
-      if (o.real == "none") continue;
-      // real_<original name>, with _2, _3, ... when two source folders held the same name.
-      const fs::path orig = fs::path(r.path).filename();
-      std::string fname = "real_" + orig.string();
-      for (int k = 2; !used[c].insert(fname).second; ++k)
-        fname = fmt::format("real_{}_{}{}", orig.stem().string(), k, orig.extension().string());
-      const auto dst = tmp.path() / folders[c] / fname;
-      if (o.real == "link" && try_link(r.path, dst)) {
-        ++linked;
-      } else {
-        copy_real_file(r.path, dst);
-        ++copied;
-      }
-      ++tally[c].real_in;
-      rows.push_back(
-          real_dataset_row(folders[c] + "/" + fname, classes.names[c], r.label, r.path, row, r.hash, r.bytes));
-      progress.advance();
-      if (rows.size() % 256 == 0) check_stop();
-    }
-
-    for (const auto& e : merged.accepted) {
-      const auto c = static_cast<std::size_t>(e.label);
-      const auto src = ctx.dir("sample") / e.file;
-      std::string bytes;
-      try {
-        bytes = read_text_file(src);
-      } catch (const UserError&) {
-        throw UserError(
-            ExitCode::kNoInput,
-            fmt::format("{} is missing, though its journal line says it was written; rerun `augment sample` "
-                        "to generate it again",
-                        src.string()));
-      }
-      if (bytes.size() != e.png_bytes || hash_bytes(bytes.data(), bytes.size()) != e.png_hash) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("{} does not match its journal line (changed after sampling); delete it and rerun "
-                                    "`augment sample` to generate it again",
-                                    src.string()));
-      }
-      const std::string fname = fmt::format("synthetic_{:06}.png", e.index);
-      used[c].insert(fname);
-      const auto dst = tmp.path() / folders[c] / fname;
-      // A copy, not a link: an edit in the sample store must not reach the dataset unnoticed.
-      write_new_file(dst, bytes.data(), bytes.size());
-      ++tally[c].synthetic;
-      rows.push_back(synthetic_dataset_row(folders[c] + "/" + fname, classes.names[c], e, o.synthetic_weight));
-      progress.advance();
-      if (rows.size() % 256 == 0) check_stop();
-    }
+    add_real_images(a, records, o, progress);
+    add_synthetic_images(a, ctx, merged, o, progress);
     progress.finish();
 
     // Manifests: one row per image, real first (in manifest order), then synthetic by class and
     // index; metadata.jsonl mixes the two (mixed_order).
-    const auto files = dataset_row_files(rows);
+    const auto files = dataset_row_files(a.rows);
     write_new_text(tmp.path() / "manifest.csv", files.manifest_csv);
     write_new_text(tmp.path() / "metadata.jsonl", files.metadata_jsonl);
 
     const auto so = ctx.options<SampleOptions>();
-    json card = dataset_card({out.filename().string(), classes.names, folders, tally, &plan, &merged, o.real,
+    json card = dataset_card({out.filename().string(), classes.names, a.folders, a.tally, &plan, &merged, o.real,
                               o.synthetic_weight, so.min_confidence, so.max_tries, o.croissant, read_evaluation(ctx)});
     if (!report.empty()) card["report"] = "../" + report_dir.filename().string() + "/index.html";
     const std::string card_text = card.dump(2) + "\n";
     write_new_text(tmp.path() / "dataset.json", card_text);
-    if (o.croissant) write_croissant(ctx, tmp.path(), card["name"].get<std::string>(), rows);
+    if (o.croissant) write_croissant(ctx, tmp.path(), card["name"].get<std::string>(), a.rows);
     std::random_device random;
     const std::string emit_id = fmt::format("{:08x}{:08x}{:08x}{:08x}", random(), random(), random(), random());
-    const json marker = {{"written_by", "augment"},
-                         {"version", AUGMENT_VERSION},
-                         {"work", ctx.work().string()},
-                         {"emit_id", emit_id},
-                         {"created", iso_time_now()}};
+    const json marker = output_marker(ctx, emit_id);
     write_new_text(tmp.path() / kOutputMarker, marker.dump(2) + "\n");
     TempTree report_tmp(report.empty() ? fs::path() : temp_path_for(report_dir));
     if (!report.empty()) {
@@ -323,18 +377,7 @@ class EmitStage final : public Stage {
     done["outputs"][out.string()] = {{"emit_id", emit_id}, {"key", key}};
     write_text_atomically(done_path(ctx), done.dump(2) + "\n");
 
-    std::int64_t n_real = 0, n_syn = 0;
-    for (const auto& t : tally) {
-      n_real += t.real_in;
-      n_syn += t.synthetic;
-    }
-    ctx.report().info(fmt::format("{}: {} real ({} linked, {} copied) + {} synthetic images in {} classes",
-                                  out.string(), n_real, linked, copied, n_syn, classes.names.size()));
-    if (o.real == "link" && copied > 0 && linked == 0) {
-      ctx.report().info(
-          "real images were copied: the output is on another file system than the input (hard links need the same "
-          "one)");
-    }
+    report_counts(ctx, out, a, o);
   }
 
  private:
