@@ -192,4 +192,20 @@ std::vector<std::uint8_t> seeded_bytes(std::uint64_t seed, std::size_t n) {
 
 std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
 
+std::vector<std::string> stage_args(const std::filesystem::path& input, const std::filesystem::path& work,
+                                    int resolution, const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"--input",
+                                   input.string(),
+                                   "--work",
+                                   work.string(),
+                                   "--resolution",
+                                   std::to_string(resolution),
+                                   "--subsample.val_fraction",
+                                   "0",
+                                   "--subsample.test_fraction",
+                                   "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 }  // namespace augment::test

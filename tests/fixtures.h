@@ -36,6 +36,11 @@ std::vector<std::uint8_t> seeded_bytes(std::uint64_t seed, std::size_t n);
 // The Python the tests run their checks with (Debian's, where h5py and PIL are installed).
 std::string python();
 
+// The options a test that runs stages on a small folder starts from: its input and work dir, the
+// cache resolution and every image in the train split; then `extra`.
+std::vector<std::string> stage_args(const std::filesystem::path& input, const std::filesystem::path& work,
+                                    int resolution, const std::vector<std::string>& extra = {});
+
 struct RunResult {
   int code = -1;
   std::string out;  // stdout

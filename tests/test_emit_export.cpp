@@ -37,17 +37,7 @@ TEST_SUITE("emit and export") {
     TempDir dir;
     const auto input = dir / "data", work = dir / "work", out = dir / "out";
     const auto plan = prepare(input, work);
-    const std::vector<std::string> common = {"--input",
-                                             input.string(),
-                                             "--work",
-                                             work.string(),
-                                             "--resolution",
-                                             std::to_string(kRes),
-                                             "--subsample.val_fraction",
-                                             "0",
-                                             "--subsample.test_fraction",
-                                             "0",
-                                             "--quiet"};
+    const std::vector<std::string> common = test::stage_args(input, work, kRes, {"--quiet"});
     // The samples are fake (no trained model): run each stage alone instead of its prerequisites.
     auto cmd = [&](std::vector<std::string> head, std::vector<std::string> tail = {}) {
       const std::string stage = head.front();

@@ -38,19 +38,7 @@ TEST_SUITE("emit and export") {
     const auto input = dir / "data", work = dir / "work", out = dir / "out";
     const auto plan = prepare(input, work);
     sample_fake(work, plan);
-    const std::vector<std::string> common = {"--input",
-                                             input.string(),
-                                             "--work",
-                                             work.string(),
-                                             "--resolution",
-                                             std::to_string(kRes),
-                                             "--subsample.val_fraction",
-                                             "0",
-                                             "--subsample.test_fraction",
-                                             "0",
-                                             "--quiet",
-                                             "--output",
-                                             out.string()};
+    const std::vector<std::string> common = test::stage_args(input, work, kRes, {"--quiet", "--output", out.string()});
     auto cmd = [&](const std::string& stage) {
       std::vector<std::string> args = {stage, "--only", stage};
       args.insert(args.end(), common.begin(), common.end());
@@ -139,18 +127,7 @@ TEST_SUITE("emit and export") {
     const auto input = dir / "data", work = dir / "work", out = dir / "out";
     const auto plan = prepare(input, work);
     sample_fake(work, plan);
-    const std::vector<std::string> common = {"--input",
-                                             input.string(),
-                                             "--work",
-                                             work.string(),
-                                             "--resolution",
-                                             std::to_string(kRes),
-                                             "--subsample.val_fraction",
-                                             "0",
-                                             "--subsample.test_fraction",
-                                             "0",
-                                             "--output",
-                                             out.string()};
+    const std::vector<std::string> common = test::stage_args(input, work, kRes, {"--output", out.string()});
     auto cmd = [&](const std::string& stage) {
       std::vector<std::string> args = {stage, "--only", stage};
       args.insert(args.end(), common.begin(), common.end());

@@ -254,22 +254,8 @@ TEST_SUITE("evaluate") {
     TempDir dir;
     const auto input = dir / "data", work = dir / "work";
     write_dataset(input);
-    const std::vector<std::string> common = {"--input",
-                                             input.string(),
-                                             "--work",
-                                             work.string(),
-                                             "--resolution",
-                                             std::to_string(kRes),
-                                             "--subsample.val_fraction",
-                                             "0",
-                                             "--subsample.test_fraction",
-                                             "0",
-                                             "--threads",
-                                             "1",
-                                             "--classifier.epochs",
-                                             "2",
-                                             "--classifier.width",
-                                             "8"};
+    const std::vector<std::string> common =
+        test::stage_args(input, work, kRes, {"--threads", "1", "--classifier.epochs", "2", "--classifier.width", "8"});
     auto cmd = [&](std::vector<std::string> head) {
       head.insert(head.end(), common.begin(), common.end());
       return run_augment(head);
