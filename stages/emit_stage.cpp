@@ -107,17 +107,6 @@ void copy_report(const Context& ctx, const std::vector<std::string>& files, cons
   }
 }
 
-// The images of the output as they are gathered into its temp tree.
-struct Assembly {
-  fs::path root;                                    // the temp tree
-  const std::vector<std::string>* names = nullptr;  // class names
-  std::vector<std::string> folders;                 // one per class
-  std::vector<json> rows;                           // manifest rows, plus the internal fields export needs
-  std::vector<ClassTally> tally;
-  std::vector<std::set<std::string>> used;  // file names taken per class folder
-  std::int64_t linked = 0, copied = 0;
-};
-
 void check_class_lists(const Context& ctx, const SamplePlan& plan, const ClassList& classes) {
   if (classes.names.size() != plan.classes.size() ||
       !std::equal(classes.names.begin(), classes.names.end(), plan.classes.begin(),
@@ -145,38 +134,53 @@ std::vector<std::string> class_folders(const std::vector<std::string>& names) {
   return folders;
 }
 
+// The images of the output as they are gathered into its temp tree `root`, one folder per class.
+struct Assembly {
+  Assembly(fs::path tree, const std::vector<std::string>& class_names)
+      : root(std::move(tree)),
+        names(class_names),
+        folders(class_folders(class_names)),
+        tally(class_names.size()),
+        used(class_names.size()) {
+    ensure_directory(root);
+    for (const auto& f : folders) ensure_directory(root / f);
+  }
+  const fs::path root;
+  const std::vector<std::string>& names;
+  const std::vector<std::string> folders;
+  std::vector<json> rows;  // manifest rows, plus the internal fields export needs
+  std::vector<ClassTally> tally;
+  std::vector<std::set<std::string>> used;  // file names taken per class folder
+  std::int64_t linked = 0, copied = 0;
+};
+
 // The real training images, linked or copied; every record counts toward the class tally.
 void add_real_images(Assembly& a, const std::vector<ImageRecord>& records, const EmitOptions& o, Progress& progress) {
-  const auto& names = *a.names;
-  const auto& folders = a.folders;
-  auto& tally = a.tally;
-  auto& used = a.used;
-  auto& rows = a.rows;
   for (std::size_t row = 0; row < records.size(); ++row) {
     const auto& r = records[row];
-    if (r.label < 0 || static_cast<std::size_t>(r.label) >= names.size()) continue;
+    if (r.label < 0 || static_cast<std::size_t>(r.label) >= a.names.size()) continue;
     const auto c = static_cast<std::size_t>(r.label);
-    if (r.split == "val") ++tally[c].val;
-    if (r.split == "test") ++tally[c].test;
+    if (r.split == "val") ++a.tally[c].val;
+    if (r.split == "test") ++a.tally[c].test;
     if (r.split != "train") continue;
-    ++tally[c].real_train;
+    ++a.tally[c].real_train;
     if (o.real == "none") continue;
     // real_<original name>, with _2, _3, ... when two source folders held the same name.
     const fs::path orig = fs::path(r.path).filename();
     std::string fname = "real_" + orig.string();
-    for (int k = 2; !used[c].insert(fname).second; ++k)
+    for (int k = 2; !a.used[c].insert(fname).second; ++k)
       fname = fmt::format("real_{}_{}{}", orig.stem().string(), k, orig.extension().string());
-    const auto dst = a.root / folders[c] / fname;
+    const auto dst = a.root / a.folders[c] / fname;
     if (o.real == "link" && try_link(r.path, dst)) {
       ++a.linked;
     } else {
       copy_real_file(r.path, dst);
       ++a.copied;
     }
-    ++tally[c].real_in;
-    rows.push_back(real_dataset_row(folders[c] + "/" + fname, names[c], r.label, r.path, row, r.hash, r.bytes));
+    ++a.tally[c].real_in;
+    a.rows.push_back(real_dataset_row(a.folders[c] + "/" + fname, a.names[c], r.label, r.path, row, r.hash, r.bytes));
     progress.advance();
-    if (rows.size() % 256 == 0) check_stop();
+    if (a.rows.size() % 256 == 0) check_stop();
   }
 }
 
@@ -184,9 +188,6 @@ void add_real_images(Assembly& a, const std::vector<ImageRecord>& records, const
 // against its journal line.
 void add_synthetic_images(Assembly& a, const Context& ctx, const MergedSamples& merged, const EmitOptions& o,
                           Progress& progress) {
-  const auto& names = *a.names;
-  const auto& folders = a.folders;
-  auto& rows = a.rows;
   for (const auto& e : merged.accepted) {
     const auto c = static_cast<std::size_t>(e.label);
     const auto src = ctx.dir("sample") / e.file;
@@ -207,13 +208,13 @@ void add_synthetic_images(Assembly& a, const Context& ctx, const MergedSamples& 
     }
     const std::string fname = fmt::format("synthetic_{:06}.png", e.index);
     a.used[c].insert(fname);
-    const auto dst = a.root / folders[c] / fname;
+    const auto dst = a.root / a.folders[c] / fname;
     // A copy, not a link: an edit in the sample store must not reach the dataset unnoticed.
     write_new_file(dst, bytes.data(), bytes.size());
     ++a.tally[c].synthetic;
-    rows.push_back(synthetic_dataset_row(folders[c] + "/" + fname, names[c], e, o.synthetic_weight));
+    a.rows.push_back(synthetic_dataset_row(a.folders[c] + "/" + fname, a.names[c], e, o.synthetic_weight));
     progress.advance();
-    if (rows.size() % 256 == 0) check_stop();
+    if (a.rows.size() % 256 == 0) check_stop();
   }
 }
 
@@ -232,7 +233,7 @@ void report_counts(const Context& ctx, const fs::path& out, const Assembly& a, c
     n_syn += t.synthetic;
   }
   ctx.report().info(fmt::format("{}: {} real ({} linked, {} copied) + {} synthetic images in {} classes", out.string(),
-                                n_real, a.linked, a.copied, n_syn, a.names->size()));
+                                n_real, a.linked, a.copied, n_syn, a.names.size()));
   if (o.real == "link" && a.copied > 0 && a.linked == 0) {
     ctx.report().info(
         "real images were copied: the output is on another file system than the input (hard links need the same "
@@ -321,15 +322,8 @@ class EmitStage final : public Stage {
     remove_stale_siblings(out);
     remove_stale_siblings(report_dir);
 
-    Assembly a;
-    a.names = &classes.names;
-    a.folders = class_folders(classes.names);
-    a.tally.resize(classes.names.size());
-    a.used.resize(classes.names.size());
     TempTree tmp(temp_path_for(out));
-    a.root = tmp.path();
-    ensure_directory(tmp.path());
-    for (const auto& f : a.folders) ensure_directory(tmp.path() / f);
+    Assembly a(tmp.path(), classes.names);
     std::int64_t total = static_cast<std::int64_t>(merged.accepted.size());
     for (const auto& r : records) total += (o.real != "none" && r.split == "train");
     Progress progress(ctx.report(), "emit", total, "img");

@@ -238,27 +238,22 @@ class EvaluateStage final : public Stage {
     // Pictures and the page, built in a temp folder and swapped in whole.
     const auto report_dir = ctx.path(work_file::kEvaluateReport);
     ensure_directory(report_dir.parent_path());
-    const auto tmp = temp_path_for(report_dir);
-    ensure_directory(tmp);
-    std::vector<ReportSection> sections;
-    try {
-      sections = draw_figures(ctx, o, tmp, metrics, train, out_train.features, synthetic, out_syn.features);
-      metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      json figures = json::array();
-      for (const auto& s : sections) {
-        for (const auto& f : s.figures) figures.push_back(f.file);
-      }
-      metrics["figures"] = figures;
-      const auto text = metrics.dump(2) + "\n";
-      write_text_atomically(tmp / "metrics.json", text);
-      write_text_atomically(tmp / "index.html", evaluation_html(metrics, sections));
-      replace_directory(tmp, report_dir);
-      write_text_atomically(ctx.path(work_file::kEvaluateMetrics), text);
-    } catch (...) {
-      std::error_code ec;
-      fs::remove_all(tmp, ec);
-      throw;
+    TempTree tmp(temp_path_for(report_dir));
+    ensure_directory(tmp.path());
+    const auto sections =
+        draw_figures(ctx, o, tmp.path(), metrics, train, out_train.features, synthetic, out_syn.features);
+    metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    json figures = json::array();
+    for (const auto& s : sections) {
+      for (const auto& f : s.figures) figures.push_back(f.file);
     }
+    metrics["figures"] = figures;
+    const auto text = metrics.dump(2) + "\n";
+    write_text_atomically(tmp.path() / "metrics.json", text);
+    write_text_atomically(tmp.path() / "index.html", evaluation_html(metrics, sections));
+    replace_directory(tmp.path(), report_dir);
+    tmp.release();
+    write_text_atomically(ctx.path(work_file::kEvaluateMetrics), text);
     ctx.report().print(summary_text(metrics));
     ctx.report().info(fmt::format("report: {}", (report_dir / "index.html").string()));
   }

@@ -1,5 +1,6 @@
-// The folders emit writes beside the work dir (the dataset, its report): built in a temp sibling,
-// checked to be augment's own before they are replaced, and made durable in one sync.
+// The folders emit writes beside the work dir (the dataset, its report): built in a temp sibling
+// (TempTree, pipeline/base/fs_util.h), checked to be augment's own before they are replaced, and made durable in one
+// sync.
 #pragma once
 
 #include <cstddef>
@@ -13,23 +14,6 @@ namespace augment {
 
 // Name of the file that marks an output folder as written by augment (so --force may replace it).
 inline constexpr const char* kOutputMarker = ".augment-dataset";
-
-// A directory under construction: removed with its content unless released.
-class TempTree {
- public:
-  explicit TempTree(std::filesystem::path p) : path_(std::move(p)) {}
-  ~TempTree() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
-  const std::filesystem::path& path() const { return path_; }
-  void release() { path_.clear(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Creates the new file `path` (it must not exist) with `data`; errors name the file and a full disk.
 void write_new_file(const std::filesystem::path& path, const void* data, std::size_t size);

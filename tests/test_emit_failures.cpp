@@ -216,24 +216,10 @@ TEST_SUITE("emit and export") {
     write_image(input / "with space" / "big.png", 300, 300, 3, 99);
     const auto plan = prepare(input, work);
     sample_fake(work, plan);
-    const std::vector<std::string> args = {"emit",
-                                           "--only",
-                                           "emit",
-                                           "--input",
-                                           input.string(),
-                                           "--work",
-                                           work.string(),
-                                           "--resolution",
-                                           std::to_string(kRes),
-                                           "--subsample.val_fraction",
-                                           "0",
-                                           "--subsample.test_fraction",
-                                           "0",
-                                           "--output",
-                                           out.string(),
-                                           "--emit.real",
-                                           "copy",
-                                           "--quiet"};
+    std::vector<std::string> args = {"emit", "--only", "emit"};
+    const auto options =
+        test::stage_args(input, work, kRes, {"--output", out.string(), "--emit.real", "copy", "--quiet"});
+    args.insert(args.end(), options.begin(), options.end());
     REQUIRE(run_augment(args).code == 0);
     fs::remove_all(out);
     const auto config_bytes = fs::file_size(work / "config.ini");

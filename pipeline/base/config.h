@@ -26,7 +26,7 @@ struct OptionInfo {
   std::string key;    // dotted name, e.g. "scan.strict"; global options have no dot
   std::string alias;  // optional short command-line name, e.g. "strict"
   std::string help;
-  std::string type;  // "bool", "int", "float", "string", "list", "choice"
+  std::string type;  // "bool", "int", "float", "string", "list", "int list", "float list", "choice"
   std::string default_text;
   std::vector<std::string> choices;  // for "choice"
   bool repeatable = false;           // each command-line occurrence adds one item (paths with commas)

@@ -43,6 +43,27 @@ void write_file_unsynced(const fs::path& target, const std::vector<std::uint8_t>
 // with it in one step (RENAME_EXCHANGE; where the file system lacks it, a short window without
 // `dir`) and the old tree removed. Then the parent is fsync'ed.
 void replace_directory(const fs::path& tmp, const fs::path& dir);
+
+// A directory under construction (a temp sibling of the folder it will replace): removed with its
+// content unless released once it is in place.
+class TempTree {
+ public:
+  explicit TempTree(fs::path p) : path_(std::move(p)) {}
+  TempTree(const TempTree&) = delete;
+  TempTree& operator=(const TempTree&) = delete;
+  ~TempTree() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  const fs::path& path() const { return path_; }
+  void release() { path_.clear(); }
+
+ private:
+  fs::path path_;
+};
+
 // True for an empty folder, and for a path that is not there.
 bool directory_is_empty(const fs::path& dir);
 

@@ -318,7 +318,7 @@ int run_cli(const std::vector<std::string>& args) {
       if (verb && verb->verb == Verb::kCompare) {
         run_compare(config, ctx, runner);
       } else {
-        runner.run(ctx, verb ? std::string() : command, [&](bool runs) {
+        runner.run(ctx, verb && verb->verb == Verb::kRun ? std::string() : command, [&](bool runs) {
           if (job) job->publish(ready_key, runs ? "run" : "skip");
         });
       }
