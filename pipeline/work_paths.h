@@ -34,9 +34,13 @@ inline constexpr const char* kTrainLoss = "train/loss.csv";
 inline constexpr const char* kTrainPlan = "train/plan.json";
 
 inline constexpr const char* kSamplePlan = "sample/plan.json";
+// A file of the sample store by its name, e.g. a shard's journal.
+inline std::string sample_file(std::string_view name) { return "sample/" + std::string(name); }
 
 inline constexpr const char* kEvaluateMetrics = "evaluate/metrics.json";
 inline constexpr const char* kEvaluateReport = "evaluate/report";
+// A file of the report, relative to it, e.g. "index.html".
+inline std::string report_file(std::string_view rel) { return std::string(kEvaluateReport) + "/" + std::string(rel); }
 inline constexpr const char* kEvaluateDownstreamRuns = "evaluate/downstream_runs.jsonl";
 
 inline constexpr const char* kEmitRows = "emit/rows.jsonl";

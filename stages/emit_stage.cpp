@@ -251,9 +251,10 @@ class EmitStage final : public Stage {
   std::vector<std::string> inputs(const Context& ctx) const override {
     std::vector<std::string> in = {work_file::kSubsampleManifest, work_file::kSubsampleClasses, work_file::kSamplePlan};
     // Optional: the card carries the evaluation figures when they exist (and goes stale when they appear).
-    if (fs::exists(ctx.work() / "evaluate" / "metrics.json")) in.push_back(work_file::kEvaluateMetrics);
-    for (const auto& f : report_files(ctx)) in.push_back("evaluate/report/" + f);
-    for (const auto& j : find_journals(ctx.dir("sample"))) in.push_back("sample/" + j.second.filename().string());
+    if (fs::exists(ctx.path(work_file::kEvaluateMetrics))) in.push_back(work_file::kEvaluateMetrics);
+    for (const auto& f : report_files(ctx)) in.push_back(work_file::report_file(f));
+    for (const auto& j : find_journals(ctx.dir("sample")))
+      in.push_back(work_file::sample_file(j.second.filename().string()));
     return in;
   }
   std::vector<std::string> outputs(const Context& ctx) const override {

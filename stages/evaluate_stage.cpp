@@ -127,13 +127,14 @@ class EvaluateStage final : public Stage {
     std::vector<std::string> in = {work_file::kCacheTrain,          work_file::kCacheVal,
                                    work_file::kCacheTest,           work_file::kClassifierModel,
                                    work_file::kClassifierModelMeta, work_file::kSamplePlan};
-    for (const auto& j : find_journals(ctx.dir("sample"))) in.push_back("sample/" + j.second.filename().string());
+    for (const auto& j : find_journals(ctx.dir("sample")))
+      in.push_back(work_file::sample_file(j.second.filename().string()));
     // Optional: the loss curve is drawn when the model was trained in this work dir.
     if (fs::exists(ctx.path(work_file::kTrainLoss))) in.push_back(work_file::kTrainLoss);
     return in;
   }
   std::vector<std::string> outputs(const Context&) const override {
-    return {work_file::kEvaluateMetrics, "evaluate/report/index.html", "evaluate/report/metrics.json"};
+    return {work_file::kEvaluateMetrics, work_file::report_file("index.html"), work_file::report_file("metrics.json")};
   }
 
   void run(Context& ctx) override {

@@ -90,10 +90,10 @@ class SampleStage final : public Stage {
     // Unsharded after a complete array run: the array's journals are this run's result.
     const auto journals = find_journals(ctx.dir("sample"));
     if (shard.count == 1 && !journals.empty() && all_sharded(journals)) {
-      for (const auto& j : journals) out.push_back("sample/" + j.second.filename().string());
+      for (const auto& j : journals) out.push_back(work_file::sample_file(j.second.filename().string()));
       return out;
     }
-    out.push_back("sample/" + journal_path("", shard).filename().string());
+    out.push_back(work_file::sample_file(journal_path("", shard).filename().string()));
     return out;
   }
   bool runs_alongside_others(const Context& ctx) const override { return shard_of_invocation(ctx).count > 1; }
