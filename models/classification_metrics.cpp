@@ -29,7 +29,7 @@ std::int64_t ConfusionMatrix::total() const {
 
 double ConfusionMatrix::accuracy() const {
   const auto n = total();
-  if (n == 0) return std::numeric_limits<double>::quiet_NaN();
+  if (n == 0) return kNaN;
   std::int64_t correct = 0;
   for (std::size_t i = 0; i < counts_.size(); ++i) correct += counts_[i][i];
   return static_cast<double>(correct) / static_cast<double>(n);
@@ -40,8 +40,7 @@ std::vector<double> ConfusionMatrix::recall() const {
   for (std::size_t i = 0; i < counts_.size(); ++i) {
     std::int64_t row = 0;
     for (auto c : counts_[i]) row += c;
-    out.push_back(row == 0 ? std::numeric_limits<double>::quiet_NaN()
-                           : static_cast<double>(counts_[i][i]) / static_cast<double>(row));
+    out.push_back(row == 0 ? kNaN : static_cast<double>(counts_[i][i]) / static_cast<double>(row));
   }
   return out;
 }
@@ -55,7 +54,7 @@ double ConfusionMatrix::balanced_accuracy() const {
       ++present;
     }
   }
-  return present == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / present;
+  return present == 0 ? kNaN : sum / present;
 }
 
 nlohmann::json metrics_to_json(const ConfusionMatrix& m, const std::vector<std::string>& class_names) {

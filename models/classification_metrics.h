@@ -3,12 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 namespace augment {
+
+// A figure that has no value (a class without images, an epoch without validation): NaN in
+// memory, null in JSON.
+inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // counts[t][p]: images of true class t predicted as class p.
 class ConfusionMatrix {

@@ -11,12 +11,6 @@ namespace augment {
 
 namespace F = torch::nn::functional;
 
-namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-}  // namespace
-
 torch::Tensor classifier_logits(ClassifierNet& net, const torch::Tensor& images, const torch::Device& device,
                                 std::int64_t batch_size) {
   const bool was_training = net->is_training();

@@ -23,8 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
 // Random crop (mirrored padding, then a crop back to size) and horizontal flip, drawn per image
 // in a fixed order from `rng` so an epoch's augmentation depends only on the seed and the epoch.
 torch::Tensor augment_batch(const torch::Tensor& x, std::int64_t pad, bool flip, Rng& rng) {

@@ -10,7 +10,6 @@ namespace augment {
 
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr std::int64_t kBlock = 1024;  // rows of a distance block: kBlock x N doubles at a time
 
 torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat64).contiguous(); }
