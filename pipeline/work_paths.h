@@ -13,6 +13,8 @@ inline constexpr const char* kScanIndexCsv = "scan/index.csv";
 inline constexpr const char* kScanClasses = "scan/classes.json";
 inline constexpr const char* kScanRejects = "scan/rejects.csv";
 inline constexpr const char* kScanDuplicates = "scan/duplicates.csv";
+// Thumbnails scan decodes on the way, for cache to reuse (scan.prefetch_tiles).
+inline constexpr const char* kScanTiles = "scan/tiles.h5";
 
 inline constexpr const char* kSubsampleClasses = "subsample/classes.json";
 inline constexpr const char* kSubsampleManifest = "subsample/manifest.jsonl";

@@ -116,7 +116,7 @@ class CacheStage final : public Stage {
   // ones into the split files. Returns false when the tiles do not match (other options).
   static bool copy_prefetched_tiles(Context& ctx, const std::vector<ImageRecord>& rows, const ClassList& classes,
                                     const TileOptions& tile) {
-    const auto tiles_path = ctx.dir("scan") / "tiles.h5";
+    const auto tiles_path = ctx.path(work_file::kScanTiles);
     std::error_code ec;
     if (!fs::exists(tiles_path, ec)) return false;
     const auto index = read_records_jsonl(ctx.path(work_file::kScanIndex));

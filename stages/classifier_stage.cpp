@@ -156,8 +156,8 @@ class ClassifierStage final : public Stage {
                           {"splits", split_scores},
                           {"history", history}};
 
-    save_classifier(result.net, ClassifierMeta{arch, info.class_names}, dir / "model.pt");
-    write_text_atomically(dir / "metrics.json", metrics.dump(2) + "\n");
+    save_classifier(result.net, ClassifierMeta{arch, info.class_names}, ctx.path(work_file::kClassifierModel));
+    write_text_atomically(ctx.path(work_file::kClassifierMetrics), metrics.dump(2) + "\n");
     // Finished: a forced rerun must train again rather than reuse the final checkpoint.
     std::error_code ec;
     fs::remove_all(dir / "checkpoint", ec);

@@ -23,13 +23,13 @@ using nlohmann::json;
 
 SyntheticImages read_synthetic(const Context& ctx, const CacheInfo& info) {
   const auto dir = ctx.dir("sample");
-  const auto plan = read_sample_plan(dir / "plan.json");
+  const auto plan = read_sample_plan(ctx.path(work_file::kSamplePlan));
   bool same = plan.classes.size() == info.class_names.size();
   for (std::size_t c = 0; same && c < plan.classes.size(); ++c) same = plan.classes[c].name == info.class_names[c];
   if (!same) {
     throw UserError(ExitCode::kDataError,
                     fmt::format("{} was made for other classes than the cache; rerun `augment sample --force`",
-                                (dir / "plan.json").string()));
+                                ctx.path(work_file::kSamplePlan).string()));
   }
   SyntheticImages out;
   out.merged = merge_journals(dir, plan);

@@ -144,7 +144,8 @@ class ScanStage final : public Stage {
     const TileOptions tile = tile_options(ctx.options<CacheOptions>());
     std::unique_ptr<CacheWriter> tiles;
     if (options.prefetch_tiles)
-      tiles = std::make_unique<CacheWriter>(dir / "tiles.h5", CacheInfo{"", tile.resolution, tile.channels, {}, ""});
+      tiles = std::make_unique<CacheWriter>(ctx.path(work_file::kScanTiles),
+                                            CacheInfo{"", tile.resolution, tile.channels, {}, ""});
     std::vector<Checked> results(walk.files.size());
     Progress progress(report, "scan", static_cast<std::int64_t>(walk.files.size()), "img");
     std::size_t next = 0;
@@ -192,19 +193,20 @@ class ScanStage final : public Stage {
         rejects.push_back({r.record.path, r.record.class_name, r.reject});
       }
     }
-    write_rows(dir / "rejects.csv", {"path", "class", "reason"}, rejects);
+    write_rows(ctx.path(work_file::kScanRejects), {"path", "class", "reason"}, rejects);
     if (!rejects.empty()) {
       std::string first;
       for (std::size_t i = 0; i < std::min<std::size_t>(5, rejects.size()); ++i)
         first += fmt::format("\n  {}: {}", rejects[i][0], rejects[i][2]);
       if (rejects.size() > 5) first += fmt::format("\n  ... and {} more", rejects.size() - 5);
       if (options.strict) {
-        throw UserError(ExitCode::kDataError, fmt::format("{} files rejected (--strict); all are listed in {}:{}\nfix "
-                                                          "or remove them, or drop --strict to skip them",
-                                                          rejects.size(), (dir / "rejects.csv").string(), first));
+        throw UserError(ExitCode::kDataError,
+                        fmt::format("{} files rejected (--strict); all are listed in {}:{}\nfix "
+                                    "or remove them, or drop --strict to skip them",
+                                    rejects.size(), ctx.path(work_file::kScanRejects).string(), first));
       }
       report.warn(fmt::format("{} files rejected and skipped (listed in {}):{}", rejects.size(),
-                              (dir / "rejects.csv").string(), first));
+                              ctx.path(work_file::kScanRejects).string(), first));
     }
 
     // Classes: an empty class (no files, or none usable) fails unless --allow-empty.
@@ -248,11 +250,11 @@ class ScanStage final : public Stage {
       }
       if (cls.size() > 1) ++cross_class;
     }
-    write_rows(dir / "duplicates.csv", {"group", "hash", "class", "path"}, dup_rows);
+    write_rows(ctx.path(work_file::kScanDuplicates), {"group", "hash", "class", "path"}, dup_rows);
     if (dup_groups > 0) {
       report.warn(fmt::format(
           "{} groups of identical files ({} files) listed in {}; they are kept together in one split{}", dup_groups,
-          dup_files, (dir / "duplicates.csv").string(),
+          dup_files, ctx.path(work_file::kScanDuplicates).string(),
           cross_class ? fmt::format("; {} groups span several classes (conflicting labels)", cross_class) : ""));
     }
 
@@ -265,9 +267,9 @@ class ScanStage final : public Stage {
       tiles->set_key(tile_key(tile, tile_order));
       tiles->commit();
     }
-    write_records_jsonl(dir / "index.jsonl", accepted);
-    write_records_csv(dir / "index.csv", accepted, false);
-    write_class_list(dir / "classes.json", classes);
+    write_records_jsonl(ctx.path(work_file::kScanIndex), accepted);
+    write_records_csv(ctx.path(work_file::kScanIndexCsv), accepted, false);
+    write_class_list(ctx.path(work_file::kScanClasses), classes);
 
     std::string table =
         fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", "class", "idx", "images", "rejected", "duplicates");

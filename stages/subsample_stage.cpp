@@ -196,9 +196,9 @@ class SubsampleStage final : public Stage {
     for (const auto& n : notes) ctx.report().info(n);
     const auto dir = ctx.dir("subsample");
     ensure_directory(dir);
-    write_records_jsonl(dir / "manifest.jsonl", rows);
-    write_records_csv(dir / "manifest.csv", rows, true);
-    write_class_list(dir / "classes.json", classes);
+    write_records_jsonl(ctx.path(work_file::kSubsampleManifest), rows);
+    write_records_csv(ctx.path(work_file::kSubsampleManifestCsv), rows, true);
+    write_class_list(ctx.path(work_file::kSubsampleClasses), classes);
 
     std::string table = fmt::format("{:<28} {:>5} {:>7} {:>6} {:>6}\n", "class", "label", "train", "val", "test");
     std::int64_t totals[3] = {0, 0, 0};

@@ -240,7 +240,8 @@ class TrainStage final : public Stage {
                                          {"ranks", dist ? dist->world_size() : 1},
                                          {"steps", s.end_step - s.start_step}});
     if (!dist || dist->is_root())
-      save_denoiser(trainer.ema(), trainer.meta(), env.dir / "model.pt", env.dir / "model.json");
+      save_denoiser(trainer.ema(), trainer.meta(), ctx.path(work_file::kTrainModel),
+                    ctx.path(work_file::kTrainModelMeta));
   }
 };
 
