@@ -100,6 +100,187 @@ Checked check_file(const ScanCandidate& c, const ScanOptions& options, const Til
   return out;
 }
 
+// Walk problems: nothing to scan is an error, images outside any class a warning.
+void check_walk(const ScanWalk& walk, Reporter& report) {
+  if (walk.files.empty() && walk.classes.empty()) {
+    throw UserError(ExitCode::kNoInput,
+                    "the input holds no class folders with images; expected root/<class>/<image>.jpg (or use --input "
+                    "NAME=DIR or --class-map)");
+  }
+  if (walk.outside_classes > 0) {
+    report.warn(fmt::format("{} images lie directly in an input root, outside any class folder; they are ignored",
+                            walk.outside_classes));
+  }
+  if (walk.unmapped > 0)
+    report.warn(fmt::format("{} images are under no source of the class map; they are ignored", walk.unmapped));
+}
+
+// Verifies every file in parallel, bounded: each token carries one file's bytes at most. Results
+// are kept in order; tiles stream to `tiles` (when given) in index order, their hashes to
+// `tile_order`.
+std::vector<Checked> verify_files(const ScanWalk& walk, const ScanOptions& options, const TileOptions& tile,
+                                  CacheWriter* tiles, std::string& tile_order, Reporter& report) {
+  std::vector<Checked> results(walk.files.size());
+  Progress progress(report, "scan", static_cast<std::int64_t>(walk.files.size()), "img");
+  std::size_t next = 0;
+  const auto tokens = static_cast<std::size_t>(4 * std::max(1, tbb::this_task_arena::max_concurrency()));
+  tbb::parallel_pipeline(
+      tokens,
+      tbb::make_filter<void, std::size_t>(tbb::filter_mode::serial_in_order, [&](tbb::flow_control& fc) -> std::size_t {
+        if (next >= walk.files.size() || stop_signal()) {
+          fc.stop();
+          return 0;
+        }
+        return next++;
+      }) & tbb::make_filter<std::size_t, std::size_t>(tbb::filter_mode::parallel, [&](std::size_t i) {
+        results[i] = check_file(walk.files[i], options, tile, tiles != nullptr);
+        return i;
+      }) & tbb::make_filter<std::size_t, void>(tbb::filter_mode::serial_in_order, [&](std::size_t i) {
+        auto& r = results[i];
+        if (tiles && r.reject.empty()) {
+          const std::int64_t label = -1, row = tiles->size();
+          tiles->append(r.tile.data(), &label, &row, 1);
+          tile_order += r.record.hash;
+        }
+        std::vector<std::uint8_t>().swap(r.tile);
+        progress.advance();
+      }));
+  check_stop();
+  progress.finish();
+  return results;
+}
+
+// The verified files sorted into accepted images and rejects, counted per class.
+struct Sorted {
+  std::vector<ImageRecord> accepted;
+  std::vector<std::vector<std::string>> rejects;  // path, class, reason
+  std::map<std::string, std::int64_t> accepted_count, rejected_count;
+};
+
+Sorted sort_results(std::vector<Checked>& results, const std::vector<std::string>& class_names) {
+  Sorted out;
+  for (const auto& c : class_names) out.accepted_count[c] = out.rejected_count[c] = 0;
+  for (auto& r : results) {
+    if (r.reject.empty()) {
+      ++out.accepted_count[r.record.class_name];
+      out.accepted.push_back(std::move(r.record));
+    } else {
+      ++out.rejected_count[r.record.class_name];
+      out.rejects.push_back({r.record.path, r.record.class_name, r.reject});
+    }
+  }
+  return out;
+}
+
+void write_rows(const fs::path& path, const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::string text = csv::join_row(header) + "\n";
+  for (const auto& r : rows) text += csv::join_row(r) + "\n";
+  write_text_atomically(path, text);
+}
+
+// scan/rejects.csv, and the first rejects in the log: an error with --strict, else a warning.
+void write_rejects(const Context& ctx, const Sorted& sorted, bool strict) {
+  const auto& rejects = sorted.rejects;
+  const auto path = ctx.path(work_file::kScanRejects);
+  write_rows(path, {"path", "class", "reason"}, rejects);
+  if (rejects.empty()) return;
+  std::string first;
+  for (std::size_t i = 0; i < std::min<std::size_t>(5, rejects.size()); ++i)
+    first += fmt::format("\n  {}: {}", rejects[i][0], rejects[i][2]);
+  if (rejects.size() > 5) first += fmt::format("\n  ... and {} more", rejects.size() - 5);
+  if (strict) {
+    throw UserError(ExitCode::kDataError, fmt::format("{} files rejected (--strict); all are listed in {}:{}\nfix "
+                                                      "or remove them, or drop --strict to skip them",
+                                                      rejects.size(), path.string(), first));
+  }
+  ctx.report().warn(
+      fmt::format("{} files rejected and skipped (listed in {}):{}", rejects.size(), path.string(), first));
+}
+
+// The classes with usable images: an empty class (no files, or none usable) fails unless
+// --allow-empty.
+ClassList usable_classes(const std::vector<std::string>& class_names, const Sorted& sorted, bool allow_empty,
+                         Reporter& report) {
+  ClassList classes;
+  std::vector<std::string> empty;
+  for (const auto& c : class_names) {
+    if (sorted.accepted_count.at(c) == 0) {
+      empty.push_back(c);
+    } else {
+      classes.names.push_back(c);
+      classes.counts.push_back(sorted.accepted_count.at(c));
+    }
+  }
+  if (!empty.empty()) {
+    std::string list;
+    for (const auto& c : empty) list += fmt::format("\n  '{}' ({} files rejected)", c, sorted.rejected_count.at(c));
+    if (!allow_empty) {
+      throw UserError(ExitCode::kDataError, fmt::format("{} class(es) have no usable images:{}\nadd images, remove "
+                                                        "the folders, or pass --allow-empty to skip them",
+                                                        empty.size(), list));
+    }
+    report.warn(fmt::format("skipping {} class(es) without usable images (--allow-empty):{}", empty.size(), list));
+  }
+  if (classes.names.empty()) throw UserError(ExitCode::kDataError, "no usable images found in the input");
+  return classes;
+}
+
+// Exact duplicates by content hash, written to scan/duplicates.csv and summed up in the log.
+struct Duplicates {
+  std::int64_t groups = 0, cross_class = 0, files = 0;
+  std::map<std::string, std::int64_t> per_class;  // files in a group, by class
+};
+
+Duplicates write_duplicates(const Context& ctx, const std::vector<ImageRecord>& accepted) {
+  std::map<std::string, std::vector<const ImageRecord*>> by_hash;
+  for (const auto& r : accepted) by_hash[r.hash].push_back(&r);
+  std::vector<std::vector<std::string>> rows;
+  Duplicates d;
+  for (const auto& [hash, group] : by_hash) {
+    if (group.size() < 2) continue;
+    ++d.groups;
+    d.files += static_cast<std::int64_t>(group.size());
+    std::set<std::string> cls;
+    for (const auto* r : group) {
+      cls.insert(r->class_name);
+      ++d.per_class[r->class_name];
+      rows.push_back({std::to_string(d.groups), hash, r->class_name, r->path});
+    }
+    if (cls.size() > 1) ++d.cross_class;
+  }
+  write_rows(ctx.path(work_file::kScanDuplicates), {"group", "hash", "class", "path"}, rows);
+  if (d.groups > 0) {
+    ctx.report().warn(fmt::format(
+        "{} groups of identical files ({} files) listed in {}; they are kept together in one split{}", d.groups,
+        d.files, ctx.path(work_file::kScanDuplicates).string(),
+        d.cross_class ? fmt::format("; {} groups span several classes (conflicting labels)", d.cross_class) : ""));
+  }
+  return d;
+}
+
+void print_summary(Reporter& report, const ClassList& classes, const Sorted& sorted, const Duplicates& d) {
+  const auto count = [](const std::map<std::string, std::int64_t>& m, const std::string& c) {
+    const auto it = m.find(c);
+    return it == m.end() ? std::int64_t{0} : it->second;
+  };
+  std::string table =
+      fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", "class", "idx", "images", "rejected", "duplicates");
+  for (std::size_t i = 0; i < classes.names.size(); ++i) {
+    const auto& c = classes.names[i];
+    table += fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", c, i, count(sorted.accepted_count, c),
+                         count(sorted.rejected_count, c), count(d.per_class, c));
+  }
+  table += fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", "total", classes.names.size(), sorted.accepted.size(),
+                       sorted.rejects.size(), d.files);
+  report.print(table);
+  report.event("scan_summary", {{"classes", classes.names.size()},
+                                {"images", sorted.accepted.size()},
+                                {"rejected", sorted.rejects.size()},
+                                {"duplicate_groups", d.groups},
+                                {"cross_class_duplicate_groups", d.cross_class}});
+}
+
 class ScanStage final : public Stage {
  public:
   std::string name() const override { return "scan"; }
@@ -125,141 +306,22 @@ class ScanStage final : public Stage {
     const auto options = ctx.options<ScanOptions>();
     auto& report = ctx.report();
     const auto walk = walk_inputs(ctx.global(), options);
-    if (walk.files.empty() && walk.classes.empty()) {
-      throw UserError(ExitCode::kNoInput,
-                      "the input holds no class folders with images; expected root/<class>/<image>.jpg (or use --input "
-                      "NAME=DIR or --class-map)");
-    }
-    if (walk.outside_classes > 0) {
-      report.warn(fmt::format("{} images lie directly in an input root, outside any class folder; they are ignored",
-                              walk.outside_classes));
-    }
-    if (walk.unmapped > 0)
-      report.warn(fmt::format("{} images are under no source of the class map; they are ignored", walk.unmapped));
-
-    // Verify in parallel, bounded: each token carries one file's bytes at most. Results are kept
-    // in order; tiles stream to scan/tiles.h5 in index order.
-    const auto dir = ctx.dir("scan");
-    ensure_directory(dir);
+    check_walk(walk, report);
+    ensure_directory(ctx.dir("scan"));
     const TileOptions tile = tile_options(ctx.options<CacheOptions>());
     std::unique_ptr<CacheWriter> tiles;
-    if (options.prefetch_tiles)
+    if (options.prefetch_tiles) {
       tiles = std::make_unique<CacheWriter>(ctx.path(work_file::kScanTiles),
                                             CacheInfo{"", tile.resolution, tile.channels, {}, ""});
-    std::vector<Checked> results(walk.files.size());
-    Progress progress(report, "scan", static_cast<std::int64_t>(walk.files.size()), "img");
-    std::size_t next = 0;
+    }
     std::string tile_order;
-    const auto tokens = static_cast<std::size_t>(4 * std::max(1, tbb::this_task_arena::max_concurrency()));
-    tbb::parallel_pipeline(
-        tokens, tbb::make_filter<void, std::size_t>(tbb::filter_mode::serial_in_order,
-                                                    [&](tbb::flow_control& fc) -> std::size_t {
-                                                      if (next >= walk.files.size() || stop_signal()) {
-                                                        fc.stop();
-                                                        return 0;
-                                                      }
-                                                      return next++;
-                                                    }) &
-                    tbb::make_filter<std::size_t, std::size_t>(tbb::filter_mode::parallel,
-                                                               [&](std::size_t i) {
-                                                                 results[i] = check_file(walk.files[i], options, tile,
-                                                                                         tiles != nullptr);
-                                                                 return i;
-                                                               }) &
-                    tbb::make_filter<std::size_t, void>(tbb::filter_mode::serial_in_order, [&](std::size_t i) {
-                      auto& r = results[i];
-                      if (tiles && r.reject.empty()) {
-                        const std::int64_t label = -1, row = tiles->size();
-                        tiles->append(r.tile.data(), &label, &row, 1);
-                        tile_order += r.record.hash;
-                      }
-                      std::vector<std::uint8_t>().swap(r.tile);
-                      progress.advance();
-                    }));
-    check_stop();
-    progress.finish();
-
-    // Collect accepted images and rejects.
-    std::vector<ImageRecord> accepted;
-    std::vector<std::vector<std::string>> rejects;
-    std::map<std::string, std::int64_t> accepted_count, rejected_count;
-    for (const auto& c : walk.classes) accepted_count[c] = rejected_count[c] = 0;
-    for (auto& r : results) {
-      if (r.reject.empty()) {
-        ++accepted_count[r.record.class_name];
-        accepted.push_back(std::move(r.record));
-      } else {
-        ++rejected_count[r.record.class_name];
-        rejects.push_back({r.record.path, r.record.class_name, r.reject});
-      }
-    }
-    write_rows(ctx.path(work_file::kScanRejects), {"path", "class", "reason"}, rejects);
-    if (!rejects.empty()) {
-      std::string first;
-      for (std::size_t i = 0; i < std::min<std::size_t>(5, rejects.size()); ++i)
-        first += fmt::format("\n  {}: {}", rejects[i][0], rejects[i][2]);
-      if (rejects.size() > 5) first += fmt::format("\n  ... and {} more", rejects.size() - 5);
-      if (options.strict) {
-        throw UserError(ExitCode::kDataError,
-                        fmt::format("{} files rejected (--strict); all are listed in {}:{}\nfix "
-                                    "or remove them, or drop --strict to skip them",
-                                    rejects.size(), ctx.path(work_file::kScanRejects).string(), first));
-      }
-      report.warn(fmt::format("{} files rejected and skipped (listed in {}):{}", rejects.size(),
-                              ctx.path(work_file::kScanRejects).string(), first));
-    }
-
-    // Classes: an empty class (no files, or none usable) fails unless --allow-empty.
-    ClassList classes;
-    std::vector<std::string> empty;
-    for (const auto& c : walk.classes) {
-      if (accepted_count[c] == 0) {
-        empty.push_back(c);
-      } else {
-        classes.names.push_back(c);
-        classes.counts.push_back(accepted_count[c]);
-      }
-    }
-    if (!empty.empty()) {
-      std::string list;
-      for (const auto& c : empty) list += fmt::format("\n  '{}' ({} files rejected)", c, rejected_count[c]);
-      if (!options.allow_empty) {
-        throw UserError(ExitCode::kDataError, fmt::format("{} class(es) have no usable images:{}\nadd images, remove "
-                                                          "the folders, or pass --allow-empty to skip them",
-                                                          empty.size(), list));
-      }
-      report.warn(fmt::format("skipping {} class(es) without usable images (--allow-empty):{}", empty.size(), list));
-    }
-    if (classes.names.empty()) throw UserError(ExitCode::kDataError, "no usable images found in the input");
-
-    // Exact duplicates by content hash.
-    std::map<std::string, std::vector<const ImageRecord*>> by_hash;
-    for (const auto& r : accepted) by_hash[r.hash].push_back(&r);
-    std::vector<std::vector<std::string>> dup_rows;
-    std::int64_t dup_groups = 0, cross_class = 0, dup_files = 0;
-    std::map<std::string, std::int64_t> dup_count;
-    for (const auto& [hash, group] : by_hash) {
-      if (group.size() < 2) continue;
-      ++dup_groups;
-      dup_files += static_cast<std::int64_t>(group.size());
-      std::set<std::string> cls;
-      for (const auto* r : group) {
-        cls.insert(r->class_name);
-        ++dup_count[r->class_name];
-        dup_rows.push_back({std::to_string(dup_groups), hash, r->class_name, r->path});
-      }
-      if (cls.size() > 1) ++cross_class;
-    }
-    write_rows(ctx.path(work_file::kScanDuplicates), {"group", "hash", "class", "path"}, dup_rows);
-    if (dup_groups > 0) {
-      report.warn(fmt::format(
-          "{} groups of identical files ({} files) listed in {}; they are kept together in one split{}", dup_groups,
-          dup_files, ctx.path(work_file::kScanDuplicates).string(),
-          cross_class ? fmt::format("; {} groups span several classes (conflicting labels)", cross_class) : ""));
-    }
-
+    auto results = verify_files(walk, options, tile, tiles.get(), tile_order, report);
+    const auto sorted = sort_results(results, walk.classes);
+    write_rejects(ctx, sorted, options.strict);
+    const auto classes = usable_classes(walk.classes, sorted, options.allow_empty, report);
+    const auto duplicates = write_duplicates(ctx, sorted.accepted);
     for (const auto& advice :
-         geometry_advice(accepted, static_cast<int>(tile.resolution), static_cast<int>(tile.channels),
+         geometry_advice(sorted.accepted, static_cast<int>(tile.resolution), static_cast<int>(tile.channels),
                          ctx.config().is_set("cache.resolution"), ctx.config().is_set("cache.channels"))) {
       report.warn(advice);
     }
@@ -267,33 +329,10 @@ class ScanStage final : public Stage {
       tiles->set_key(tile_key(tile, tile_order));
       tiles->commit();
     }
-    write_records_jsonl(ctx.path(work_file::kScanIndex), accepted);
-    write_records_csv(ctx.path(work_file::kScanIndexCsv), accepted, false);
+    write_records_jsonl(ctx.path(work_file::kScanIndex), sorted.accepted);
+    write_records_csv(ctx.path(work_file::kScanIndexCsv), sorted.accepted, false);
     write_class_list(ctx.path(work_file::kScanClasses), classes);
-
-    std::string table =
-        fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", "class", "idx", "images", "rejected", "duplicates");
-    for (std::size_t i = 0; i < classes.names.size(); ++i) {
-      const auto& c = classes.names[i];
-      table +=
-          fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", c, i, accepted_count[c], rejected_count[c], dup_count[c]);
-    }
-    table += fmt::format("{:<28} {:>5} {:>8} {:>9} {:>11}\n", "total", classes.names.size(), accepted.size(),
-                         rejects.size(), dup_files);
-    report.print(table);
-    report.event("scan_summary", {{"classes", classes.names.size()},
-                                  {"images", accepted.size()},
-                                  {"rejected", rejects.size()},
-                                  {"duplicate_groups", dup_groups},
-                                  {"cross_class_duplicate_groups", cross_class}});
-  }
-
- private:
-  static void write_rows(const fs::path& path, const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows) {
-    std::string text = csv::join_row(header) + "\n";
-    for (const auto& r : rows) text += csv::join_row(r) + "\n";
-    write_text_atomically(path, text);
+    print_summary(report, classes, sorted, duplicates);
   }
 };
 
