@@ -65,6 +65,100 @@ std::string shard_name(const std::string& name, std::int64_t k, std::int64_t n) 
   return fmt::format("{}-{:05}-of-{:05}.h5", name, k, n);
 }
 
+// The export folder must not lie inside the input, the image folder or the work dir.
+void check_export_dir(const Context& ctx, const fs::path& dir) {
+  for (const auto& input : ctx.global().input) {
+    if (is_same_or_inside(dir, parse_input_root(input).path)) {
+      throw UserError(ExitCode::kCantCreate,
+                      fmt::format("--export.dir {} is inside the input {}; augment never writes into your data",
+                                  dir.string(), input));
+    }
+  }
+  if (!ctx.global().output.empty() && is_same_or_inside(dir, ctx.global().output)) {
+    throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the image folder {}: image-folder "
+                                                       "loaders would take it for a class and the next "
+                                                       "emit replaces that folder; choose a folder next to it",
+                                                       dir.string(), ctx.global().output));
+  }
+  if (is_same_or_inside(dir, ctx.work())) {
+    throw UserError(ExitCode::kCantCreate,
+                    fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));
+  }
+}
+
+// The train split in memory, as training holds it: the export visits its rows in shuffled
+// order, and one HDF5 read per row cost more than writing the shards.
+struct TrainPixels {
+  int resolution = 0, channels = 0;
+  std::size_t image_bytes = 0;
+  std::vector<std::uint8_t> pixels;
+  std::map<std::int64_t, std::int64_t> cache_row;  // manifest row -> cache row
+};
+
+TrainPixels read_train_pixels(const Context& ctx) {
+  CacheReader cache(ctx.path(work_file::kCacheTrain));
+  TrainPixels t;
+  t.resolution = cache.info().resolution;
+  t.channels = cache.info().channels;
+  t.image_bytes = cache.image_bytes();
+  t.pixels.resize(static_cast<std::size_t>(cache.size()) * t.image_bytes);
+  std::vector<std::int64_t> sources(static_cast<std::size_t>(cache.size()));
+  cache.read(0, cache.size(), t.pixels.data(), nullptr, sources.data());
+  for (std::size_t i = 0; i < sources.size(); ++i) t.cache_row[sources[i]] = static_cast<std::int64_t>(i);
+  return t;
+}
+
+// What the last finished export vouched for, by shard file: a shard it listed under the same key
+// is kept only while its SHA-256 still matches (a changed byte leaves the key attribute intact).
+std::map<std::string, json> finished_shards(const Context& ctx) {
+  std::map<std::string, json> finished;
+  try {
+    const auto index = json::parse(read_text_file(ctx.path(work_file::kExportIndex)));
+    for (const auto& s : index.at("shards")) finished[s.at("file").get<std::string>()] = s;
+  } catch (const std::exception&) {
+    // no finished export yet
+  }
+  return finished;
+}
+
+// True when the shard at `path` holds `key` and, where the last export listed it, still has the
+// SHA-256 it gave (recorded in `sha256_of`).
+bool shard_intact(const fs::path& path, const std::string& key, const std::map<std::string, json>& finished,
+                  std::map<std::string, std::string>& sha256_of) {
+  if (read_shard_key(path) != key) return false;
+  const auto it = finished.find(path.filename().string());
+  if (it == finished.end() || it->second.value("key", "") != key) return true;
+  const auto sha = sha256_file(path);
+  if (sha != it->second.value("sha256", "")) return false;
+  sha256_of[path.string()] = sha;
+  return true;
+}
+
+// Sizes and SHA-256 of the shards, for downstream users; returns the total bytes.
+std::uint64_t add_checksums(const fs::path& dir, json& shards, const std::map<std::string, std::string>& sha256_of) {
+  std::uint64_t bytes = 0;
+  for (auto& s : shards) {
+    const auto path = dir / s["file"].get<std::string>();
+    s["bytes"] = fs::file_size(path);
+    const auto known = sha256_of.find(path.string());
+    s["sha256"] = known != sha256_of.end() ? known->second : sha256_file(path);
+    bytes += s["bytes"].get<std::uint64_t>();
+  }
+  return bytes;
+}
+
+// Shards named like ours that the current set does not list (an older export with another count).
+void remove_other_shards(const fs::path& dir, const std::string& name, const json& shards) {
+  const std::regex ours("^" + std::regex_replace(name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                        R"(-\d{5}-of-\d{5}\.h5$)");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto fname = e.path().filename().string();
+    const bool current = std::any_of(shards.begin(), shards.end(), [&](const json& s) { return s["file"] == fname; });
+    if (!current && std::regex_match(fname, ours)) fs::remove(e.path(), ec);
+  }
+}
+
 class ExportStage final : public Stage {
  public:
   std::string name() const override { return "export"; }
@@ -91,39 +185,12 @@ class ExportStage final : public Stage {
   void run(Context& ctx) override {
     const auto o = ctx.options<ExportOptions>();
     const auto dir = export_dir(ctx);
-    for (const auto& input : ctx.global().input) {
-      if (is_same_or_inside(dir, parse_input_root(input).path)) {
-        throw UserError(ExitCode::kCantCreate,
-                        fmt::format("--export.dir {} is inside the input {}; augment never writes into your data",
-                                    dir.string(), input));
-      }
-    }
-    if (!ctx.global().output.empty() && is_same_or_inside(dir, ctx.global().output)) {
-      throw UserError(ExitCode::kCantCreate, fmt::format("--export.dir {} is inside the image folder {}: image-folder "
-                                                         "loaders would take it for a class and the next "
-                                                         "emit replaces that folder; choose a folder next to it",
-                                                         dir.string(), ctx.global().output));
-    }
-    if (is_same_or_inside(dir, ctx.work())) {
-      throw UserError(ExitCode::kCantCreate,
-                      fmt::format("--export.dir {} is inside the work directory; choose another folder", dir.string()));
-    }
+    check_export_dir(ctx, dir);
     const auto rows = read_emitted_rows(ctx.path(work_file::kEmitRows));
     if (rows.empty()) throw UserError(ExitCode::kDataError, "the emitted dataset has no images; nothing to export");
     const auto classes = read_class_list(ctx.path(work_file::kSubsampleClasses));
-    CacheReader cache(ctx.path(work_file::kCacheTrain));
-    const int res = cache.info().resolution, channels = cache.info().channels;
-    const std::size_t image_bytes = cache.image_bytes();
-    // The train split in memory, as training holds it: the export visits its rows in shuffled
-    // order, and one HDF5 read per row cost more than writing the shards.
-    std::vector<std::uint8_t> real_pixels(static_cast<std::size_t>(cache.size()) * image_bytes);
-    // Manifest row -> cache row of the train split.
-    std::map<std::int64_t, std::int64_t> cache_row;
-    {
-      std::vector<std::int64_t> sources(static_cast<std::size_t>(cache.size()));
-      cache.read(0, cache.size(), real_pixels.data(), nullptr, sources.data());
-      for (std::size_t i = 0; i < sources.size(); ++i) cache_row[sources[i]] = static_cast<std::int64_t>(i);
-    }
+    const auto train = read_train_pixels(ctx);
+    const int res = train.resolution, channels = train.channels;
 
     // A seeded shuffle so every shard mixes classes, real and synthetic.
     std::vector<std::size_t> order(rows.size());
@@ -143,15 +210,7 @@ class ExportStage final : public Stage {
     BackgroundFileWriter background;  // shard k goes to disk while shard k+1 is built
     std::int64_t reused = 0, chunks = 0, chunks_plain = 0;
     json shards = json::array();
-    // What the last finished export vouched for: a shard it listed under the same key is kept only
-    // while its SHA-256 still matches (a changed byte leaves the key attribute intact).
-    std::map<std::string, json> finished;
-    try {
-      const auto index = json::parse(read_text_file(ctx.path(work_file::kExportIndex)));
-      for (const auto& s : index.at("shards")) finished[s.at("file").get<std::string>()] = s;
-    } catch (const std::exception&) {
-      // no finished export yet
-    }
+    const auto finished = finished_shards(ctx);
     std::map<std::string, std::string> sha256_of;
     std::vector<std::int64_t> per_class(classes.names.size(), 0), synthetic_per_class(classes.names.size(), 0);
     for (std::int64_t k = 0; k < nshards; ++k) {
@@ -167,24 +226,15 @@ class ExportStage final : public Stage {
       }
       const std::string key = hash_text(key_text);
       const auto path = dir / shard_name(o.name, k, nshards);
-      bool intact = read_shard_key(path) == key;
-      if (intact) {
-        const auto it = finished.find(path.filename().string());
-        if (it != finished.end() && it->second.value("key", "") == key) {
-          const auto sha = sha256_file(path);
-          intact = sha == it->second.value("sha256", "");
-          if (intact) sha256_of[path.string()] = sha;
-        }
-      }
-      if (intact) {
+      if (shard_intact(path, key, finished, sha256_of)) {
         reused += end - begin;
         progress.advance(end - begin);
       } else {
-        const auto [written, plain] =
-            write_shard(ctx, path,
-                        ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k),
-                                    static_cast<int>(nshards), seed, key},
-                        rows, order, begin, end, real_pixels, cache_row, image_bytes, o, progress, background);
+        const auto [written, plain] = write_shard(
+            ctx, path,
+            ShardHeader{classes.names, res, res, channels, o.name, static_cast<int>(k), static_cast<int>(nshards), seed,
+                        key},
+            rows, order, begin, end, train.pixels, train.cache_row, train.image_bytes, o, progress, background);
         chunks += written;
         chunks_plain += plain;
       }
@@ -202,22 +252,8 @@ class ExportStage final : public Stage {
     }
 
     // Checksums for downstream users; shards of an older export with another count go.
-    std::uint64_t bytes = 0;
-    for (auto& s : shards) {
-      const auto path = dir / s["file"].get<std::string>();
-      s["bytes"] = fs::file_size(path);
-      const auto known = sha256_of.find(path.string());
-      s["sha256"] = known != sha256_of.end() ? known->second : sha256_file(path);
-      bytes += s["bytes"].get<std::uint64_t>();
-    }
-    const std::regex ours("^" + std::regex_replace(o.name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
-                          R"(-\d{5}-of-\d{5}\.h5$)");
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      const auto fname = e.path().filename().string();
-      const bool current = std::any_of(shards.begin(), shards.end(), [&](const json& s) { return s["file"] == fname; });
-      if (!current && std::regex_match(fname, ours)) fs::remove(e.path(), ec);
-    }
+    const std::uint64_t bytes = add_checksums(dir, shards, sha256_of);
+    remove_other_shards(dir, o.name, shards);
     json counts = json::object();
     for (std::size_t c = 0; c < classes.names.size(); ++c) {
       counts[classes.names[c]] = {{"total", per_class[c]}, {"synthetic", synthetic_per_class[c]}};
