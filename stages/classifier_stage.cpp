@@ -80,9 +80,7 @@ class ClassifierStage final : public Stage {
       throw UserError(ExitCode::kDataError, fmt::format("{} holds no images; check the input and the subsample options",
                                                         ctx.path(work_file::kCacheTrain).string()));
     }
-    // LibTorch may start with a single intra-op thread; --threads 0 means all cores here too.
-    torch::set_num_threads(g.threads > 0 ? g.threads
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    use_stage_threads(g.threads);
     warn_if_busy(ctx, torch::get_num_threads());
     const auto device = stage_device(g.device);
     const auto precision = stage_precision(g.precision, device);

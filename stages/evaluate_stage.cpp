@@ -5,7 +5,6 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <thread>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -141,8 +140,7 @@ class EvaluateStage final : public Stage {
     const auto start = std::chrono::steady_clock::now();
     const auto o = ctx.options<EvaluateOptions>();
     const auto& g = ctx.global();
-    torch::set_num_threads(g.threads > 0 ? g.threads
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    use_stage_threads(g.threads);
     const auto device = stage_device(g.device);
     const auto precision = stage_precision(g.precision, device);
 

@@ -1,7 +1,6 @@
 #include "stages/sample_stage.h"
 
 #include <cstdlib>
-#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -130,9 +129,7 @@ class SampleStage final : public Stage {
     }
     refuse_other_shard_counts(dir, shard);
 
-    const int threads =
-        ctx.global().threads > 0 ? ctx.global().threads : static_cast<int>(std::thread::hardware_concurrency());
-    if (threads > 0) torch::set_num_threads(threads);
+    use_stage_threads(ctx.global().threads);
     const auto device = stage_device(ctx.global().device);
     const auto precision = stage_precision(ctx.global().precision, device);
     const auto model_pt = ctx.path(work_file::kTrainModel);

@@ -1,5 +1,8 @@
 #include "stages/stage_device.h"
 
+#include <algorithm>
+#include <thread>
+
 #include "models/device.h"
 #include "pipeline/base/errors.h"
 
@@ -27,6 +30,13 @@ std::string precision_reason(const std::string& requested, const torch::Device& 
   return chosen == torch::kBFloat16
              ? "--precision auto: this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)"
              : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), so fp32";
+}
+
+int use_stage_threads(int requested, int ranks_on_node) {
+  const int threads =
+      requested > 0 ? requested : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ranks_on_node);
+  torch::set_num_threads(threads);
+  return threads;
 }
 
 }  // namespace augment

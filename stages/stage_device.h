@@ -1,4 +1,5 @@
-// The device and precision a stage runs on, as the global --device and --precision options ask.
+// The device, precision and CPU threads a stage runs on, as the global --device, --precision and
+// --threads options ask.
 #pragma once
 
 #include <string>
@@ -12,5 +13,10 @@ torch::Device stage_device(const std::string& option);
 torch::ScalarType stage_precision(const std::string& option, const torch::Device& device);
 // Why `requested` ("auto", "fp32", "bf16") became `chosen` here, for the log line of a stage.
 std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen);
+// Sets LibTorch's intra-op threads to `requested` (--threads), or when 0 to all cores shared by
+// the `ranks_on_node` processes of a job on this machine (at least 1), and returns the count.
+// LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the VMs
+// measured here.
+int use_stage_threads(int requested, int ranks_on_node = 1);
 
 }  // namespace augment

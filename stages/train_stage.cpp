@@ -1,7 +1,5 @@
 #include "stages/train_stage.h"
 
-#include <thread>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/torch.h>
@@ -166,13 +164,8 @@ class TrainStage final : public Stage {
     const auto o = ctx.options<TrainOptions>();
     Distributed* dist = as_distributed(ctx.job());
     const int local_ranks = dist ? dist->env().local_world_size : 1;
-    // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the
-    // VMs measured here; all cores is what a training run wants unless --threads says otherwise.
     // Ranks sharing a node share its cores.
-    const int threads = ctx.global().threads > 0
-                            ? ctx.global().threads
-                            : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
-    if (threads > 0) torch::set_num_threads(threads);
+    use_stage_threads(ctx.global().threads, local_ranks);
     auto device = stage_device(ctx.global().device);
     if (dist && device.is_cuda() && (ctx.global().device == "auto" || ctx.global().device == "cuda")) {
       // One GPU per rank on a node: LOCAL_RANK / SLURM_LOCALID picks it.
