@@ -70,6 +70,74 @@ std::string weights_fingerprint(UNet& model) {
   return hash_text(digests);
 }
 
+// The plan's classes must be the ones the denoiser was trained on.
+void check_model_classes(const SamplePlan& plan, const LoadedDenoiser& loaded, const fs::path& model_pt) {
+  std::vector<std::string> plan_names;
+  for (const auto& c : plan.classes) plan_names.push_back(c.name);
+  if (plan_names != loaded.meta.class_names) {
+    throw UserError(ExitCode::kDataError,
+                    fmt::format("the denoiser {} was trained on other classes than subsample/classes.json "
+                                "lists; rerun `augment train` (it goes stale by itself when its inputs change)",
+                                model_pt.string()));
+  }
+}
+
+// What shapes every image of this run besides its seed, as the journals record it.
+SamplingSettings settings_of(const SampleOptions& so, LoadedDenoiser& loaded, const Sampler& sampler,
+                             const GaussianDiffusion& diffusion, std::pair<double, double> interval) {
+  const auto& meta = loaded.meta;
+  const bool cfg = meta.model.conditioning == Conditioning::kCfg;
+  SamplingSettings settings;
+  settings.sampler = name_of(so.sampler);
+  settings.steps = sampler.evaluations(diffusion);
+  settings.eta = so.sampler == SamplerKind::kDdim ? so.eta : 0.0;
+  settings.clip = so.clip;
+  settings.guidance = cfg ? so.guidance : 0.0;
+  settings.guided_from = cfg ? interval.first : 0.0;
+  settings.guided_to = cfg ? interval.second : 1.0;
+  settings.conditioning = name_of(meta.model.conditioning);
+  settings.checkpoint = weights_fingerprint(loaded.model);
+  settings.resolution = meta.model.resolution;
+  settings.channels = meta.model.in_channels;
+  return settings;
+}
+
+// One batch of requests: denoised from their seeds' noise, quantised on the device (one read-back
+// of uint8 pixels per batch), and scored by `judge` when the classifier filter is on.
+GenerateFn generator(const Sampler& sampler, const GaussianDiffusion& diffusion, LoadedDenoiser& loaded,
+                     const ModelCall& call, const SamplingSettings& settings, const torch::Device& device,
+                     ClassifierNet& judge) {
+  return [&](const std::vector<SampleRequest>& requests) {
+    std::vector<std::uint64_t> seeds;
+    std::vector<std::int64_t> labels;
+    for (const auto& r : requests) {
+      seeds.push_back(r.seed);
+      labels.push_back(r.label);
+    }
+    const auto y = torch::tensor(labels, torch::kInt64).to(device);
+    NoiseSource noise(seeds, settings.channels, settings.resolution, device);
+    const auto x = sampler.run(diffusion, denoiser_model_fn(loaded.model, y, call), noise, [] { check_stop(); });
+    // Quantised on the device: one read-back of uint8 pixels per batch.
+    const auto pixels = to_pixels(x).cpu().permute({0, 2, 3, 1}).contiguous();  // uint8 NHWC
+    torch::Tensor confidence;
+    if (judge) {
+      confidence = torch::softmax(classifier_logits(judge, pixels.permute({0, 3, 1, 2}), device), 1)
+                       .gather(1, torch::tensor(labels, torch::kInt64).unsqueeze(1))
+                       .squeeze(1)
+                       .to(torch::kFloat64)
+                       .contiguous();
+    }
+    std::vector<GeneratedImage> out(requests.size());
+    const auto bytes = static_cast<std::size_t>(pixels[0].numel());
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const auto* p = pixels[static_cast<std::int64_t>(i)].data_ptr<std::uint8_t>();
+      out[i].pixels.assign(p, p + bytes);
+      if (judge) out[i].confidence = confidence[static_cast<std::int64_t>(i)].item<double>();
+    }
+    return out;
+  };
+}
+
 class SampleStage final : public Stage {
  public:
   std::string name() const override { return "sample"; }
@@ -136,14 +204,7 @@ class SampleStage final : public Stage {
     auto loaded = with_hints([&] { return load_denoiser(model_pt, ctx.path(work_file::kTrainModelMeta), device); },
                              kRunTrainFirst, kRerunTrain);
     const auto& meta = loaded.meta;
-    std::vector<std::string> plan_names;
-    for (const auto& c : plan.classes) plan_names.push_back(c.name);
-    if (plan_names != meta.class_names) {
-      throw UserError(ExitCode::kDataError,
-                      fmt::format("the denoiser {} was trained on other classes than subsample/classes.json "
-                                  "lists; rerun `augment train` (it goes stale by itself when its inputs change)",
-                                  model_pt.string()));
-    }
+    check_model_classes(plan, loaded, model_pt);
     const bool cfg = meta.model.conditioning == Conditioning::kCfg;
     if (!cfg && so.guidance != SampleOptions{}.guidance && so.guidance != 1.0) {
       ctx.report().warn(fmt::format("sample.guidance is ignored: the model uses {} conditioning, not cfg",
@@ -159,18 +220,7 @@ class SampleStage final : public Stage {
       throw UserError(ExitCode::kConfig, e.what());
     }
     const GaussianDiffusion diffusion(meta.diffusion);
-    SamplingSettings settings;
-    settings.sampler = name_of(so.sampler);
-    settings.steps = sampler->evaluations(diffusion);
-    settings.eta = so.sampler == SamplerKind::kDdim ? so.eta : 0.0;
-    settings.clip = so.clip;
-    settings.guidance = cfg ? so.guidance : 0.0;
-    settings.guided_from = cfg ? guided_from : 0.0;
-    settings.guided_to = cfg ? guided_to : 1.0;
-    settings.conditioning = name_of(meta.model.conditioning);
-    settings.checkpoint = weights_fingerprint(loaded.model);
-    settings.resolution = meta.model.resolution;
-    settings.channels = meta.model.in_channels;
+    const auto settings = settings_of(so, loaded, *sampler, diffusion, {guided_from, guided_to});
     const auto job = sampling_job_for(ctx, settings);
 
     ClassifierNet judge{nullptr};
@@ -200,35 +250,7 @@ class SampleStage final : public Stage {
                            : "",
                     name_of(meta.model.conditioning), describe(device, precision)));
 
-    GenerateFn generate = [&](const std::vector<SampleRequest>& requests) {
-      std::vector<std::uint64_t> seeds;
-      std::vector<std::int64_t> labels;
-      for (const auto& r : requests) {
-        seeds.push_back(r.seed);
-        labels.push_back(r.label);
-      }
-      const auto y = torch::tensor(labels, torch::kInt64).to(device);
-      NoiseSource noise(seeds, settings.channels, settings.resolution, device);
-      const auto x = sampler->run(diffusion, denoiser_model_fn(loaded.model, y, call), noise, [] { check_stop(); });
-      // Quantised on the device: one read-back of uint8 pixels per batch.
-      const auto pixels = to_pixels(x).cpu().permute({0, 2, 3, 1}).contiguous();  // uint8 NHWC
-      torch::Tensor confidence;
-      if (judge) {
-        confidence = torch::softmax(classifier_logits(judge, pixels.permute({0, 3, 1, 2}), device), 1)
-                         .gather(1, torch::tensor(labels, torch::kInt64).unsqueeze(1))
-                         .squeeze(1)
-                         .to(torch::kFloat64)
-                         .contiguous();
-      }
-      std::vector<GeneratedImage> out(requests.size());
-      const auto bytes = static_cast<std::size_t>(pixels[0].numel());
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        const auto* p = pixels[static_cast<std::int64_t>(i)].data_ptr<std::uint8_t>();
-        out[i].pixels.assign(p, p + bytes);
-        if (judge) out[i].confidence = confidence[static_cast<std::int64_t>(i)].item<double>();
-      }
-      return out;
-    };
+    const auto generate = generator(*sampler, diffusion, loaded, call, settings, device, judge);
     const auto summary = run_sampling(job, plan, generate, ctx.report());
     if (summary.generated > 0) {
       ctx.report().info(fmt::format("generated {} images in {} ({:.2f} images/s)", summary.generated,
