@@ -71,4 +71,6 @@ nlohmann::json metrics_to_json(const ConfusionMatrix& m, const std::vector<std::
           {"confusion_matrix", m.counts()}};
 }
 
+nlohmann::json number_or_null(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
 }  // namespace augment

@@ -14,6 +14,8 @@ namespace augment {
 // A figure that has no value (a class without images, an epoch without validation): NaN in
 // memory, null in JSON.
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Such a figure in JSON: the number, or null for NaN.
+nlohmann::json number_or_null(double v);
 
 // counts[t][p]: images of true class t predicted as class p.
 class ConfusionMatrix {

@@ -15,7 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 double number_or_nan(const json& j) { return j.is_null() ? kNaN : j.get<double>(); }
 
 json record_to_json(const EpochRecord& r) {

@@ -17,8 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-json number_or_null(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
-
 json mean_std_json(const std::vector<double>& values, bool with_runs) {
   std::vector<double> finite;
   for (double v : values) {

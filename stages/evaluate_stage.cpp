@@ -31,6 +31,7 @@
 #include "stages/classifier_stage.h"
 #include "stages/evaluate_downstream.h"
 #include "stages/evaluate_figures.h"
+#include "stages/evaluate_quality.h"
 #include "stages/evaluate_report.h"
 #include "stages/sample_plan.h"
 #include "stages/stage_device.h"
@@ -61,58 +62,11 @@ void EvaluateOptions::bind(OptionBinder<EvaluateOptions>& b) {
 
 namespace {
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
-// Rows of `x` whose label in `labels` is `label`.
-torch::Tensor rows_of_class(const torch::Tensor& x, const torch::Tensor& labels, int label) {
-  return x.index_select(0, (labels == label).nonzero().flatten());
-}
-
 // A uint8 [C, H, W] tensor as an HWC cv::Mat that owns its pixels.
 cv::Mat to_mat(const torch::Tensor& chw) {
   const auto hwc = chw.permute({1, 2, 0}).contiguous();
   const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1)), c = static_cast<int>(hwc.size(2));
   return cv::Mat(h, w, c == 1 ? CV_8UC1 : CV_8UC3, hwc.data_ptr<std::uint8_t>()).clone();
-}
-
-torch::Tensor classes_present(const torch::Tensor& labels, std::size_t classes) {
-  return torch::bincount(labels.to(torch::kInt64), {}, static_cast<int64_t>(classes)) > 0;
-}
-
-// Per class and overall, a score of (a, b) feature sets. "overall" counts the classes the synthetic
-// set has (the largest class gets none under balance=max), so that the real train vs. test floor
-// and the synthetic score compare the same classes with the same reference images.
-json frechet_table(const torch::Tensor& a, const torch::Tensor& la, const torch::Tensor& b, const torch::Tensor& lb,
-                   const std::vector<std::string>& names, const torch::Tensor& synthetic_labels) {
-  json per_class = json::object();
-  for (std::size_t c = 0; c < names.size(); ++c) {
-    const int k = static_cast<int>(c);
-    per_class[names[c]] = number_or_null(frechet_distance(rows_of_class(a, la, k), rows_of_class(b, lb, k)));
-  }
-  return {
-      {"overall",
-       number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(synthetic_labels, names.size())))},
-      {"overall_all_classes", number_or_null(frechet_distance_at_mix(a, la, b, lb, classes_present(la, names.size())))},
-      {"overall_as_sampled", number_or_null(frechet_distance(a, b))},
-      {"per_class", per_class}};
-}
-
-json precision_recall_table(const torch::Tensor& query, const torch::Tensor& lq, const torch::Tensor& real,
-                            const torch::Tensor& lr, const std::vector<std::string>& names, int k) {
-  auto score = [k](const torch::Tensor& q, const torch::Tensor& r) -> json {
-    if (q.size(0) <= k || r.size(0) <= k) return nullptr;
-    const auto pr = knn_precision_recall(r, q, k);
-    return {{"precision", pr.precision}, {"recall", pr.recall}};
-  };
-  json per_class = json::object();
-  for (std::size_t c = 0; c < names.size(); ++c) {
-    const int label = static_cast<int>(c);
-    per_class[names[c]] = score(rows_of_class(query, lq, label), rows_of_class(real, lr, label));
-  }
-  json out = score(query, real);
-  if (out.is_null()) out = {{"precision", nullptr}, {"recall", nullptr}};
-  out["per_class"] = per_class;
-  return out;
 }
 
 class EvaluateStage final : public Stage {
@@ -205,29 +159,7 @@ class EvaluateStage final : public Stage {
     metrics["generation"]["seed"] = synthetic.merged.run_seed;
 
     ctx.report().info("conditional accuracy, Fréchet distance, classifier score, precision/recall");
-    metrics["conditional_accuracy"] =
-        metrics_to_json(conditional_confusion(out_syn.logits, synthetic.labels, k_classes), names);
-    metrics["classifier_on_real_test"] =
-        metrics_to_json(conditional_confusion(out_test.logits, test.labels, k_classes), names);
-    metrics["frechet_distance"] = {
-        {"synthetic_vs_test",
-         frechet_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, synthetic.labels)},
-        {"train_vs_test", held_out ? frechet_table(out_train.features, train.labels, out_test.features, test.labels,
-                                                   names, synthetic.labels)
-                                   : json(nullptr)}};
-    metrics["classifier_score"] = {{"synthetic", number_or_null(classifier_score(out_syn.logits))},
-                                   {"real_train", number_or_null(classifier_score(out_train.logits))},
-                                   {"real_test", number_or_null(classifier_score(out_test.logits))},
-                                   {"maximum", k_classes}};
-    const int k = static_cast<int>(o.neighbours);
-    metrics["precision_recall"] = {
-        {"k", k},
-        {"reference", "real " + reference},
-        {"synthetic_vs_test",
-         precision_recall_table(out_syn.features, synthetic.labels, out_test.features, test.labels, names, k)},
-        {"train_vs_test",
-         held_out ? precision_recall_table(out_train.features, train.labels, out_test.features, test.labels, names, k)
-                  : json(nullptr)}};
+    add_quality_metrics(metrics, o, names, train, test, synthetic, out_train, out_test, out_syn, held_out, reference);
     check_stop();
 
     metrics["downstream"] = o.seeds > 0 && has_test
@@ -235,12 +167,21 @@ class EvaluateStage final : public Stage {
                                 : json(nullptr);
 
     // Pictures and the page, built in a temp folder and swapped in whole.
+    write_report(ctx, o, metrics, train, out_train.features, synthetic, out_syn.features, start);
+    ctx.report().print(summary_text(metrics));
+    ctx.report().info(fmt::format("report: {}", ctx.path(work_file::report_file("index.html")).string()));
+  }
+
+ private:
+  // evaluate/report/ (figures, metrics.json, index.html) swapped in whole, then evaluate/metrics.json.
+  static void write_report(Context& ctx, const EvaluateOptions& o, json& metrics, const TensorSplit& train,
+                           const torch::Tensor& train_features, const SyntheticImages& synthetic,
+                           const torch::Tensor& syn_features, std::chrono::steady_clock::time_point start) {
     const auto report_dir = ctx.path(work_file::kEvaluateReport);
     ensure_directory(report_dir.parent_path());
     TempTree tmp(temp_path_for(report_dir));
     ensure_directory(tmp.path());
-    const auto sections =
-        draw_figures(ctx, o, tmp.path(), metrics, train, out_train.features, synthetic, out_syn.features);
+    const auto sections = draw_figures(ctx, o, tmp.path(), metrics, train, train_features, synthetic, syn_features);
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     json figures = json::array();
     for (const auto& s : sections) {
@@ -253,11 +194,8 @@ class EvaluateStage final : public Stage {
     replace_directory(tmp.path(), report_dir);
     tmp.release();
     write_text_atomically(ctx.path(work_file::kEvaluateMetrics), text);
-    ctx.report().print(summary_text(metrics));
-    ctx.report().info(fmt::format("report: {}", (report_dir / "index.html").string()));
   }
 
- private:
   static std::vector<ReportSection> draw_figures(Context& ctx, const EvaluateOptions& o, const fs::path& dir,
                                                  json& metrics, const TensorSplit& train,
                                                  const torch::Tensor& train_features, const SyntheticImages& synthetic,
@@ -337,7 +275,7 @@ class EvaluateStage final : public Stage {
                          {"iterations", to.iterations},
                          {"seed", seed},
                          {"seconds", secs},
-                         {"nearest_neighbour_class_agreement", number_or_null(nearest_neighbour_agreement(y, labels))}};
+                         {"nearest_neighbour_class_agreement", finite_or_null(nearest_neighbour_agreement(y, labels))}};
     }
     sections.push_back(maps);
 
