@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "models/group_norm_cpu.h"
+
 #ifdef AUGMENT_HAVE_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
 
@@ -13,6 +15,7 @@
 namespace augment {
 
 torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
+  if (group_norm_cpu_applies(x)) return group_norm_channels_last(x, groups, w, b);
   // Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
   // CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
   // parameters keeps the norm in bf16, which is where the speed is.

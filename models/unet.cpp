@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "models/attention.h"
+#include "models/cpu_gemm.h"
 #include "models/fused_norm.h"
 #include "pipeline/base/rng.h"
 
@@ -118,11 +120,18 @@ torch::Tensor per_sample_dropout(const torch::Tensor& h, double p, const torch::
                                  std::uint64_t stream) {
   auto keep = torch::empty(h.sizes(), h.options().dtype(torch::kFloat32).memory_format(h.suggest_memory_format()));
   const auto seeds = sample_seeds.accessor<std::int64_t, 1>();
+  if (h.device().is_cpu()) {
+    // Each sample has its own generator, so the samples draw on all cores at once.
+    at::parallel_for(0, h.size(0), 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i)
+        keep[i].bernoulli_(1.0 - p,
+                           at::detail::createCPUGenerator(mix_seed(static_cast<std::uint64_t>(seeds[i]), stream)));
+    });
+    return h * (keep / (1.0 - p)).to(h.scalar_type());
+  }
   for (std::int64_t i = 0; i < h.size(0); ++i) {
     const auto seed = mix_seed(static_cast<std::uint64_t>(seeds[i]), stream);
-    if (h.device().is_cpu()) {
-      keep[i].bernoulli_(1.0 - p, at::detail::createCPUGenerator(seed));
-    } else {
+    {
       // One generator per device: reseeding it per sample keeps the draw a function of the seed.
       auto gen = at::globalContext().defaultGenerator(h.device());
       {
@@ -183,13 +192,9 @@ class AttentionBlock : public UNetLayer {
 
   torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
     const auto n = x.size(0), h = x.size(2), w = x.size(3);
-    const int64_t d = channels_ / heads_;
     auto tokens = norm_->forward(x, cond).permute({0, 2, 3, 1}).reshape({n, h * w, channels_});  // [N, HW, C]
-    auto qkv = qkv_->forward(tokens).view({n, h * w, 3, heads_, d}).permute({2, 0, 3, 1, 4});    // [3, N, heads, HW, d]
-    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    auto weights = torch::softmax(torch::matmul(qkv[0] * scale, qkv[1].transpose(-1, -2)), -1);  // [N, heads, HW, HW]
-    auto out = torch::matmul(weights.to(qkv.scalar_type()), qkv[2]);                             // [N, heads, HW, d]
-    out = proj_->forward(out.permute({0, 2, 1, 3}).reshape({n, h * w, channels_}));              // [N, HW, C]
+    auto qkv = linear(tokens, qkv_->weight, qkv_->bias);
+    auto out = linear(multi_head_attention(qkv, heads_), proj_->weight, proj_->bias);  // [N, HW, C]
     return x + out.view({n, h, w, channels_}).permute({0, 3, 1, 2}).to(x.scalar_type());
   }
 
