@@ -239,7 +239,22 @@ UNetConfig UNetConfig::named(const std::string& name, Conditioning conditioning)
     c.conditioning = conditioning;
     return c;
   }
-  throw std::invalid_argument("unknown model configuration '" + name + "' (known: ref32)");
+  if (name == "recipe28") {
+    // The model of examples/fashion_mnist.ini (5 classes of 28x28 grayscale).
+    UNetConfig c;
+    c.in_channels = 1;
+    c.resolution = 28;
+    c.base_channels = 32;
+    c.channel_mult = {1, 2, 2};
+    c.blocks = 1;
+    c.attention_resolutions = {7};
+    c.heads = 2;
+    c.dropout = 0;
+    c.num_classes = 5;
+    c.conditioning = conditioning;
+    return c;
+  }
+  throw std::invalid_argument("unknown model configuration '" + name + "' (known: ref32, recipe28)");
 }
 
 void UNetConfig::validate() const {

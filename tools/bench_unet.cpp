@@ -5,9 +5,10 @@
 // LibTorch's profiler, and `*_share_of_conv_peak` = images/s x FLOPs per image / probe FLOP/s.
 // Uses every core unless --threads says otherwise; prints the CPU model and its vector flags.
 //
-//   bench_unet [--config ref32] [--conditioning cfg] [--batch 64] [--iters 3] [--threads N]
+//   bench_unet [--config ref32|recipe28] [--conditioning cfg] [--batch 64] [--iters 3] [--threads N]
 //              [--precisions fp32,bf16] [--formats contiguous,channels_last] [--device cpu]
-//              [--profile trace.json]   (one training step of the first combination, Chrome trace format)
+//              [--profile trace.json]   (one training step of the first combination, Chrome trace format,
+//                                        and one denoising pass in trace.json.denoise.json)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -163,8 +164,16 @@ Measured measure(const UNetConfig& config, int batch, int iters, const torch::De
   train_step();  // warm-up: oneDNN primitive creation, allocator
   sync();
   if (!profile.empty()) {
-    torch::autograd::profiler::RecordProfile guard(profile);
-    train_step();
+    {
+      torch::autograd::profiler::RecordProfile guard(profile);
+      train_step();
+    }
+    net->eval();
+    torch::NoGradGuard no_grad;
+    AutocastScope autocast(device, precision);
+    net->forward(x, t, y);
+    torch::autograd::profiler::RecordProfile guard(profile + ".denoise.json");
+    net->forward(x, t, y);
     return {};
   }
   auto start = Clock::now();
