@@ -55,16 +55,37 @@ MeanStd mean_std(const std::vector<double>& values) {
   return out;
 }
 
-std::vector<std::string> downstream_variants(const DownstreamData& data) {
-  if (data.synthetic.size() == 0) return {"real"};
-  return {"real", "augmented", "synthetic"};
+namespace {
+
+constexpr const char* kBaselinePrefix = "real_";
+
+}  // namespace
+
+std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance) {
+  std::vector<std::string> out = {"real"};
+  for (const auto b : {ClassBalance::kLoss, ClassBalance::kSampler}) {
+    if (b != recipe_balance) out.push_back(kBaselinePrefix + name_of(b));
+  }
+  if (data.synthetic.size() > 0) {
+    out.push_back("augmented");
+    out.push_back("synthetic");
+  }
+  return out;
+}
+
+bool is_real_only_variant(const std::string& variant) {
+  return variant == "real" || variant.rfind(kBaselinePrefix, 0) == 0;
 }
 
 DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup,
                                    const std::string& variant, std::uint64_t seed) {
   LabeledImages train;
+  ClassifierTrainSetup s = setup;
   if (variant == "real") {
     train = data.real_train;
+  } else if (variant.rfind(kBaselinePrefix, 0) == 0) {
+    train = data.real_train;
+    s.options.balance = parse_name<ClassBalance>(variant.substr(std::string(kBaselinePrefix).size()));
   } else if (variant == "augmented") {
     train = concatenate(data.real_train, data.synthetic);
   } else if (variant == "synthetic") {
@@ -75,7 +96,6 @@ DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierT
   if (train.size() == 0)
     throw UserError(ExitCode::kDataError,
                     fmt::format("the downstream '{}' classifier has no training images", variant));
-  ClassifierTrainSetup s = setup;
   s.seed = seed;
   s.label = fmt::format("downstream {} seed {}", variant, seed);
   s.checkpoint.clear();
@@ -153,7 +173,23 @@ struct RunFigures {
 
 }  // namespace
 
-json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names) {
+json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names,
+                        const std::vector<std::int64_t>& train_counts) {
+  // The two classes with the fewest real training images (ties: the earlier class).
+  std::vector<std::size_t> smallest;
+  if (train_counts.size() == class_names.size() && class_names.size() > 2) {
+    std::vector<std::size_t> idx(class_names.size());
+    for (std::size_t c = 0; c < idx.size(); ++c) idx[c] = c;
+    std::stable_sort(idx.begin(), idx.end(),
+                     [&](std::size_t a, std::size_t b) { return train_counts[a] < train_counts[b]; });
+    smallest = {idx[0], idx[1]};
+  }
+  auto smallest_recall = [&](const ConfusionMatrix& m) {
+    const auto r = m.recall();
+    double sum = 0;
+    for (const auto c : smallest) sum += c < r.size() ? r[c] : 0.0;
+    return sum / static_cast<double>(smallest.size());
+  };
   std::vector<std::string> order;
   std::map<std::string, std::vector<const DownstreamRun*>> by_variant;
   std::vector<std::uint64_t> seeds;
@@ -165,14 +201,16 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
   json variants = json::object();
   for (const auto& v : order) {
     RunFigures figures(class_names.size());
-    std::vector<double> secs;
+    std::vector<double> secs, small;
     std::int64_t images = 0;
     for (const auto* r : by_variant[v]) {
       figures.add(r->test);
       secs.push_back(r->seconds);
+      if (!smallest.empty()) small.push_back(smallest_recall(r->test));
       images = r->train_images;
     }
     json j = figures.to_json(class_names);
+    if (!smallest.empty()) j["smallest_classes_recall"] = mean_std_json(small, false);
     j["train_images"] = images;
     j["runs"] = by_variant[v].size();
     j["seconds"] = mean_std_json(secs, false);
@@ -182,22 +220,36 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
   // gain is larger than the seed-to-seed noise.
   json difference = json::object();
   json independent = nullptr;
-  if (by_variant.count("real")) {
+  // Each variant against "real", and augmented against every other baseline.
+  auto paired = [&](const std::string& v, const std::string& baseline) {
     std::map<std::uint64_t, const DownstreamRun*> base;
-    for (const auto* r : by_variant["real"]) base[r->seed] = r;
+    for (const auto* r : by_variant[baseline]) base[r->seed] = r;
+    RunFigures figures(class_names.size());
+    for (const auto* r : by_variant[v]) {
+      const auto it = base.find(r->seed);
+      if (it == base.end()) continue;
+      const auto rc = r->test.recall(), rb = it->second->test.recall();
+      std::vector<double> gain(rc.size());
+      for (std::size_t c = 0; c < rc.size() && c < rb.size(); ++c) gain[c] = rc[c] - rb[c];
+      figures.add(r->test.accuracy() - it->second->test.accuracy(),
+                  r->test.balanced_accuracy() - it->second->test.balanced_accuracy(), gain);
+    }
+    difference[v + "_minus_" + baseline] = figures.to_json(class_names);
+  };
+  json strongest = nullptr;
+  double strongest_balanced = -1;
+  for (const auto& v : order) {
+    if (!is_real_only_variant(v)) continue;
+    const auto& b = variants[v]["balanced_accuracy"]["mean"];
+    if (b.is_number() && b.get<double>() > strongest_balanced) {
+      strongest_balanced = b.get<double>();
+      strongest = v;
+    }
+    if (v != "real" && by_variant.count("augmented")) paired("augmented", v);
+  }
+  if (by_variant.count("real")) {
     for (const auto& v : order) {
-      if (v == "real") continue;
-      RunFigures figures(class_names.size());
-      for (const auto* r : by_variant[v]) {
-        const auto it = base.find(r->seed);
-        if (it == base.end()) continue;
-        const auto rc = r->test.recall(), rb = it->second->test.recall();
-        std::vector<double> gain(rc.size());
-        for (std::size_t c = 0; c < rc.size() && c < rb.size(); ++c) gain[c] = rc[c] - rb[c];
-        figures.add(r->test.accuracy() - it->second->test.accuracy(),
-                    r->test.balanced_accuracy() - it->second->test.balanced_accuracy(), gain);
-      }
-      difference[v + "_minus_real"] = figures.to_json(class_names);
+      if (v != "real") paired(v, "real");
     }
     RunFigures verdicts(class_names.size());
     for (const auto* r : by_variant["real"]) {
@@ -208,9 +260,13 @@ json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vecto
       independent["judges"] = verdicts.accuracy.size();
     }
   }
+  json small_names = json::array();
+  for (const auto c : smallest) small_names.push_back(class_names[c]);
   return {{"seeds", seeds},
           {"variants", variants},
           {"difference", difference},
+          {"smallest_classes", small_names},
+          {"strongest_baseline", strongest},
           {"independent_conditional_accuracy", independent}};
 }
 

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "models/classifier_recipe.h"
 #include "models/classifier_training.h"
 
 namespace augment {
@@ -35,8 +36,15 @@ struct DownstreamRun {
   std::optional<ConfusionMatrix> synthetic;
 };
 
-// The variants that `data` allows, in report order: real, and with synthetic images augmented and synthetic.
-std::vector<std::string> downstream_variants(const DownstreamData& data);
+// The variants that `data` allows, in report order: real (trained with the recipe's own way of
+// meeting class imbalance), the real-only baselines, and with synthetic images augmented and
+// synthetic. The baselines are the first things users try against imbalance, both with the
+// recipe's crops and flips: a class-weighted loss ("real_loss") and class-balanced sampling
+// ("real_sampler"), each added where the recipe itself does not use it.
+std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance);
+
+// Whether `variant` is a real-only run ("real" or one of the baselines).
+bool is_real_only_variant(const std::string& variant);
 
 // Trains one classifier on `variant`'s images with `seed` and scores it on the test split. `setup`
 // carries the recipe, device, classes, reporter and stop hooks; its seed and label are replaced.
@@ -48,11 +56,16 @@ nlohmann::json downstream_run_to_json(const DownstreamRun& run);
 DownstreamRun downstream_run_from_json(const nlohmann::json& j);
 
 // {"seeds", "variants": {variant: {"train_images", "accuracy": {"mean", "std", "runs"}, "balanced_accuracy",
-//  "per_class_recall": {class: {"mean", "std"}}}}, "difference": {"augmented_minus_real": {...},
-//  "synthetic_minus_real": ...}, "independent_conditional_accuracy": {"accuracy", "balanced_accuracy",
-//  "per_class_recall"} or null}
-// with sample standard deviations; differences are paired by seed.
-nlohmann::json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names);
+//  "per_class_recall": {class: {"mean", "std"}}, "smallest_classes_recall"}}, "difference":
+//  {"augmented_minus_real": {...}, "synthetic_minus_real", "augmented_minus_real_sampler", ...},
+//  "smallest_classes": [names], "strongest_baseline": variant, "independent_conditional_accuracy":
+//  {"accuracy", "balanced_accuracy", "per_class_recall"} or null}
+// with sample standard deviations; differences are paired by seed. With `train_counts` (real
+// training images per class), "smallest_classes" names the two classes with the fewest and each
+// variant's "smallest_classes_recall" is the mean recall over them (mean and std over seeds);
+// "strongest_baseline" is the real-only variant with the highest mean balanced accuracy.
+nlohmann::json downstream_to_json(const std::vector<DownstreamRun>& runs, const std::vector<std::string>& class_names,
+                                  const std::vector<std::int64_t>& train_counts = {});
 
 struct MeanStd {
   double mean = 0;

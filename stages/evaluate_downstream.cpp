@@ -93,7 +93,7 @@ json evaluate_downstream(Context& ctx, const EvaluateOptions& o, const TensorSpl
   std::vector<DownstreamRun> done;
   KeyedJournal journal(runs_path, journal_key, [&](const json& run) { done.push_back(downstream_run_from_json(run)); });
 
-  const auto variants = downstream_variants(data);
+  const auto variants = downstream_variants(data, co.balance);
   std::vector<std::uint64_t> seeds;
   for (std::int64_t i = 0; i < o.seeds; ++i)
     seeds.push_back(static_cast<std::uint64_t>(ctx.global().seed) + static_cast<std::uint64_t>(i));
@@ -120,7 +120,11 @@ json evaluate_downstream(Context& ctx, const EvaluateOptions& o, const TensorSpl
       }
     }
   }
-  auto j = downstream_to_json(runs, train.info.class_names);
+  const auto counts = torch::bincount(train.labels.to(torch::kInt64).flatten(), {},
+                                      static_cast<std::int64_t>(train.info.class_names.size()));
+  std::vector<std::int64_t> train_counts(counts.data_ptr<std::int64_t>(),
+                                         counts.data_ptr<std::int64_t>() + counts.numel());
+  auto j = downstream_to_json(runs, train.info.class_names, train_counts);
   j["epochs"] = co.epochs;
   return j;
 }

@@ -139,6 +139,16 @@ std::string per_class_table(const json& m) {
   return s + "</table>\n";
 }
 
+// What each downstream variant was trained on, as the report's tables say it.
+std::string downstream_variant_label(const std::string& name) {
+  if (name == "real") return "real (the classifier recipe)";
+  if (name == "real_loss") return "real, class-weighted loss";
+  if (name == "real_sampler") return "real, class-balanced sampling";
+  if (name == "augmented") return "real + synthetic";
+  if (name == "synthetic") return "synthetic only";
+  return name;
+}
+
 std::string downstream_section(const json& m) {
   const auto& d = at_or_null(m, "downstream");
   std::string s = "<h2>Downstream utility</h2>\n";
@@ -146,35 +156,50 @@ std::string downstream_section(const json& m) {
     return s + "<p class=muted>Not measured (evaluate.seeds = 0).</p>\n";
   }
   s += fmt::format(
-      "<p>Fresh classifiers with the classifier stage's recipe ({} epochs, best epoch on the real val split), trained "
-      "on the real train "
-      "split only, on real + synthetic images, and on synthetic images only (the Classification Accuracy Score), "
-      "scored on the real test "
-      "split; mean &plusmn; sample standard deviation over {} seed(s). Differences are paired by seed.</p>\n",
+      "<p>Fresh classifiers with the classifier stage's recipe ({} epochs, best epoch on the real val split, random "
+      "crops and flips), trained on the real train split only (with the recipe's own class balancing, and as "
+      "baselines with the other of a class-weighted loss and class-balanced sampling), on real + synthetic "
+      "images, and on synthetic images only (the Classification Accuracy Score), scored on the real test split; "
+      "mean &plusmn; sample standard deviation over {} seed(s). Differences are paired by seed.</p>\n",
       num(at_or_null(d, "epochs"), 0), at_or_null(d, "seeds").size());
   const auto& variants = at_or_null(d, "variants");
   const auto& diff = at_or_null(d, "difference");
-  // JSON objects are sorted by key; the report keeps the order real, augmented, synthetic.
+  // JSON objects are sorted by key; the report keeps the order real, the baselines, augmented, synthetic.
   std::vector<std::string> order;
-  for (const char* v : {"real", "augmented", "synthetic"}) {
+  for (const char* v : {"real", "real_loss", "real_sampler", "augmented", "synthetic"}) {
     if (variants.is_object() && variants.contains(v)) order.push_back(v);
   }
+  const auto& small = at_or_null(d, "smallest_classes");
+  std::string small_head = "mean recall, 2 smallest classes";
+  if (small.is_array() && small.size() == 2)
+    small_head = fmt::format("mean recall, {} and {}", html_escape(small[0].get<std::string>()),
+                             html_escape(small[1].get<std::string>()));
   s += "<table>\n" + row({"trained on", "images", "accuracy", "balanced accuracy", "&Delta; accuracy vs. real",
-                          "&Delta; balanced vs. real"},
+                          "&Delta; balanced vs. real", small_head},
                          true);
   for (const auto& name : order) {
     const auto& v = variants[name];
     const auto& dv = at_or_null(diff, name + "_minus_real");
-    s +=
-        row({html_escape(name), num(at_or_null(v, "train_images"), 0), pct_ms(at_or_null(v, "accuracy")),
-             pct_ms(at_or_null(v, "balanced_accuracy")), name == "real" ? "" : pct_ms(at_or_null(dv, "accuracy"), true),
-             name == "real" ? "" : pct_ms(at_or_null(dv, "balanced_accuracy"), true)});
+    s += row({html_escape(downstream_variant_label(name)), num(at_or_null(v, "train_images"), 0),
+              pct_ms(at_or_null(v, "accuracy")), pct_ms(at_or_null(v, "balanced_accuracy")),
+              name == "real" ? "" : pct_ms(at_or_null(dv, "accuracy"), true),
+              name == "real" ? "" : pct_ms(at_or_null(dv, "balanced_accuracy"), true),
+              pct_ms(at_or_null(v, "smallest_classes_recall"))});
   }
   s += "</table>\n";
+  const auto& strongest = at_or_null(d, "strongest_baseline");
+  if (strongest.is_string() && variants.is_object() && variants.contains("augmented")) {
+    const auto& dv = at_or_null(diff, "augmented_minus_" + strongest.get<std::string>());
+    s += fmt::format(
+        "<p>The stronger real-only baseline is <b>{}</b>; real + synthetic against it, paired by seed: "
+        "&Delta; balanced accuracy {}.</p>\n",
+        html_escape(downstream_variant_label(strongest.get<std::string>())),
+        pct_ms(at_or_null(dv, "balanced_accuracy"), true));
+  }
   const auto& names = at_or_null(m, "classes");
   if (names.is_array() && variants.is_object()) {
     std::vector<std::string> head = {"class"};
-    for (const auto& name : order) head.push_back("recall, " + html_escape(name));
+    for (const auto& name : order) head.push_back("recall, " + html_escape(downstream_variant_label(name)));
     s += "<table>\n" + row(head, true);
     for (const auto& n : names) {
       std::vector<std::string> cells = {html_escape(n.get<std::string>())};

@@ -364,7 +364,7 @@ class EvaluateStage final : public Stage {
         return x["std"].is_number() ? fmt::format("{:.2f}±{:.2f}%", mean, 100 * x["std"].get<double>())
                                     : fmt::format("{:.2f}%", mean);
       };
-      for (const char* name : {"real", "augmented", "synthetic"}) {
+      for (const char* name : {"real", "real_loss", "real_sampler", "augmented", "synthetic"}) {
         if (!d["variants"].contains(name)) continue;
         const auto& v = d["variants"][name];
         s += fmt::format("  {:<32} {:>12} {:>14}\n", name, ms(v["accuracy"]), ms(v["balanced_accuracy"]));

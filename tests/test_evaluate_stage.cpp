@@ -170,7 +170,8 @@ TEST_SUITE("evaluate") {
     }
     const auto& down = metrics["downstream"];
     REQUIRE(down.is_object());
-    for (const char* v : {"real", "augmented", "synthetic"}) {
+    // The recipe balances by loss, so class-balanced sampling is the second real-only baseline.
+    for (const char* v : {"real", "real_sampler", "augmented", "synthetic"}) {
       CAPTURE(v);
       REQUIRE(down["variants"].contains(v));
       CHECK(down["variants"][v]["runs"] == 1);
@@ -180,6 +181,12 @@ TEST_SUITE("evaluate") {
           down["variants"]["real"]["train_images"].get<int>() +
               down["variants"]["synthetic"]["train_images"].get<int>());
     CHECK(down["difference"].contains("augmented_minus_real"));
+    CHECK(down["difference"].contains("augmented_minus_real_sampler"));
+    CHECK_FALSE(down["variants"].contains("real_loss"));
+    CHECK(down["variants"]["real_sampler"]["train_images"] == down["variants"]["real"]["train_images"]);
+    const auto& strongest = down["strongest_baseline"].get<std::string>();
+    CHECK((strongest == "real" || strongest == "real_sampler"));
+    CHECK(down["smallest_classes"].size() == (metrics["classes"].size() > 2 ? 2U : 0U));
     // The real-only classifier also judged the synthetic images.
     REQUIRE(down["independent_conditional_accuracy"].is_object());
     CHECK(down["independent_conditional_accuracy"]["judges"] == 1);

@@ -175,6 +175,46 @@ TEST_SUITE("t-SNE") {
     CHECK_FALSE(downstream_run_to_json(plain).contains("synthetic_confusion"));
   }
 
+  TEST_CASE(
+      "downstream baselines: class-weighted loss and class-balanced sampling beside the recipe - the two smallest "
+      "classes recall - augmented against the stronger baseline") {
+    DownstreamData data;
+    CHECK(downstream_variants(data, ClassBalance::kLoss) == std::vector<std::string>{"real", "real_sampler"});
+    CHECK(downstream_variants(data, ClassBalance::kSampler) == std::vector<std::string>{"real", "real_loss"});
+    CHECK(downstream_variants(data, ClassBalance::kNone) ==
+          std::vector<std::string>{"real", "real_loss", "real_sampler"});
+    CHECK(is_real_only_variant("real_sampler"));
+    CHECK_FALSE(is_real_only_variant("augmented"));
+    // Three classes; c and a are the smallest. Each run gets `right[k]` of 4 test images of class k right.
+    auto run = [](const std::string& variant, std::uint64_t seed, std::vector<std::int64_t> right) {
+      DownstreamRun r;
+      r.variant = variant;
+      r.seed = seed;
+      r.test = ConfusionMatrix(3);
+      for (std::int64_t k = 0; k < 3; ++k) {
+        r.test.add(k, k, right[static_cast<std::size_t>(k)]);
+        r.test.add(k, (k + 1) % 3, 4 - right[static_cast<std::size_t>(k)]);
+      }
+      return r;
+    };
+    const std::vector<DownstreamRun> runs = {run("real", 0, {1, 4, 1}),         run("real_sampler", 0, {2, 4, 2}),
+                                             run("augmented", 0, {3, 4, 4}),    run("real", 1, {1, 4, 1}),
+                                             run("real_sampler", 1, {2, 4, 0}), run("augmented", 1, {4, 4, 3})};
+    const auto j = downstream_to_json(runs, {"a", "b", "c"}, {20, 200, 10});
+    CHECK(j["smallest_classes"] == nlohmann::json({"c", "a"}));
+    // Mean recall over a and c: real 0.25 both seeds; sampler 0.5 and 0.25; augmented 0.875 both.
+    CHECK(j["variants"]["real"]["smallest_classes_recall"]["mean"].get<double>() == doctest::Approx(0.25));
+    CHECK(j["variants"]["real_sampler"]["smallest_classes_recall"]["mean"].get<double>() == doctest::Approx(0.375));
+    CHECK(j["variants"]["augmented"]["smallest_classes_recall"]["mean"].get<double>() == doctest::Approx(0.875));
+    CHECK(j["strongest_baseline"] == "real_sampler");
+    // Paired by seed: balanced accuracy (3+4+4)/12 - (2+4+2)/12 and (4+4+3)/12 - (2+4+0)/12.
+    const auto& d = j["difference"]["augmented_minus_real_sampler"]["balanced_accuracy"];
+    CHECK(d["mean"].get<double>() == doctest::Approx((3.0 / 12 + 5.0 / 12) / 2));
+    CHECK(j["difference"].contains("real_sampler_minus_real"));
+    // Without the class counts there is no smallest-class figure.
+    CHECK(downstream_to_json(runs, {"a", "b", "c"})["smallest_classes"].empty());
+  }
+
   TEST_CASE("t-SNE separates two clusters and is reproducible for a seed") {
     // Two clusters in 20 dimensions whose centres are 8 standard deviations apart.
     auto x = gaussian(120, 20, 6);
