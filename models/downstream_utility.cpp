@@ -55,16 +55,10 @@ MeanStd mean_std(const std::vector<double>& values) {
   return out;
 }
 
-namespace {
-
-constexpr const char* kBaselinePrefix = "real_";
-
-}  // namespace
-
 std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance) {
   std::vector<std::string> out = {"real"};
   for (const auto b : {ClassBalance::kLoss, ClassBalance::kSampler}) {
-    if (b != recipe_balance) out.push_back(kBaselinePrefix + name_of(b));
+    if (b != recipe_balance) out.push_back(std::string(kBaselinePrefix) + name_of(b));
   }
   if (data.synthetic.size() > 0) {
     out.push_back("augmented");
@@ -73,19 +67,13 @@ std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBa
   return out;
 }
 
-bool is_real_only_variant(const std::string& variant) {
-  return variant == "real" || variant.rfind(kBaselinePrefix, 0) == 0;
-}
-
 DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup,
                                    const std::string& variant, std::uint64_t seed) {
   LabeledImages train;
   ClassifierTrainSetup s = setup;
-  if (variant == "real") {
+  if (is_real_only_variant(variant)) {
     train = data.real_train;
-  } else if (variant.rfind(kBaselinePrefix, 0) == 0) {
-    train = data.real_train;
-    s.options.balance = parse_name<ClassBalance>(variant.substr(std::string(kBaselinePrefix).size()));
+    if (variant != "real") s.options.balance = parse_name<ClassBalance>(variant.substr(kBaselinePrefix.size()));
   } else if (variant == "augmented") {
     train = concatenate(data.real_train, data.synthetic);
   } else if (variant == "synthetic") {

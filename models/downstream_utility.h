@@ -13,6 +13,7 @@
 
 #include "models/classifier_recipe.h"
 #include "models/classifier_training.h"
+#include "models/downstream_variants.h"
 
 namespace augment {
 
@@ -42,9 +43,6 @@ struct DownstreamRun {
 // recipe's crops and flips: a class-weighted loss ("real_loss") and class-balanced sampling
 // ("real_sampler"), each added where the recipe itself does not use it.
 std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance);
-
-// Whether `variant` is a real-only run ("real" or one of the baselines).
-bool is_real_only_variant(const std::string& variant);
 
 // Trains one classifier on `variant`'s images with `seed` and scores it on the test split. `setup`
 // carries the recipe, device, classes, reporter and stop hooks; its seed and label are replaced.

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "models/downstream_variants.h"
+
 namespace augment {
 
 using nlohmann::json;
@@ -166,7 +168,7 @@ std::string downstream_section(const json& m) {
   const auto& diff = at_or_null(d, "difference");
   // JSON objects are sorted by key; the report keeps the order real, the baselines, augmented, synthetic.
   std::vector<std::string> order;
-  for (const char* v : {"real", "real_loss", "real_sampler", "augmented", "synthetic"}) {
+  for (const char* v : kDownstreamVariantOrder) {
     if (variants.is_object() && variants.contains(v)) order.push_back(v);
   }
   const auto& small = at_or_null(d, "smallest_classes");

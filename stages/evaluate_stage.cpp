@@ -17,6 +17,7 @@
 #include "models/classifier_training.h"
 #include "models/device.h"
 #include "models/downstream_utility.h"
+#include "models/downstream_variants.h"
 #include "models/metrics.h"
 #include "models/tsne.h"
 #include "pipeline/base/errors.h"
@@ -364,7 +365,7 @@ class EvaluateStage final : public Stage {
         return x["std"].is_number() ? fmt::format("{:.2f}±{:.2f}%", mean, 100 * x["std"].get<double>())
                                     : fmt::format("{:.2f}%", mean);
       };
-      for (const char* name : {"real", "real_loss", "real_sampler", "augmented", "synthetic"}) {
+      for (const char* name : kDownstreamVariantOrder) {
         if (!d["variants"].contains(name)) continue;
         const auto& v = d["variants"][name];
         s += fmt::format("  {:<32} {:>12} {:>14}\n", name, ms(v["accuracy"]), ms(v["balanced_accuracy"]));
