@@ -11,10 +11,11 @@ namespace augment {
 // when CUDA is asked for but not available, or the name is none of these.
 torch::Device resolve_device(const std::string& name);
 
-// "auto": bf16 on CUDA and on CPUs with bf16 matrix instructions (AMX or AVX-512 BF16), else fp32.
+// "auto": bf16 on CUDA, fp32 on the CPU (whatever its instructions: see the definition).
 torch::ScalarType resolve_precision(const std::string& name, const torch::Device& device);
 
-// True when this CPU has AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo).
+// True when this CPU has AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo): where --precision bf16
+// runs natively instead of emulated.
 bool cpu_has_fast_bf16();
 
 std::string describe(const torch::Device& device, torch::ScalarType precision);

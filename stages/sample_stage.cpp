@@ -241,14 +241,15 @@ class SampleStage final : public Stage {
     if (call.channels_last) loaded.model->to_channels_last();
     const bool guided = cfg && call.guidance != 1.0;
     ctx.report().info(
-        fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {}",
+        fmt::format("sampling shard {} with {} ({} denoiser evaluations per image{}), {} conditioning, on {} ({})",
                     shard.label(), name_of(so.sampler), settings.steps,
                     guided ? fmt::format(", guidance {} in one 2x batch{}", call.guidance,
                                          guided_from > 0.0 || guided_to < 1.0
                                              ? fmt::format(" for t/T in [{:g}, {:g}]", guided_from, guided_to)
                                              : "")
                            : "",
-                    name_of(meta.model.conditioning), describe(device, precision)));
+                    name_of(meta.model.conditioning), describe(device, precision),
+                    precision_reason(ctx.global().precision, device)));
 
     const auto generate = generator(*sampler, diffusion, loaded, call, settings, device, judge);
     const auto summary = run_sampling(job, plan, generate, ctx.report());

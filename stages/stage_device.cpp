@@ -24,12 +24,15 @@ torch::ScalarType stage_precision(const std::string& option, const torch::Device
   }
 }
 
-std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen) {
+std::string precision_reason(const std::string& requested, const torch::Device& device) {
   if (requested != "auto") return "as --precision " + requested + " asks";
   if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
-  return chosen == torch::kBFloat16
-             ? "--precision auto: this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)"
-             : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), so fp32";
+  return cpu_has_fast_bf16()
+             ? "--precision auto: fp32 on the CPU; this CPU has bf16 instructions (AVX512-BF16 or AMX), but bf16 "
+               "trained and sampled augment's CPU-sized models slower than fp32 on such a CPU; --precision bf16 "
+               "can pay off from 64 base channels"
+             : "--precision auto: fp32 on the CPU; this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), "
+               "where bf16 is emulated and many times slower";
 }
 
 int use_stage_threads(int requested, int ranks_on_node) {

@@ -11,8 +11,9 @@ namespace augment {
 // models/device.h's choices, with errors that name the option.
 torch::Device stage_device(const std::string& option);
 torch::ScalarType stage_precision(const std::string& option, const torch::Device& device);
-// Why `requested` ("auto", "fp32", "bf16") became `chosen` here, for the log line of a stage.
-std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen);
+// Why `requested` ("auto", "fp32", "bf16") became what stage_precision chose, for the log line of
+// a stage.
+std::string precision_reason(const std::string& requested, const torch::Device& device);
 // Sets LibTorch's intra-op threads to `requested` (--threads), or when 0 to all cores shared by
 // the `ranks_on_node` processes of a job on this machine (at least 1), and returns the count.
 // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the VMs

@@ -208,13 +208,12 @@ class TrainStage final : public Stage {
     }
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();
-    ctx.report().info(
-        fmt::format("denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
-                    "steps, on {} ({})",
-                    meta.parameters / 1e6, name_of(meta.model.conditioning), info.resolution, info.resolution,
-                    info.channels, info.class_names.size(), name_of(meta.diffusion.schedule),
-                    name_of(meta.diffusion.prediction), meta.diffusion.steps, describe(device, precision),
-                    precision_reason(ctx.global().precision, device, precision)));
+    ctx.report().info(fmt::format(
+        "denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
+        "steps, on {} ({})",
+        meta.parameters / 1e6, name_of(meta.model.conditioning), info.resolution, info.resolution, info.channels,
+        info.class_names.size(), name_of(meta.diffusion.schedule), name_of(meta.diffusion.prediction),
+        meta.diffusion.steps, describe(device, precision), precision_reason(ctx.global().precision, device)));
     if (dist) {
       ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank",
                                     dist->world_size(), dist->env().launcher, dist->backend(), o.batch_size,
