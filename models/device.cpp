@@ -50,11 +50,13 @@ bool cpu_has_fast_bf16() {
 torch::ScalarType resolve_precision(const std::string& name, const torch::Device& device) {
   if (name == "fp32") return torch::kFloat32;
   if (name == "bf16") return torch::kBFloat16;
-  // On the CPU bf16 is not chosen even where the CPU has bf16 instructions: side by side on such a
-  // CPU it trained and sampled the models augment sizes for a CPU (24-48 base channels) slower than
-  // fp32, so fewer steps in the same budget (docs/measurements.md, 2026-12-04).
+  // Where a CPU's bf16 instructions pay is a stage's choice (stages/stage_device.h).
   if (name == "auto") return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
   throw UserError(ExitCode::kConfig, fmt::format("precision {}: accepted values: auto, fp32, bf16", name));
+}
+
+bool channels_last_pays(const torch::Device& device, int base_channels) {
+  return device.is_cuda() || base_channels >= 64;
 }
 
 std::string describe(const torch::Device& device, torch::ScalarType precision) {

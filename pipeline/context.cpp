@@ -15,7 +15,9 @@ void GlobalOptions::bind(OptionBinder<GlobalOptions>& b) {
   b.add("threads", &GlobalOptions::threads, "worker threads for CPU stages (0: all cores)", at_least(0), kTransient);
   b.add("device", &GlobalOptions::device, "where models run: auto (CUDA when available), cpu, cuda, cuda:N", {},
         kTransient);
-  b.add("precision", &GlobalOptions::precision, "model arithmetic: auto (bf16 on CUDA, fp32 on the CPU), fp32, bf16",
+  b.add("precision", &GlobalOptions::precision,
+        "model arithmetic: auto (bf16 on CUDA; on the CPU bf16 to train the denoiser where the CPU has AVX512-BF16 or "
+        "AMX, else fp32), fp32, bf16",
         {}, kField.with_choices({"auto", "fp32", "bf16"}).as_transient());
   b.add("quiet", &GlobalOptions::quiet, "no progress or info lines (warnings and errors still print)", {}, kTransient);
   b.add("log_json", &GlobalOptions::log_json, "append one JSON object per event to this file", {},

@@ -234,7 +234,7 @@ class SampleStage final : public Stage {
     }
     ModelCall call;
     call.precision = precision;
-    call.channels_last = device.is_cuda() || precision != torch::kFloat32;
+    call.channels_last = channels_last_pays(device, meta.model.base_channels);
     call.guidance = cfg ? so.guidance : 1.0;
     const double T = static_cast<double>(meta.diffusion.steps);
     call.set_guided_interval(guided_from, guided_to, T);

@@ -10,10 +10,17 @@ namespace augment {
 
 // models/device.h's choices, with errors that name the option.
 torch::Device stage_device(const std::string& option);
-torch::ScalarType stage_precision(const std::string& option, const torch::Device& device);
+// What --precision auto picks on a CPU with bf16 instructions (AVX512-BF16 or AMX). bf16 is
+// chosen only where it was measured faster with quality within noise (docs/measurements.md,
+// 2026-12-04): training the denoiser. Sampling it (slower in bf16 at the sizes augment picks for
+// a CPU) and the classifier (the judge of every evaluation figure) stay in fp32.
+enum class CpuAuto { kFp32, kBf16WhereFast };
+torch::ScalarType stage_precision(const std::string& option, const torch::Device& device,
+                                  CpuAuto cpu_auto = CpuAuto::kFp32);
 // Why `requested` ("auto", "fp32", "bf16") became what stage_precision chose, for the log line of
 // a stage.
-std::string precision_reason(const std::string& requested, const torch::Device& device);
+std::string precision_reason(const std::string& requested, const torch::Device& device,
+                             CpuAuto cpu_auto = CpuAuto::kFp32);
 // Sets LibTorch's intra-op threads to `requested` (--threads), or when 0 to all cores shared by
 // the `ranks_on_node` processes of a job on this machine (at least 1), and returns the count.
 // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the VMs

@@ -85,8 +85,9 @@ void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   b.add("schedule", &TrainOptions::schedule, "noise schedule");
   b.add("prediction", &TrainOptions::prediction, "what the denoiser predicts: eps (the noise) or v");
   b.add("memory_format", &TrainOptions::memory_format,
-        "tensor layout: channels_last (NHWC), contiguous (NCHW), or auto (channels_last for bf16 and CUDA)", {},
-        kField.with_choices({"auto", "channels_last", "contiguous"}));
+        "tensor layout: channels_last (NHWC), contiguous (NCHW), or auto (channels_last on CUDA and for 64+ base "
+        "channels)",
+        {}, kField.with_choices({"auto", "channels_last", "contiguous"}));
   b.add("checkpoint_every", &TrainOptions::checkpoint_every, "steps between checkpoints", at_least<I>(1), bookkeeping);
   b.add("checkpoint_minutes", &TrainOptions::checkpoint_minutes,
         "also checkpoint when this many minutes passed since the last checkpoint (a hard kill loses at most this); 0: "
@@ -172,7 +173,7 @@ class TrainStage final : public Stage {
       device = torch::Device(torch::kCUDA,
                              static_cast<c10::DeviceIndex>(dist->env().local_rank % torch::cuda::device_count()));
     }
-    const auto precision = stage_precision(ctx.global().precision, device);
+    const auto precision = stage_precision(ctx.global().precision, device, CpuAuto::kBf16WhereFast);
     auto split = load_cached_split(ctx.path(work_file::kCacheTrain));
     const auto& info = split.info;
 
@@ -208,12 +209,13 @@ class TrainStage final : public Stage {
     }
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();
-    ctx.report().info(fmt::format(
-        "denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
-        "steps, on {} ({})",
-        meta.parameters / 1e6, name_of(meta.model.conditioning), info.resolution, info.resolution, info.channels,
-        info.class_names.size(), name_of(meta.diffusion.schedule), name_of(meta.diffusion.prediction),
-        meta.diffusion.steps, describe(device, precision), precision_reason(ctx.global().precision, device)));
+    ctx.report().info(
+        fmt::format("denoiser: {:.2f} M parameters ({} conditioning, {}x{}x{}, {} classes), {} {} diffusion over {} "
+                    "steps, on {} ({})",
+                    meta.parameters / 1e6, name_of(meta.model.conditioning), info.resolution, info.resolution,
+                    info.channels, info.class_names.size(), name_of(meta.diffusion.schedule),
+                    name_of(meta.diffusion.prediction), meta.diffusion.steps, describe(device, precision),
+                    precision_reason(ctx.global().precision, device, CpuAuto::kBf16WhereFast)));
     if (dist) {
       ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank",
                                     dist->world_size(), dist->env().launcher, dist->backend(), o.batch_size,

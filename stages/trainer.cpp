@@ -11,6 +11,7 @@
 #include "manifests/loss_curve.h"
 #include "models/autocast.h"
 #include "models/checkpoint.h"
+#include "models/device.h"
 #include "models/device_transfer.h"
 #include "models/distributed.h"
 #include "models/ema.h"
@@ -95,7 +96,7 @@ Trainer::Trainer(const TrainOptions& options, TrainData data, TrainerEnv env, Re
   model_->to(env_.device);
   ema_->to(env_.device);
   const bool want_cl = o_.memory_format == "channels_last" ||
-                       (o_.memory_format == "auto" && (env_.device.is_cuda() || env_.precision != torch::kFloat32));
+                       (o_.memory_format == "auto" && channels_last_pays(env_.device, model_config_.base_channels));
   channels_last_ = want_cl;
   if (channels_last_) model_->to_channels_last();
   ema_reset(*ema_, *model_);

@@ -80,21 +80,28 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   CHECK(run("train " + common + " --train.steps 6 --train.batch_size 500", log) == 0);
   CHECK(augment::read_text_file(log).find("fewer than train.batch_size = 500") != std::string::npos);
 
-  // --precision auto trains in fp32 on the CPU whatever its instructions (bf16 was measured slower
-  // for CPU-sized models) and says why; AUGMENT_ASSUME_CPU_BF16 stands in for the flags, so both
-  // explanations are checked on any machine.
-  for (const std::string flag : {"1", "0"}) {
-    CAPTURE(flag);
-    const std::string cmd = "AUGMENT_ASSUME_CPU_BF16=" + flag + " " + AUGMENT_BINARY + " train " + common +
-                            " --train.steps 2 --train.batch_size 8 --precision auto --force > " + log.string() +
-                            " 2>&1";
+  // --precision auto trains the denoiser in bf16 where the CPU has bf16 instructions and in fp32
+  // where it has not, samples in fp32 on either, and says why; AUGMENT_ASSUME_CPU_BF16 stands in
+  // for the flags, so every branch runs on any machine.
+  const auto with_flag = [&](const std::string& flag, const std::string& args) {
+    const std::string cmd =
+        "AUGMENT_ASSUME_CPU_BF16=" + flag + " " + AUGMENT_BINARY + " " + args + " > " + log.string() + " 2>&1";
     const int status = std::system(cmd.c_str());
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
-    const auto text = augment::read_text_file(log);
+    return augment::read_text_file(log);
+  };
+  const std::string two_steps = " --train.steps 2 --train.batch_size 8 --precision auto";
+  for (const std::string flag : {"1", "0"}) {
+    CAPTURE(flag);
+    auto text = with_flag(flag, "train " + common + two_steps + " --force");
     CAPTURE(text);
-    CHECK(text.find(flag == "1" ? "on cpu fp32 (--precision auto: fp32 on the CPU; this CPU has bf16 instructions"
-                                : "on cpu fp32 (--precision auto: fp32 on the CPU; this CPU has no bf16 matrix") !=
+    CHECK(text.find(flag == "1" ? "on cpu bf16 (--precision auto: this CPU has bf16 instructions"
+                                : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") !=
+          std::string::npos);
+    text = with_flag(flag, "sample " + common + two_steps + " --sample.policy synthetic=1 --sample.steps 2");
+    CHECK(text.find(flag == "1" ? "on cpu fp32 (--precision auto: fp32; this CPU has bf16 instructions"
+                                : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") !=
           std::string::npos);
   }
   fs::remove_all(root);
