@@ -82,8 +82,9 @@ case "$mode" in
     # build/example/augmented_hdf5.
     ./build/augment run --config examples/fashion_mnist.ini \
       --input build/example/fashion-mnist-unbalanced --work build/example/work --output build/example/augmented "${@:2}"
+    # The same options as the run, or status would call the stages they change stale.
     ./build/augment status --config examples/fashion_mnist.ini \
-      --input build/example/fashion-mnist-unbalanced --work build/example/work
+      --input build/example/fashion-mnist-unbalanced --work build/example/work --output build/example/augmented "${@:2}"
     ;;
   test)
     # Python in tests only: proves downstream tools (h5py, PIL) read what augment writes.
