@@ -249,7 +249,7 @@ class SampleStage final : public Stage {
                                              : "")
                            : "",
                     name_of(meta.model.conditioning), describe(device, precision),
-                    precision_reason(ctx.global().precision, device)));
+                    precision_reason(ctx.global().precision, device, precision)));
 
     const auto generate = generator(*sampler, diffusion, loaded, call, settings, device, judge);
     const auto summary = run_sampling(job, plan, generate, ctx.report());

@@ -18,26 +18,25 @@ torch::Device stage_device(const std::string& option) {
 
 torch::ScalarType stage_precision(const std::string& option, const torch::Device& device, CpuAuto cpu_auto) {
   try {
-    const auto chosen = resolve_precision(option, device);
     if (option == "auto" && device.is_cpu() && cpu_auto == CpuAuto::kBf16WhereFast && cpu_has_fast_bf16())
       return torch::kBFloat16;
-    return chosen;
+    return resolve_precision(option, device);
   } catch (const UserError& e) {
     throw UserError(e.code(), std::string("--") + e.what());
   }
 }
 
-std::string precision_reason(const std::string& requested, const torch::Device& device, CpuAuto cpu_auto) {
+std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen) {
   if (requested != "auto") return "as --precision " + requested + " asks";
   if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
-  if (!cpu_has_fast_bf16())
-    return "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 is emulated "
-           "and many times slower, so fp32";
-  return cpu_auto == CpuAuto::kBf16WhereFast
-             ? "--precision auto: this CPU has bf16 instructions (AVX512-BF16 or AMX), with which bf16 trained the "
-               "CPU-sized denoiser faster than fp32 with quality within noise"
-             : "--precision auto: fp32; this CPU has bf16 instructions (AVX512-BF16 or AMX), but bf16 sampled the "
-               "CPU-sized denoiser slower than fp32";
+  if (chosen == torch::kBFloat16)
+    return "--precision auto: this CPU has bf16 instructions (AVX512-BF16 or AMX), with which bf16 trained the "
+           "CPU-sized denoiser faster than fp32 with quality within noise";
+  return cpu_has_fast_bf16()
+             ? "--precision auto: fp32; this CPU has bf16 instructions (AVX512-BF16 or AMX), but bf16 sampled the "
+               "CPU-sized denoiser slower than fp32"
+             : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 is "
+               "emulated and many times slower, so fp32";
 }
 
 int use_stage_threads(int requested, int ranks_on_node) {

@@ -17,10 +17,9 @@ torch::Device stage_device(const std::string& option);
 enum class CpuAuto { kFp32, kBf16WhereFast };
 torch::ScalarType stage_precision(const std::string& option, const torch::Device& device,
                                   CpuAuto cpu_auto = CpuAuto::kFp32);
-// Why `requested` ("auto", "fp32", "bf16") became what stage_precision chose, for the log line of
-// a stage.
-std::string precision_reason(const std::string& requested, const torch::Device& device,
-                             CpuAuto cpu_auto = CpuAuto::kFp32);
+// Why `requested` ("auto", "fp32", "bf16") became `chosen` (stage_precision's answer) here, for the
+// log line of a stage.
+std::string precision_reason(const std::string& requested, const torch::Device& device, torch::ScalarType chosen);
 // Sets LibTorch's intra-op threads to `requested` (--threads), or when 0 to all cores shared by
 // the `ranks_on_node` processes of a job on this machine (at least 1), and returns the count.
 // LibTorch sizes its pool from the physical cores cpuinfo reports, which was 1 of 2 on the VMs

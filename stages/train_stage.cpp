@@ -215,7 +215,7 @@ class TrainStage final : public Stage {
                     meta.parameters / 1e6, name_of(meta.model.conditioning), info.resolution, info.resolution,
                     info.channels, info.class_names.size(), name_of(meta.diffusion.schedule),
                     name_of(meta.diffusion.prediction), meta.diffusion.steps, describe(device, precision),
-                    precision_reason(ctx.global().precision, device, CpuAuto::kBf16WhereFast)));
+                    precision_reason(ctx.global().precision, device, precision)));
     if (dist) {
       ctx.report().info(fmt::format("data-parallel: {} ranks ({}, {} backend), global batch {} = {} per rank",
                                     dist->world_size(), dist->env().launcher, dist->backend(), o.batch_size,

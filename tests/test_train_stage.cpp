@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int run(const std::string& args, const fs::path& log) {
-  const std::string cmd = std::string(AUGMENT_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+// `env`: variable assignments for the command, e.g. "AUGMENT_ASSUME_CPU_BF16=1 ".
+int run(const std::string& args, const fs::path& log, const std::string& env = "") {
+  const std::string cmd = env + AUGMENT_BINARY + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(cmd.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
@@ -84,11 +85,7 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   // where it has not, samples in fp32 on either, and says why; AUGMENT_ASSUME_CPU_BF16 stands in
   // for the flags, so every branch runs on any machine.
   const auto with_flag = [&](const std::string& flag, const std::string& args) {
-    const std::string cmd =
-        "AUGMENT_ASSUME_CPU_BF16=" + flag + " " + AUGMENT_BINARY + " " + args + " > " + log.string() + " 2>&1";
-    const int status = std::system(cmd.c_str());
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(run(args, log, "AUGMENT_ASSUME_CPU_BF16=" + flag + " ") == 0);
     return augment::read_text_file(log);
   };
   const std::string two_steps = " --train.steps 2 --train.batch_size 8 --precision auto";
