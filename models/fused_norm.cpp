@@ -5,6 +5,7 @@
 #include <string>
 
 #include "models/group_norm_cpu.h"
+#include "models/group_norm_silu_cpu.h"
 
 #ifdef AUGMENT_HAVE_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
@@ -15,6 +16,8 @@
 namespace augment {
 
 torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
+  if (fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, w, b))
+    return group_norm_silu_cpu(x, groups, w, b, /*silu=*/false);
   if (group_norm_cpu_applies(x)) return group_norm_channels_last(x, groups, w, b);
   // Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
   // CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
@@ -26,13 +29,17 @@ torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch
   return torch::group_norm(x, groups, w, b, 1e-5, /*cudnn_enabled=*/true);
 }
 
-bool fused_kernels_enabled() {
-#ifdef AUGMENT_HAVE_CUDA_KERNELS
+bool fused_kernels_switched_on() {
   static const bool on = [] {
     const char* v = std::getenv("AUGMENT_FUSED_KERNELS");
     return !(v && std::string(v) == "0");
   }();
   return on;
+}
+
+bool fused_kernels_enabled() {
+#ifdef AUGMENT_HAVE_CUDA_KERNELS
+  return fused_kernels_switched_on();
 #else
   return false;
 #endif
@@ -67,6 +74,8 @@ torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::T
     return y;
   }
 #endif
+  if (fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, weight, bias))
+    return group_norm_silu_cpu(x, groups, weight, bias, /*silu=*/true);
   return torch::silu(group_norm_in_input_type(x, groups, weight, bias));
 }
 

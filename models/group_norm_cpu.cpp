@@ -7,16 +7,13 @@
 #include <torch/torch.h>
 
 #include "models/torch_compat.h"
+#include "models/vector_clones.h"
 
 namespace augment {
 
 namespace {
 
 constexpr double kEps = 1e-5;
-
-// The per-channel loops below are written for the compiler to vectorise; the clones give each
-// instruction set its own copy, picked when the program loads.
-#define AUGMENT_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 struct Geometry {
   int64_t n, c, hw, groups, per_group;

@@ -1,11 +1,12 @@
-// The CPU kernels of the denoiser (attention, oneDNN products, channels-last group norm) against
-// the LibTorch ops they replace.
+// The CPU kernels of the denoiser (attention, oneDNN products, channels-last group norm, the
+// inference group norm + SiLU) against the LibTorch ops they replace.
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include "models/attention.h"
 #include "models/cpu_gemm.h"
 #include "models/group_norm_cpu.h"
+#include "models/group_norm_silu_cpu.h"
 
 using namespace augment;
 
@@ -126,4 +127,62 @@ TEST_CASE(
                   yr.detach(), 1e-5);
     }
   }
+}
+
+TEST_CASE("inference group norm and silu: LibTorch's fp32 ops for NCHW and channels-last - fp32 and bf16 inputs") {
+  torch::manual_seed(11);
+  torch::NoGradGuard no_grad;
+  // Odd sizes (7x5 positions, 2 channels per group) and one position with 16 channels.
+  for (auto dims :
+       {std::vector<int64_t>{3, 12, 5, 7}, std::vector<int64_t>{2, 16, 1, 1}, std::vector<int64_t>{4, 64, 9, 9}}) {
+    for (auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+      for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+        for (bool affine : {true, false}) {
+          for (bool silu : {true, false}) {
+            CAPTURE(dims[1]);
+            CAPTURE(dims[2]);
+            const bool channels_last = format == torch::MemoryFormat::ChannelsLast, bf16 = dtype == torch::kBFloat16;
+            CAPTURE(channels_last);
+            CAPTURE(bf16);
+            CAPTURE(affine);
+            CAPTURE(silu);
+            const int64_t groups = dims[1] / 2;
+            // An offset mean and a spread the norm has to remove; values that bf16 holds exactly.
+            const auto x = (torch::randn(dims) * 2.5 + 0.7).to(dtype).contiguous(format);
+            const auto w = affine ? torch::randn({dims[1]}) : torch::Tensor();
+            const auto b = affine ? torch::randn({dims[1]}) : torch::Tensor();
+            REQUIRE(group_norm_silu_cpu_applies(x, w, b));
+            const auto y = group_norm_silu_cpu(x, groups, w, b, silu);
+            CHECK((y.scalar_type() == dtype));
+            CHECK(y.is_contiguous(format));
+            auto want = torch::group_norm(x.to(torch::kFloat32).contiguous(), groups, w, b, 1e-5);
+            if (silu) want = torch::silu(want);
+            // fp32: summation order only; bf16: the one rounding of the output (2^-8 relative).
+            const double tol = dtype == torch::kFloat32 ? 1e-5 : 8e-3;
+            const auto got = y.to(torch::kFloat32).contiguous();
+            CHECK((got - want).abs().max().item<double>() <= tol * std::max(1.0, want.abs().max().item<double>()));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("inference group norm and silu: left to LibTorch where a gradient is recorded or the layout is strided") {
+  auto x = torch::randn({2, 8, 4, 4});
+  const auto w = torch::ones({8}), b = torch::zeros({8});
+  CHECK(group_norm_silu_cpu_applies(x, w, b));
+  CHECK_FALSE(group_norm_silu_cpu_applies(x.transpose(2, 3), w, b));
+  CHECK_FALSE(group_norm_silu_cpu_applies(x.to(torch::kFloat64), w, b));
+  CHECK_FALSE(group_norm_silu_cpu_applies(x, torch::ones({4}), torch::zeros({4})));
+  const auto xg = x.clone().requires_grad_(true);
+  CHECK_FALSE(group_norm_silu_cpu_applies(xg, w, b));
+  {
+    torch::NoGradGuard no_grad;
+    CHECK(group_norm_silu_cpu_applies(xg, w, b));
+  }
+  // The fallback still computes the op.
+  const auto y = group_norm_silu_cpu(xg, 4, w, b, true);
+  CHECK(y.requires_grad());
+  CHECK((y - torch::silu(torch::group_norm(x, 4, w, b, 1e-5))).abs().max().item<double>() < 1e-5);
 }
