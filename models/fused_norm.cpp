@@ -4,7 +4,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "models/group_norm_cpu.h"
 #include "models/group_norm_silu_cpu.h"
 
 #ifdef AUGMENT_HAVE_CUDA_KERNELS
@@ -18,7 +17,6 @@ namespace augment {
 torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
   if (fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, w, b))
     return group_norm_silu_cpu(x, groups, w, b, /*silu=*/false);
-  if (group_norm_cpu_applies(x)) return group_norm_channels_last(x, groups, w, b);
   // Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
   // CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
   // parameters keeps the norm in bf16, which is where the speed is.

@@ -199,7 +199,7 @@ class SampleStage final : public Stage {
 
     use_stage_threads(ctx.global().threads);
     const auto device = stage_device(ctx.global().device);
-    const auto precision = stage_precision(ctx.global().precision, device);
+    const auto precision = stage_precision(ctx.global().precision, device, CpuAuto::kBf16WhereFast);
     const auto model_pt = ctx.path(work_file::kTrainModel);
     auto loaded = with_hints([&] { return load_denoiser(model_pt, ctx.path(work_file::kTrainModelMeta), device); },
                              kRunTrainFirst, kRerunTrain);

@@ -30,11 +30,10 @@ std::string precision_reason(const std::string& requested, const torch::Device& 
   if (requested != "auto") return "as --precision " + requested + " asks";
   if (device.is_cuda()) return "--precision auto: bf16 on CUDA";
   if (chosen == torch::kBFloat16)
-    return "--precision auto: this CPU has bf16 instructions (AVX512-BF16 or AMX), with which bf16 trained the "
-           "CPU-sized denoiser faster than fp32 with quality within noise";
+    return "--precision auto: this CPU has bf16 instructions (AVX512-BF16 or AMX), with which bf16 trained and "
+           "sampled the CPU-sized denoiser faster than fp32 with quality within noise";
   return cpu_has_fast_bf16()
-             ? "--precision auto: fp32; this CPU has bf16 instructions (AVX512-BF16 or AMX), but bf16 sampled the "
-               "CPU-sized denoiser slower than fp32"
+             ? "--precision auto: fp32 for this stage; on this CPU bf16 is chosen for the denoiser only"
              : "--precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 is "
                "emulated and many times slower, so fp32";
 }

@@ -12,8 +12,8 @@ namespace augment {
 torch::Device stage_device(const std::string& option);
 // What --precision auto picks on a CPU with bf16 instructions (AVX512-BF16 or AMX). bf16 is
 // chosen only where it was measured faster with quality within noise (docs/measurements.md,
-// 2026-12-04): training the denoiser. Sampling it (slower in bf16 at the sizes augment picks for
-// a CPU) and the classifier (the judge of every evaluation figure) stay in fp32.
+// 2026-12-04 and 2026-12-07): training and sampling the denoiser. The classifier, the judge of
+// every evaluation figure, stays in fp32.
 enum class CpuAuto { kFp32, kBf16WhereFast };
 torch::ScalarType stage_precision(const std::string& option, const torch::Device& device,
                                   CpuAuto cpu_auto = CpuAuto::kFp32);

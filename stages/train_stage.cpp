@@ -25,6 +25,28 @@
 
 namespace augment {
 
+namespace {
+
+// Every rank trains in the precision rank 0 chose: `auto` decides from each machine's CPU, and a
+// job over nodes that differ must not mix bf16 and fp32 ranks (their weights would drift apart).
+// Rank 0 says how many ranks would have chosen otherwise.
+torch::ScalarType precision_of_root(Distributed& dist, torch::ScalarType mine, Reporter& report) {
+  auto chosen = torch::tensor({static_cast<std::int64_t>(mine)}, torch::kInt64);
+  dist.broadcast_from_root({chosen});
+  const auto root = static_cast<torch::ScalarType>(chosen.item<std::int64_t>());
+  auto differing = torch::tensor({root == mine ? std::int64_t{0} : std::int64_t{1}}, torch::kInt64);
+  dist.all_reduce(differing, ReduceKind::kSum);
+  if (const auto n = differing.item<std::int64_t>(); n > 0 && dist.is_root()) {
+    report.warn(
+        fmt::format("{} of {} ranks would have chosen another precision on their own CPU; all train in {} as "
+                    "rank 0 chose (set --precision to pick one yourself)",
+                    n, dist.world_size(), root == torch::kBFloat16 ? "bf16" : "fp32"));
+  }
+  return root;
+}
+
+}  // namespace
+
 void TrainOptions::bind(OptionBinder<TrainOptions>& b) {
   using I = std::int64_t;
   const FieldOptions bookkeeping = kTransient;
@@ -173,7 +195,8 @@ class TrainStage final : public Stage {
       device = torch::Device(torch::kCUDA,
                              static_cast<c10::DeviceIndex>(dist->env().local_rank % torch::cuda::device_count()));
     }
-    const auto precision = stage_precision(ctx.global().precision, device, CpuAuto::kBf16WhereFast);
+    auto precision = stage_precision(ctx.global().precision, device, CpuAuto::kBf16WhereFast);
+    if (dist) precision = precision_of_root(*dist, precision, ctx.report());
     auto split = load_cached_split(ctx.path(work_file::kCacheTrain));
     const auto& info = split.info;
 

@@ -1,11 +1,10 @@
-// The CPU kernels of the denoiser (attention, oneDNN products, channels-last group norm, the
-// inference group norm + SiLU) against the LibTorch ops they replace.
+// The CPU kernels of the denoiser (attention, oneDNN products, group norm + SiLU forward and
+// backward) against the LibTorch ops they replace.
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include "models/attention.h"
 #include "models/cpu_gemm.h"
-#include "models/group_norm_cpu.h"
 #include "models/group_norm_silu_cpu.h"
 
 using namespace augment;
@@ -94,42 +93,56 @@ TEST_CASE("cpu gemm: products of transposed and strided views - and the linear l
   }
 }
 
-TEST_CASE(
-    "group norm on channels-last CPU maps: LibTorch's outputs and gradients - with and without affine parameters") {
+TEST_CASE("group norm and silu on the CPU: LibTorch gradients in fp32 and bf16 - NCHW and channels-last") {
   torch::manual_seed(6);
-  for (bool affine : {true, false}) {
-    for (auto dims : {std::vector<int64_t>{3, 12, 5, 7}, std::vector<int64_t>{2, 6, 1, 2}}) {
-      CAPTURE(affine);
-      const int64_t c = dims[1], groups = 3;
-      // An offset mean and a spread the norm has to remove.
-      auto x0 = (torch::randn(dims) * 2.5 + 0.7).contiguous(torch::MemoryFormat::ChannelsLast);
-      REQUIRE(group_norm_cpu_applies(x0));
-      auto w0 = torch::randn({c}), b0 = torch::randn({c});
-      auto up = torch::randn(dims);
-      auto x = x0.clone().requires_grad_(true);
-      auto w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
-      auto y = group_norm_channels_last(x, groups, affine ? w : torch::Tensor(), affine ? b : torch::Tensor());
-      CHECK(y.is_contiguous(torch::MemoryFormat::ChannelsLast));
-      (y * up).sum().backward();
-      auto xr = x0.contiguous().requires_grad_(true);
-      auto wr = w0.clone().requires_grad_(true), br = b0.clone().requires_grad_(true);
-      auto yr = torch::group_norm(xr, groups, affine ? wr : torch::Tensor(), affine ? br : torch::Tensor(), 1e-5);
-      (yr * up).sum().backward();
-      check_close(y.detach().contiguous(), yr.detach(), 1e-5);
-      check_close(x.grad().contiguous(), xr.grad(), 1e-4);
-      if (affine) {
-        check_close(w.grad(), wr.grad(), 1e-4);
-        check_close(b.grad(), br.grad(), 1e-4);
+  for (auto dims : {std::vector<int64_t>{3, 12, 5, 7}, std::vector<int64_t>{2, 6, 1, 2}}) {
+    for (auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+      for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+        for (bool affine : {true, false}) {
+          for (bool silu : {true, false}) {
+            const bool channels_last = format == torch::MemoryFormat::ChannelsLast, bf16 = dtype == torch::kBFloat16;
+            CAPTURE(dims[1]);
+            CAPTURE(channels_last);
+            CAPTURE(bf16);
+            CAPTURE(affine);
+            CAPTURE(silu);
+            const int64_t c = dims[1], groups = 3;
+            // An offset mean and a spread the norm has to remove; inputs that bf16 holds exactly.
+            const auto x0 = (torch::randn(dims) * 2.5 + 0.7).to(dtype).contiguous(format);
+            const auto up = torch::randn(dims).to(dtype);
+            const auto w0 = torch::randn({c}), b0 = torch::randn({c});
+            REQUIRE(group_norm_silu_cpu_applies(x0, w0, b0));
+            auto x = x0.clone().requires_grad_(true);
+            auto w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+            auto y = group_norm_silu_cpu(x, groups, affine ? w : torch::Tensor(), affine ? b : torch::Tensor(), silu);
+            CHECK(y.is_contiguous(format));
+            CHECK((y.scalar_type() == dtype));
+            (y.to(torch::kFloat32) * up.to(torch::kFloat32)).sum().backward();
+            CHECK((x.grad().scalar_type() == dtype));
+            // The reference in fp32 from the same values.
+            auto xr = x0.to(torch::kFloat32).contiguous().requires_grad_(true);
+            auto wr = w0.clone().requires_grad_(true), br = b0.clone().requires_grad_(true);
+            auto yr = torch::group_norm(xr, groups, affine ? wr : torch::Tensor(), affine ? br : torch::Tensor(), 1e-5);
+            if (silu) yr = torch::silu(yr);
+            (yr * up.to(torch::kFloat32)).sum().backward();
+            // fp32: summation order; bf16: the rounding of each output (2^-8 relative).
+            const double out_tol = bf16 ? 8e-3 : 1e-5, grad_tol = bf16 ? 1e-2 : 1e-4;
+            check_close(y.detach().to(torch::kFloat32).contiguous(), yr.detach(), out_tol);
+            check_close(x.grad().to(torch::kFloat32).contiguous(), xr.grad(), grad_tol);
+            if (affine) {
+              check_close(w.grad(), wr.grad(), 1e-4);
+              check_close(b.grad(), br.grad(), 1e-4);
+            }
+          }
+        }
       }
-      torch::NoGradGuard no_grad;
-      check_close(group_norm_channels_last(x0, groups, affine ? w0 : torch::Tensor(), affine ? b0 : torch::Tensor())
-                      .contiguous(),
-                  yr.detach(), 1e-5);
     }
   }
 }
 
-TEST_CASE("inference group norm and silu: LibTorch's fp32 ops for NCHW and channels-last - fp32 and bf16 inputs") {
+TEST_CASE(
+    "group norm and silu on the CPU: inference matches the LibTorch fp32 ops - NCHW and channels-last in fp32 and "
+    "bf16") {
   torch::manual_seed(11);
   torch::NoGradGuard no_grad;
   // Odd sizes (7x5 positions, 2 channels per group) and one position with 16 channels.
@@ -168,21 +181,15 @@ TEST_CASE("inference group norm and silu: LibTorch's fp32 ops for NCHW and chann
   }
 }
 
-TEST_CASE("inference group norm and silu: left to LibTorch where a gradient is recorded or the layout is strided") {
+TEST_CASE("group norm and silu on the CPU: left to LibTorch for strided layouts and other types") {
   auto x = torch::randn({2, 8, 4, 4});
   const auto w = torch::ones({8}), b = torch::zeros({8});
   CHECK(group_norm_silu_cpu_applies(x, w, b));
   CHECK_FALSE(group_norm_silu_cpu_applies(x.transpose(2, 3), w, b));
   CHECK_FALSE(group_norm_silu_cpu_applies(x.to(torch::kFloat64), w, b));
   CHECK_FALSE(group_norm_silu_cpu_applies(x, torch::ones({4}), torch::zeros({4})));
-  const auto xg = x.clone().requires_grad_(true);
-  CHECK_FALSE(group_norm_silu_cpu_applies(xg, w, b));
-  {
-    torch::NoGradGuard no_grad;
-    CHECK(group_norm_silu_cpu_applies(xg, w, b));
-  }
   // The fallback still computes the op.
-  const auto y = group_norm_silu_cpu(xg, 4, w, b, true);
-  CHECK(y.requires_grad());
-  CHECK((y - torch::silu(torch::group_norm(x, 4, w, b, 1e-5))).abs().max().item<double>() < 1e-5);
+  const auto xt = x.transpose(2, 3);
+  const auto y = group_norm_silu_cpu(xt, 4, w, b, true);
+  CHECK((y - torch::silu(torch::group_norm(xt.contiguous(), 4, w, b, 1e-5))).abs().max().item<double>() < 1e-5);
 }

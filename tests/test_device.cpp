@@ -72,14 +72,15 @@ TEST_CASE("device: device names are parsed strictly and a missing GPU is a confi
   }
 }
 
-TEST_CASE("device: the fused GroupNorm+SiLU is exactly LibTorch's two ops on the CPU") {
+TEST_CASE("device: on the CPU GroupNorm+SiLU matches the two LibTorch ops within fp32 rounding") {
   torch::manual_seed(5);
   const auto x = torch::randn({2, 8, 5, 3});
   const auto w = torch::randn({8}), b = torch::randn({8});
-  CHECK_FALSE(fuses_group_norm_silu(x));
+  CHECK_FALSE(fuses_group_norm_silu(x));  // the CUDA kernel's test; the CPU has its own kernel
   torch::NoGradGuard no_grad;
-  CHECK(torch::equal(group_norm_silu(x, 4, w, b), torch::silu(torch::group_norm(x, 4, w, b, 1e-5))));
-  CHECK(torch::equal(group_norm_silu(x, 2, {}, {}), torch::silu(torch::group_norm(x, 2, {}, {}, 1e-5))));
+  const auto diff = [](const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); };
+  CHECK(diff(group_norm_silu(x, 4, w, b), torch::silu(torch::group_norm(x, 4, w, b, 1e-5))) < 1e-5);
+  CHECK(diff(group_norm_silu(x, 2, {}, {}), torch::silu(torch::group_norm(x, 2, {}, {}, 1e-5))) < 1e-5);
 }
 
 TEST_CASE("cuda: the fused GroupNorm+SiLU kernel matches LibTorch for each dtype and layout") {

@@ -233,6 +233,34 @@ TEST_CASE("data-parallel train: cbn batch norm statistics are synchronised acros
   CHECK(params < 1e-3);
 }
 
+TEST_CASE("data-parallel train: under precision auto every rank takes rank 0 choice - on CPUs that differ") {
+  TempDir root;
+  const auto input = root / "in";
+  write_dataset(input);
+  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
+                             "16", "--threads", "1"})
+              .code == 0);
+  const auto args = train_args(input, root / "w", 2, {{"--only", "train"}, {"--precision", "auto"}});
+  // Rank 0 reads as a CPU with fast bf16, rank 1 as one without: on its own, rank 1 would pick fp32.
+  const int port = free_loopback_port();
+  std::vector<int> pids;
+  for (int r = 0; r < 2; ++r) {
+    auto env = rank_env(r, 2, port);
+    env.push_back(std::string("AUGMENT_ASSUME_CPU_BF16=") + (r == 0 ? "1" : "0"));
+    const auto log = root / ("rank" + std::to_string(r) + ".log");
+    pids.push_back(test::spawn_augment(args, log.string(), log.string(), env));
+  }
+  std::vector<int> codes;
+  for (int p : pids) codes.push_back(test::wait_exit(p, 60));
+  const auto log0 = read_text_file(root / "rank0.log");
+  CAPTURE(log0);
+  REQUIRE(codes == std::vector<int>{0, 0});
+  CHECK(log0.find("1 of 2 ranks would have chosen another precision on their own CPU; all train in bf16 as rank 0 "
+                  "chose") != std::string::npos);
+  // Mixed precisions would fail this check of the job itself.
+  CHECK(log0.find("weights identical on all 2 ranks") != std::string::npos);
+}
+
 TEST_CASE("data-parallel train: a killed rank makes the other exit with a clear error") {
   TempDir root;
   const auto input = root / "in";

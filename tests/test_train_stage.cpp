@@ -81,9 +81,9 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
   CHECK(run("train " + common + " --train.steps 6 --train.batch_size 500", log) == 0);
   CHECK(augment::read_text_file(log).find("fewer than train.batch_size = 500") != std::string::npos);
 
-  // --precision auto trains the denoiser in bf16 where the CPU has bf16 instructions and in fp32
-  // where it has not, samples in fp32 on either, and says why; AUGMENT_ASSUME_CPU_BF16 stands in
-  // for the flags, so every branch runs on any machine.
+  // --precision auto trains and samples the denoiser in bf16 where the CPU has bf16 instructions
+  // and in fp32 where it has not, and says why; AUGMENT_ASSUME_CPU_BF16 stands in for the flags,
+  // so every branch runs on any machine.
   const auto with_flag = [&](const std::string& flag, const std::string& args) {
     REQUIRE(run(args, log, "AUGMENT_ASSUME_CPU_BF16=" + flag + " ") == 0);
     return augment::read_text_file(log);
@@ -97,7 +97,7 @@ TEST_CASE("train stage: trains from an image folder - writes the model files - a
                                 : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") !=
           std::string::npos);
     text = with_flag(flag, "sample " + common + two_steps + " --sample.policy synthetic=1 --sample.steps 2");
-    CHECK(text.find(flag == "1" ? "on cpu fp32 (--precision auto: fp32; this CPU has bf16 instructions"
+    CHECK(text.find(flag == "1" ? "on cpu bf16 (--precision auto: this CPU has bf16 instructions"
                                 : "on cpu fp32 (--precision auto: this CPU has no bf16 matrix instructions") !=
           std::string::npos);
   }
