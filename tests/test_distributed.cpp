@@ -144,6 +144,16 @@ LoadedDenoiser load(const fs::path& work) {
   return load_denoiser(work / "train" / "model.pt", work / "train" / "model.json", torch::kCPU);
 }
 
+// The test dataset under root/in, cached at 16 px into the work folder root/w; returns the input.
+fs::path cached_dataset(const TempDir& root) {
+  const auto input = root / "in";
+  write_dataset(input);
+  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
+                             "16", "--threads", "1"})
+              .code == 0);
+  return input;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -235,11 +245,7 @@ TEST_CASE("data-parallel train: cbn batch norm statistics are synchronised acros
 
 TEST_CASE("data-parallel train: under precision auto every rank takes rank 0 choice - on CPUs that differ") {
   TempDir root;
-  const auto input = root / "in";
-  write_dataset(input);
-  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
-                             "16", "--threads", "1"})
-              .code == 0);
+  const auto input = cached_dataset(root);
   const auto args = train_args(input, root / "w", 2, {{"--only", "train"}, {"--precision", "auto"}});
   // Rank 0 reads as a CPU with fast bf16, rank 1 as one without: on its own, rank 1 would pick fp32.
   const int port = free_loopback_port();
@@ -263,11 +269,7 @@ TEST_CASE("data-parallel train: under precision auto every rank takes rank 0 cho
 
 TEST_CASE("data-parallel train: a killed rank makes the other exit with a clear error") {
   TempDir root;
-  const auto input = root / "in";
-  write_dataset(input);
-  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
-                             "16", "--threads", "1"})
-              .code == 0);
+  const auto input = cached_dataset(root);
   const int port = free_loopback_port();
   const auto args = train_args(input, root / "w", 100000, {{"--only", "train"}, {"--dist-timeout", "10"}});
   const auto log0 = root / "rank0.log";
@@ -290,11 +292,7 @@ TEST_CASE("data-parallel train: a killed rank makes the other exit with a clear 
 
 TEST_CASE("preemption: SIGTERM or SIGUSR1 to a running train checkpoints - exits 75 - and the rerun continues") {
   TempDir root;
-  const auto input = root / "in";
-  write_dataset(input);
-  REQUIRE(test::run_augment({"cache", "--work", (root / "w").string(), "--input", input.string(), "--cache.resolution",
-                             "16", "--threads", "1"})
-              .code == 0);
+  const auto input = cached_dataset(root);
   const auto loss = root / "w" / "train" / "loss.csv";
   auto wait_rows = [&](long n) {
     for (int i = 0; i < 600 && line_count(loss) - 1 < n; ++i)
