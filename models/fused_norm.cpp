@@ -14,9 +14,17 @@
 
 namespace augment {
 
+namespace {
+
+// augment's CPU kernel, unless AUGMENT_FUSED_KERNELS=0 asks for LibTorch's ops.
+bool cpu_kernel_takes(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  return fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, w, b);
+}
+
+}  // namespace
+
 torch::Tensor group_norm_in_input_type(const torch::Tensor& x, int groups, torch::Tensor w, torch::Tensor b) {
-  if (fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, w, b))
-    return group_norm_silu_cpu(x, groups, w, b, /*silu=*/false);
+  if (cpu_kernel_takes(x, w, b)) return group_norm_silu_cpu(x, groups, w, b, /*silu=*/false);
   // Under CPU autocast the convolutions hand bf16 activations to the norms, and LibTorch 1.13's
   // CPU group norm refuses a bf16 input with fp32 affine parameters; casting the (small) affine
   // parameters keeps the norm in bf16, which is where the speed is.
@@ -72,8 +80,7 @@ torch::Tensor group_norm_silu(const torch::Tensor& x, int groups, const torch::T
     return y;
   }
 #endif
-  if (fused_kernels_switched_on() && group_norm_silu_cpu_applies(x, weight, bias))
-    return group_norm_silu_cpu(x, groups, weight, bias, /*silu=*/true);
+  if (cpu_kernel_takes(x, weight, bias)) return group_norm_silu_cpu(x, groups, weight, bias, /*silu=*/true);
   return torch::silu(group_norm_in_input_type(x, groups, weight, bias));
 }
 

@@ -1,5 +1,5 @@
-// silu(group_norm(x)): fused into one CUDA kernel where it can be, augment's CPU kernel at inference
-// (models/group_norm_silu_cpu.h), LibTorch's two ops elsewhere.
+// silu(group_norm(x)): fused into one CUDA kernel where it can be (inference), augment's CPU kernel
+// on the CPU (models/group_norm_silu_cpu.h, training too), LibTorch's two ops elsewhere.
 #pragma once
 
 #include <torch/torch.h>

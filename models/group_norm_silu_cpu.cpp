@@ -13,7 +13,7 @@
 
 namespace augment {
 
-// Named, so its helpers stay apart from group_norm_cpu.cpp's in a unity build.
+// Named, so its helpers stay apart from other files' anonymous ones in a unity build.
 namespace norm_silu_kernel {
 namespace {
 
@@ -55,6 +55,8 @@ inline float exp_vectorisable(float x) {
   return p * scale;
 }
 
+inline float silu_of(float z) { return z / (1.0f + exp_vectorisable(-z)); }
+
 AUGMENT_VECTOR_CLONES void load_bf16(const std::uint16_t* in, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
 }
@@ -93,10 +95,7 @@ AUGMENT_VECTOR_CLONES double squared_deviations(const float* a, int64_t n, doubl
 // out = silu(a * scale + shift) (or without the silu) over n values of one channel.
 AUGMENT_VECTOR_CLONES void plane_affine(const float* a, int64_t n, float scale, float shift, bool silu, float* out) {
   if (silu) {
-    for (int64_t i = 0; i < n; ++i) {
-      const float z = a[i] * scale + shift;
-      out[i] = z / (1.0f + exp_vectorisable(-z));
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = silu_of(a[i] * scale + shift);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] * scale + shift;
   }
@@ -127,10 +126,7 @@ AUGMENT_VECTOR_CLONES void channel_affine(const float* a, int64_t hw, int64_t c,
     const float* ap = a + p * c;
     float* op = out + p * c;
     if (silu) {
-      for (int64_t i = 0; i < c; ++i) {
-        const float z = ap[i] * scale[i] + shift[i];
-        op[i] = z / (1.0f + exp_vectorisable(-z));
-      }
+      for (int64_t i = 0; i < c; ++i) op[i] = silu_of(ap[i] * scale[i] + shift[i]);
     } else {
       for (int64_t i = 0; i < c; ++i) op[i] = ap[i] * scale[i] + shift[i];
     }
