@@ -49,35 +49,14 @@ if [ "$#" -ne 1 ] || [ -z "$1" ]; then
   echo "usage: $0 OUTPUT_DIR   (e.g. bash $0 /work/data/icons)" >&2
   exit 64
 fi
-out="${1%/}"
+source "$(dirname "${BASH_SOURCE[0]}")/validation_folder.sh"
+validation_folder_start "$1" librsvg2-bin python3 python3-pil \
+  adwaita-icon-theme breeze-icon-theme deepin-icon-theme elementary-xfce-icon-theme \
+  faba-icon-theme faenza-icon-theme gnome-brave-icon-theme gnome-colors-common \
+  gnome-dust-icon-theme gnome-human-icon-theme gnome-icon-theme lxde-icon-theme \
+  mate-icon-theme moka-icon-theme numix-icon-theme obsidian-icon-theme oxygen-icon-theme \
+  paper-icon-theme papirus-icon-theme
 
-packages=(librsvg2-bin python3 python3-pil
-  adwaita-icon-theme breeze-icon-theme deepin-icon-theme elementary-xfce-icon-theme
-  faba-icon-theme faenza-icon-theme gnome-brave-icon-theme gnome-colors-common
-  gnome-dust-icon-theme gnome-human-icon-theme gnome-icon-theme lxde-icon-theme
-  mate-icon-theme moka-icon-theme numix-icon-theme obsidian-icon-theme oxygen-icon-theme
-  paper-icon-theme papirus-icon-theme)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "error: missing Debian package(s): ${missing[*]}" >&2
-  echo "install with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-  exit 1
-fi
-# Debian's python3 (the one python3-pil belongs to), not whatever python3 is first on PATH.
-py=/usr/bin/python3
-command -v rsvg-convert >/dev/null || { echo "error: rsvg-convert not found (librsvg2-bin)" >&2; exit 1; }
-"$py" -c 'import PIL' 2>/dev/null || { echo "error: $py cannot import PIL (python3-pil)" >&2; exit 1; }
-
-parent="$(dirname "$out")"
-mkdir -p "$parent"
-tmp="$(mktemp -d "$parent/.$(basename "$out").tmp.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-
-start=$SECONDS
-export LC_ALL=C
 nice -n 19 "$py" - "$tmp" <<'PY'
 import hashlib, io, os, re, subprocess, sys
 from collections import Counter, defaultdict
@@ -268,7 +247,4 @@ for cls, n, avail, nt, top in sorted(table, key=lambda r: -r[1]):
 print(f"{'total':<18} {sum(r[1] for r in table):>6}")
 PY
 
-# an existing folder moves into the temp dir (removed on exit), the new one takes its place
-[ -e "$out" ] && mv "$out" "$tmp/old"
-mv "$tmp/out" "$out"
-echo "wrote $out in $((SECONDS - start)) s"
+validation_folder_publish

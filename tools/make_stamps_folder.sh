@@ -30,34 +30,14 @@ if [ "$#" -ne 1 ] || [ -z "$1" ]; then
   echo "usage: $0 OUTPUT_DIR   (e.g. bash $0 /work/data/stamps)" >&2
   exit 64
 fi
-out="${1%/}"
+source "$(dirname "${BASH_SOURCE[0]}")/validation_folder.sh"
+validation_folder_start "$1" tuxpaint-stamps-default librsvg2-bin python3 python3-pil
 
-packages=(tuxpaint-stamps-default librsvg2-bin python3 python3-pil)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "error: missing Debian package(s): ${missing[*]}" >&2
-  echo "install with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-  exit 1
-fi
-# Debian's python3 (the one python3-pil belongs to), not whatever python3 is first on PATH.
-py=/usr/bin/python3
-"$py" -c 'import PIL' 2>/dev/null || { echo "error: $py cannot import PIL (python3-pil)" >&2; exit 1; }
-
-parent="$(dirname "$out")"
-mkdir -p "$parent"
-tmp="$(mktemp -d "$parent/.$(basename "$out").tmp.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-
-start=$SECONDS
-export LC_ALL=C
 nice -n 19 "$py" - "$tmp/out" <<'PY'
-import hashlib, io, os, shutil, subprocess, sys
+import hashlib, io, os, subprocess, sys
 from PIL import Image
 
-tmp = sys.argv[1]
+out_dir = sys.argv[1]
 STAMPS = "/usr/share/tuxpaint/stamps"
 # Tux Paint's folder -> class folder. Left out: folders that file by occasion or topic rather
 # than by what a stamp depicts (seasonal, symbols, hobbies, sports, medical, military, ...).
@@ -69,7 +49,7 @@ seen = set()
 counts = {c: 0 for c in CLASSES.values()}
 dropped = 0
 for folder, cls in sorted(CLASSES.items()):
-    os.makedirs(os.path.join(tmp, cls))
+    os.makedirs(os.path.join(out_dir, cls))
     root = os.path.join(STAMPS, folder)
     files = []
     for d, _, names in os.walk(root):
@@ -99,7 +79,7 @@ for folder, cls in sorted(CLASSES.items()):
             dropped += 1
             continue
         seen.add(digest)
-        with open(os.path.join(tmp, cls, base + ".png"), "wb") as f:
+        with open(os.path.join(out_dir, cls, base + ".png"), "wb") as f:
             f.write(data)
         counts[cls] += 1
 
@@ -108,7 +88,4 @@ for cls in sorted(counts):
     print(f"{cls:<18} {counts[cls]:>7}")
 print(f"{'total':<18} {sum(counts.values()):>7}   ({dropped} dropped: unreadable or duplicate)")
 PY
-# an existing folder moves into the temp dir (removed on exit), the new one takes its place
-[ -e "$out" ] && mv "$out" "$tmp/old"
-mv "$tmp/out" "$out"
-echo "wrote $out in $((SECONDS - start)) s"
+validation_folder_publish
