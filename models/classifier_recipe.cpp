@@ -1,5 +1,7 @@
 #include "models/classifier_recipe.h"
 
+#include <algorithm>
+
 namespace augment {
 
 double ClassifierRecipe::effective_lr() const {
@@ -14,6 +16,13 @@ double ClassifierRecipe::effective_weight_decay() const {
 
 std::int64_t ClassifierRecipe::effective_crop_pad(std::int64_t resolution) const {
   return crop_pad >= 0 ? crop_pad : resolution / 8;
+}
+
+std::int64_t ClassifierRecipe::passes_per_epoch(std::int64_t images) const {
+  if (images <= 0 || min_steps <= 0 || epochs <= 0) return 1;
+  const std::int64_t batch = std::max<std::int64_t>(1, std::min(batch_size, images));
+  const std::int64_t steps = (images + batch - 1) / batch * epochs;
+  return std::max<std::int64_t>(1, (min_steps + steps - 1) / steps);
 }
 
 }  // namespace augment

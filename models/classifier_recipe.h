@@ -26,6 +26,9 @@ struct ClassifierRecipe {
   // Optimisation.
   std::int64_t epochs = 20;   // upper bound; early stopping may end sooner
   std::int64_t patience = 8;  // epochs without a better val score before stopping (0: never stop early)
+  // Fewest optimizer steps the `epochs` make: on a small train split an epoch passes over the images
+  // several times instead (0: one pass per epoch whatever the size).
+  std::int64_t min_steps = 1000;
   std::int64_t batch_size = 32;
   std::string optimizer = "adamw";  // adamw | sgd
   double lr = 0;                    // 0: 2e-3 for adamw, 0.05 for sgd
@@ -42,6 +45,8 @@ struct ClassifierRecipe {
   double effective_lr() const;
   double effective_weight_decay() const;
   std::int64_t effective_crop_pad(std::int64_t resolution) const;
+  // Passes over `images` training images per epoch, so that `epochs` epochs make min_steps steps.
+  std::int64_t passes_per_epoch(std::int64_t images) const;
 };
 
 }  // namespace augment

@@ -14,6 +14,10 @@ void ClassifierOptions::bind(OptionBinder<ClassifierOptions>& b) {
   b.add("patience", &ClassifierOptions::patience,
         "stop after this many epochs without a better validation balanced accuracy (0: train all epochs)",
         at_least<I>(0));
+  b.add("min_steps", &ClassifierOptions::min_steps,
+        "fewest training steps the epochs make: on a small train split each epoch passes over the images several "
+        "times, so a few hundred images still train a classifier (0: one pass per epoch)",
+        in_range<I>(0, 10000000));
   b.add("batch_size", &ClassifierOptions::batch_size, "images per training step", in_range<I>(2, 65536));
   b.add("optimizer", &ClassifierOptions::optimizer, "adamw, or sgd (with Nesterov momentum)", {},
         kField.with_choices({"adamw", "sgd"}));

@@ -64,6 +64,14 @@ TrainPlan plan_training(const TrainPlanInput& in, std::time_t now) {
                     in.synthetic_images, format_duration(p.sample_seconds),
                     clock_time(now + static_cast<std::time_t>(std::lround(p.seconds_left + p.sample_seconds))));
   }
+  if (in.evaluate_seconds > 0) {
+    p.evaluate_seconds = in.evaluate_seconds;
+    p.text += fmt::format(
+        "; then `augment run` evaluates them in about {} ({} downstream classifier runs; done at about {})",
+        format_duration(p.evaluate_seconds), in.evaluate_runs,
+        clock_time(now +
+                   static_cast<std::time_t>(std::lround(p.seconds_left + p.sample_seconds + p.evaluate_seconds))));
+  }
   if (p.epochs < 1.0) {
     p.warning = fmt::format(
         "this plan sees each training image {:.2g} times on average (under one epoch): expect an undertrained "
@@ -80,7 +88,9 @@ nlohmann::json plan_fields(const TrainPlan& plan, const TrainPlanInput& in) {
           {"epochs", plan.epochs},
           {"images_per_second", static_cast<double>(in.images_per_step) / std::max(1e-9, in.step_seconds)},
           {"sample_seconds", plan.sample_seconds},
-          {"synthetic_images", in.synthetic_images}};
+          {"synthetic_images", in.synthetic_images},
+          {"evaluate_seconds", plan.evaluate_seconds},
+          {"evaluate_runs", in.evaluate_runs}};
 }
 
 void write_train_plan(const std::filesystem::path& path, const TrainPlan& plan, const TrainPlanInput& in,

@@ -23,6 +23,10 @@ struct TrainPlanInput {
   // What `augment sample` will draw after training (0: not known; no sampling estimate).
   std::int64_t synthetic_images = 0;
   double sample_seconds_per_image = 0;  // measured denoiser passes x passes per image
+  // What the evaluate stage will take after sampling (0: not known), and the downstream classifier
+  // runs that dominate it.
+  double evaluate_seconds = 0;
+  std::int64_t evaluate_runs = 0;
 };
 
 struct TrainPlan {
@@ -31,6 +35,7 @@ struct TrainPlan {
   bool budget_ends_it = false;  // the clock, not train.steps, ends training
   double epochs = 0;            // total steps x images per step / training images
   double sample_seconds = 0;    // the balance plan's sampling, after training (0: not known)
+  double evaluate_seconds = 0;  // evaluate, after sampling (0: not known)
   std::string text;             // one line for the log
   std::string warning;          // non-empty when the plan is too short to learn much
 };

@@ -17,6 +17,7 @@
 #include "pipeline/work_paths.h"
 #include "stages/cached_split.h"
 #include "stages/classifier_stage.h"
+#include "stages/evaluate_estimate.h"
 #include "stages/run_defaults.h"
 #include "stages/sample_plan.h"
 #include "stages/sample_stage.h"
@@ -146,9 +147,10 @@ void warn_small_classes(Reporter& report, const torch::Tensor& labels, const std
                   small.size(), names.size(), kFewImages, fmt::join(small, ", ")));
 }
 
-// What the plan needs to say how long sampling will take after training. Best effort: a policy
-// the sample stage would refuse gives no estimate here (the sample stage says what is wrong).
-void plan_sampling(const Context& ctx, const TrainOptions& o, TrainerEnv& env) {
+// What the plan needs to say how long sampling and evaluating will take after training. Best
+// effort: a policy the sample stage would refuse gives no estimate here (the sample stage says
+// what is wrong).
+void plan_after_training(const Context& ctx, const TrainOptions& o, TrainerEnv& env) {
   try {
     const auto sample = ctx.options<SampleOptions>();
     env.synthetic_images = plan_for_work(ctx.work(), parse_sample_policy(sample.policy)).total_synthetic();
@@ -157,6 +159,13 @@ void plan_sampling(const Context& ctx, const TrainOptions& o, TrainerEnv& env) {
     env.sample_batch = sample.batch_size;
   } catch (const std::exception&) {
     env.synthetic_images = 0;
+  }
+  try {
+    const auto e = estimate_evaluate(ctx, env.synthetic_images);
+    env.evaluate_seconds = e.seconds;
+    env.evaluate_runs = e.runs;
+  } catch (const std::exception&) {
+    env.evaluate_seconds = 0;  // advice only: an unreadable cache is the train stage's own error to report
   }
 }
 
@@ -228,7 +237,7 @@ class TrainStage final : public Stage {
         if (!sized.warning.empty()) ctx.report().warn(sized.warning);
       }
       warn_small_classes(ctx.report(), split.labels, info.class_names);
-      plan_sampling(ctx, o, env);
+      plan_after_training(ctx, o, env);
     }
     Trainer trainer(o, TrainData{split.images, split.labels, info.class_names}, env, ctx.report());
     const auto meta = trainer.meta();

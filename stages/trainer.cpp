@@ -226,6 +226,8 @@ void Trainer::report_plan(double step_seconds, double budget_seconds) {
     in.synthetic_images = env_.synthetic_images;
     in.sample_seconds_per_image = env_.passes_per_image * seconds_per_denoised_image();
   }
+  in.evaluate_seconds = env_.evaluate_seconds;
+  in.evaluate_runs = env_.evaluate_runs;
   const auto now = std::time(nullptr);
   const auto plan = plan_training(in, now);
   reporter_.info(plan.text);

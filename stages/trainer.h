@@ -45,6 +45,9 @@ struct TrainerEnv {
   std::int64_t synthetic_images = 0;
   double passes_per_image = 0;
   std::int64_t sample_batch = 64;
+  // And what `augment run` spends evaluating after sampling (0: no estimate; stages/evaluate_estimate.h).
+  double evaluate_seconds = 0;
+  std::int64_t evaluate_runs = 0;
 };
 
 struct TrainSummary {

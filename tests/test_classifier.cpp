@@ -74,6 +74,7 @@ ClassifierTrainSetup tiny_setup() {
   s.options.width = 8;
   s.options.blocks = 1;
   s.options.epochs = 4;
+  s.options.min_steps = 0;  // one pass per epoch, as the tests below count
   s.options.batch_size = 32;
   s.options.lr = 3e-3;
   s.class_names = {"disc", "stripes"};
@@ -340,6 +341,8 @@ TEST_CASE(
                                          "1",
                                          "--classifier.width",
                                          "8",
+                                         "--classifier.min_steps",
+                                         "0",
                                          "--classifier.epochs",
                                          "40",
                                          "--classifier.patience",
@@ -406,4 +409,24 @@ TEST_CASE("classifier: every train image is used in every epoch even when the ba
     REQUIRE(result.history.size() == 2);
     for (const auto& epoch : result.history) CHECK(epoch.train_images == 50);
   }
+}
+
+TEST_CASE("classifier: a small train split passes over its images several times per epoch to make min_steps steps") {
+  ClassifierRecipe recipe;                     // the defaults: 20 epochs at batch 32, at least 1000 steps
+  CHECK(recipe.passes_per_epoch(429) == 4);    // 14 steps a pass: 280 steps in 20 epochs
+  CHECK(recipe.passes_per_epoch(1118) == 2);   // 35 steps a pass: 700
+  CHECK(recipe.passes_per_epoch(10000) == 1);  // 313 steps a pass: more than enough
+  recipe.min_steps = 0;
+  CHECK(recipe.passes_per_epoch(429) == 1);
+
+  torch::set_num_threads(1);
+  const auto train = discs_and_stripes(25, 16, 3);  // 50 images: 2 steps a pass at batch 32
+  auto setup = tiny_setup();
+  setup.options.epochs = 2;
+  setup.options.min_steps = 10;  // 4 steps in 2 epochs of one pass: 3 passes make 12
+  auto result = train_classifier(train, {}, setup);
+  REQUIRE(result.history.size() == 2);
+  for (const auto& epoch : result.history) CHECK(epoch.train_images == 150);
+  auto again = train_classifier(train, {}, setup);
+  CHECK(same_weights(again.net, result.net));
 }

@@ -37,6 +37,8 @@ TEST_SUITE("compare") {
                                        "8",
                                        "--threads",
                                        "1",
+                                       "--classifier.min_steps",
+                                       "0",
                                        "--classifier.epochs",
                                        "1",
                                        "--classifier.width",

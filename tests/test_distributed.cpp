@@ -71,7 +71,8 @@ std::vector<std::string> train_args(const fs::path& input, const fs::path& work,
                                                            {"--threads", "1"},
                                                            {"--precision", "fp32"},
                                                            {"--dist-timeout", "20"},
-                                                           {"--classifier.epochs", "1"}};
+                                                           {"--classifier.epochs", "1"},
+                                                           {"--classifier.min_steps", "0"}};
   for (const auto& [k, v] : extra) {
     auto it = std::find_if(opts.begin(), opts.end(), [&](const auto& o) { return o.first == k; });
     if (it != opts.end())

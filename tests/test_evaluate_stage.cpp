@@ -113,6 +113,8 @@ TEST_SUITE("evaluate") {
                                              "0.25",
                                              "--threads",
                                              "1",
+                                             "--classifier.min_steps",
+                                             "0",
                                              "--classifier.epochs",
                                              "4",
                                              "--classifier.width",
@@ -261,8 +263,9 @@ TEST_SUITE("evaluate") {
     TempDir dir;
     const auto input = dir / "data", work = dir / "work";
     write_dataset(input);
-    const std::vector<std::string> common =
-        test::stage_args(input, work, kRes, {"--threads", "1", "--classifier.epochs", "2", "--classifier.width", "8"});
+    const std::vector<std::string> common = test::stage_args(
+        input, work, kRes,
+        {"--threads", "1", "--classifier.min_steps", "0", "--classifier.epochs", "2", "--classifier.width", "8"});
     auto cmd = [&](std::vector<std::string> head) {
       head.insert(head.end(), common.begin(), common.end());
       return run_augment(head);

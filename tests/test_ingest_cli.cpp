@@ -266,6 +266,8 @@ TEST_SUITE("ingest cli") {
                                            "1",
                                            "--precision",
                                            "fp32",
+                                           "--classifier.min_steps",
+                                           "0",
                                            "--classifier.epochs",
                                            "1",
                                            "--classifier.width",

@@ -57,6 +57,8 @@ TEST_CASE(
                                            "4",
                                            "--train.batch_size",
                                            "8",
+                                           "--classifier.min_steps",
+                                           "0",
                                            "--classifier.epochs",
                                            "1",
                                            "--sample.steps",
@@ -121,7 +123,8 @@ TEST_CASE("tools/simulate_array.sh: a 3-way array run emits the same dataset as 
   std::string common =
       " --input " + (tmp / "in").string() +
       " --cache.resolution 16 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 8"
-      " --train.heads 2 --train.diffusion_steps 40 --train.steps 3 --train.batch_size 8 --classifier.epochs 1"
+      " --train.heads 2 --train.diffusion_steps 40 --train.steps 3 --train.batch_size 8 --classifier.min_steps 0 "
+      "--classifier.epochs 1"
       " --sample.steps 3 --evaluate.seeds 1 --evaluate.downstream_epochs 1 --evaluate.tsne_iterations 300"
       " --threads 1 --quiet";
   auto r = run_augment({"emit",
@@ -149,6 +152,8 @@ TEST_CASE("tools/simulate_array.sh: a 3-way array run emits the same dataset as 
                         "3",
                         "--train.batch_size",
                         "8",
+                        "--classifier.min_steps",
+                        "0",
                         "--classifier.epochs",
                         "1",
                         "--sample.steps",

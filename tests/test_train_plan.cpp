@@ -1,6 +1,9 @@
 // The training plan printed after the first steps.
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
+#include "models/classifier_recipe.h"
+#include "stages/evaluate_estimate.h"
 #include "stages/train_plan.h"
 
 using namespace augment;
@@ -69,4 +72,57 @@ TEST_CASE("train plan: the balance plan's sampling time follows training") {
         std::string::npos);
   in.synthetic_images = 0;  // not known: no sampling clause
   CHECK(plan_training(in, 0).text.find("sampling") == std::string::npos);
+}
+
+TEST_CASE("train plan: evaluate's time follows sampling - and is left out when not known") {
+  auto in = base();
+  in.max_steps = 160;
+  in.synthetic_images = 4901;
+  in.sample_seconds_per_image = 0.12;
+  in.evaluate_seconds = 2065;
+  in.evaluate_runs = 12;
+  const auto p = plan_training(in, 0);
+  CHECK(p.evaluate_seconds == doctest::Approx(2065));
+  CAPTURE(p.text);
+  CHECK(p.text.find("then `augment run` evaluates them in about 34m25s (12 downstream classifier runs") !=
+        std::string::npos);
+  CHECK(plan_fields(p, in).at("evaluate_seconds").get<double>() == doctest::Approx(2065));
+  in.evaluate_seconds = 0;
+  CHECK(plan_training(in, 0).text.find("evaluates") == std::string::npos);
+}
+
+TEST_CASE("evaluate estimate: the downstream runs of every variant and seed at the classifier's measured rate") {
+  ClassifierRecipe recipe;
+  recipe.min_steps = 0;  // as the 64 px icon run of docs/measurements.md trained them
+  const EvaluateCounts icons{1118, 141, 141, 3330};
+  const auto e = estimate_evaluate(recipe, 3, 20, icons, 290.7);
+  // real, real_sampler, augmented, synthetic; 3 seeds.
+  CHECK(e.runs == 12);
+  // That run's evaluate stage took 2,065 s; the estimate counts every epoch (no early stopping).
+  CHECK(e.seconds == doctest::Approx(static_cast<double>(e.images) / 290.7));
+  CHECK(e.seconds > 2065 * 0.85);
+  CHECK(e.seconds < 2065 * 1.15);
+
+  // Without class balancing both balanced baselines are trained.
+  recipe.balance = ClassBalance::kNone;
+  CHECK(estimate_evaluate(recipe, 3, 20, icons, 290.7).runs == 15);
+  recipe.balance = ClassBalance::kLoss;
+  // No synthetic images: the real-only runs alone; no test split or no seeds: none at all.
+  CHECK(estimate_evaluate(recipe, 3, 20, {1118, 141, 141, 0}, 290.7).runs == 6);
+  const auto no_test = estimate_evaluate(recipe, 3, 20, {1118, 141, 0, 3330}, 290.7);
+  CHECK(no_test.runs == 0);
+  CHECK(no_test.images == 1118 + 3330);  // the scoring pass only
+  CHECK(estimate_evaluate(recipe, 0, 20, icons, 290.7).runs == 0);
+  // No measured rate (the classifier stage has not run): no time.
+  CHECK(estimate_evaluate(recipe, 3, 20, icons, 0).seconds == 0);
+
+  // A small split's extra passes per epoch (classifier.min_steps) are counted.
+  recipe.min_steps = 1000;
+  const EvaluateCounts small{429, 52, 52, 439};
+  const auto longer = estimate_evaluate(recipe, 3, 20, small, 300);
+  recipe.min_steps = 0;
+  const auto one_pass = estimate_evaluate(recipe, 3, 20, small, 300);
+  // Per seed and epoch: the 2 real-only runs see the 429 images 4 times instead of once, the
+  // augmented run its 868 twice, the synthetic run its 439 4 times.
+  CHECK(longer.images - one_pass.images == 3 * 20 * (2 * 3 * 429 + 1 * 868 + 3 * 439));
 }

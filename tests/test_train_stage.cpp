@@ -119,7 +119,8 @@ TEST_CASE("train stage: a class with few images trains with a warning that names
   REQUIRE(
       run("train --work " + (root / "work").string() + " --input " + input.string() +
               " --cache.resolution 8 --train.channels 8 --train.channel_mult 1,2 --train.blocks 1 --train.attention 4"
-              " --train.heads 2 --train.diffusion_steps 20 --train.steps 1 --train.batch_size 4 --classifier.epochs 1 "
+              " --train.heads 2 --train.diffusion_steps 20 --train.steps 1 --train.batch_size 4 --classifier.min_steps "
+              "0 --classifier.epochs 1 "
               "--threads 1",
           log) == 0);
   const auto text = augment::read_text_file(log);
