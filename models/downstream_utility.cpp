@@ -55,16 +55,20 @@ MeanStd mean_std(const std::vector<double>& values) {
   return out;
 }
 
-std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance) {
+std::vector<std::string> downstream_variant_names(ClassBalance recipe_balance, bool with_synthetic) {
   std::vector<std::string> out = {"real"};
   for (const auto b : {ClassBalance::kLoss, ClassBalance::kSampler}) {
     if (b != recipe_balance) out.push_back(std::string(kBaselinePrefix) + name_of(b));
   }
-  if (data.synthetic.size() > 0) {
+  if (with_synthetic) {
     out.push_back("augmented");
     out.push_back("synthetic");
   }
   return out;
+}
+
+std::vector<std::string> downstream_variants(const DownstreamData& data, ClassBalance recipe_balance) {
+  return downstream_variant_names(recipe_balance, data.synthetic.size() > 0);
 }
 
 DownstreamRun train_downstream_run(const DownstreamData& data, const ClassifierTrainSetup& setup,

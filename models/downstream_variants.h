@@ -5,6 +5,9 @@
 #include <array>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "models/classifier_recipe.h"
 
 namespace augment {
 
@@ -20,5 +23,9 @@ inline constexpr std::array<const char*, 5> kDownstreamVariantOrder = {"real", "
 inline bool is_real_only_variant(const std::string& variant) {
   return variant == "real" || variant.rfind(kBaselinePrefix, 0) == 0;
 }
+
+// The variants trained for a recipe balancing unbalanced classes by `recipe_balance`: real, the
+// baselines with the other balancing, then (with synthetic images) augmented and synthetic.
+std::vector<std::string> downstream_variant_names(ClassBalance recipe_balance, bool with_synthetic);
 
 }  // namespace augment

@@ -4,6 +4,7 @@
 
 #include "manifests/image_cache.h"
 #include "models/classifier_recipe.h"
+#include "models/downstream_variants.h"
 #include "pipeline/base/fs_util.h"
 #include "pipeline/context.h"
 #include "pipeline/work_paths.h"
@@ -15,7 +16,6 @@ namespace augment {
 EvaluateEstimate estimate_evaluate(const ClassifierRecipe& recipe, std::int64_t seeds, std::int64_t epochs,
                                    const EvaluateCounts& n, double images_per_second) {
   EvaluateEstimate e;
-  e.images_per_second = images_per_second;
   // The scoring pass: the frozen classifier over real train, real test and the synthetic images.
   e.images = n.train + n.test + n.synthetic;
   // Downstream runs need a test split to score on (models/downstream_utility.h).
@@ -25,15 +25,13 @@ EvaluateEstimate estimate_evaluate(const ClassifierRecipe& recipe, std::int64_t 
       // (an independent judge) its verdict on the synthetic images.
       return epochs * recipe.passes_per_epoch(images) * images + epochs * n.val + n.test + (judge ? n.synthetic : 0);
     };
-    // real, the other real-only baseline(s), then augmented and synthetic (downstream_variants).
-    const std::int64_t baselines = recipe.balance == ClassBalance::kNone ? 2 : 1;
-    std::int64_t per_seed = visits(n.train, true) + baselines * visits(n.train, false);
-    std::int64_t variants = 1 + baselines;
-    if (n.synthetic > 0) {
-      per_seed += visits(n.train + n.synthetic, false) + visits(n.synthetic, false);
-      variants += 2;
+    const auto variants = downstream_variant_names(recipe.balance, n.synthetic > 0);
+    std::int64_t per_seed = 0;
+    for (const auto& v : variants) {
+      const auto images = is_real_only_variant(v) ? n.train : v == "augmented" ? n.train + n.synthetic : n.synthetic;
+      per_seed += visits(images, v == "real");
     }
-    e.runs = variants * seeds;
+    e.runs = static_cast<std::int64_t>(variants.size()) * seeds;
     e.images += per_seed * seeds;
   }
   e.seconds = images_per_second > 0 ? static_cast<double>(e.images) / images_per_second : 0.0;

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 
 namespace augment {
 
@@ -15,8 +14,7 @@ struct ClassifierRecipe;
 struct EvaluateEstimate {
   std::int64_t runs = 0;    // downstream classifiers trained (variants x seeds)
   std::int64_t images = 0;  // images they and the scoring pass over, training and inference
-  double images_per_second = 0;
-  double seconds = 0;  // 0: not known
+  double seconds = 0;       // 0: not known
 };
 
 struct EvaluateCounts {
