@@ -6,6 +6,7 @@
 #include <string>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "models/cpu_gemm.h"
@@ -147,6 +148,7 @@ AttentionKernel attention_kernel_from_env() {
 }
 
 torch::Tensor multi_head_attention(const torch::Tensor& qkv, int64_t heads, AttentionKernel kernel) {
+  RECORD_FUNCTION("augment::multi_head_attention", std::vector<c10::IValue>({qkv}));
   const auto s = shape_of(qkv, heads);
   if (kernel == AttentionKernel::kAuto) kernel = attention_kernel_from_env();
   if (kernel == AttentionKernel::kAuto) kernel = sliceable(qkv) ? AttentionKernel::kSliced : AttentionKernel::kMatmul;

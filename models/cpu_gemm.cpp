@@ -106,6 +106,16 @@ void gemm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, bool acc
     at::mm_out(c, a, b);
 }
 
+void sgemm_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (onednn_gemm_available() && dnnl_sgemm()('N', 'N', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc) == 0) return;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  auto cv = torch::from_blob(c, {m, n}, {ldc, 1}, f32);
+  at::mm_out(cv, torch::from_blob(const_cast<float*>(a), {m, k}, {lda, 1}, f32),
+             torch::from_blob(const_cast<float*>(b), {k, n}, {ldb, 1}, f32));
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (!gemm_applies(x) || weight.scalar_type() != at::kFloat || x.dim() < 1)
     return torch::nn::functional::linear(x, weight, bias);

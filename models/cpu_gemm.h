@@ -20,6 +20,12 @@ bool onednn_gemm_available();
 // (a transpose is free), c with unit column stride. Falls back to at::mm_out / addmm_ elsewhere.
 void gemm_into(at::Tensor& c, const at::Tensor& a, const at::Tensor& b, bool accumulate = false);
 
+// c [m, n] = a [m, k] @ b [k, n] for row-major fp32 buffers with leading dimensions lda, ldb, ldc,
+// on the calling thread's share of the cores (one thread inside at::parallel_for): oneDNN's
+// sgemm where available, at::mm_out on views of the buffers elsewhere.
+void sgemm_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                int64_t ldc);
+
 // x [..., in] @ weight^T [in, out] + bias [out]: torch::nn::functional::linear, differentiable,
 // with its products through gemm_into where x is a CPU fp32 tensor outside autocast.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);

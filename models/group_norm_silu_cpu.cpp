@@ -6,7 +6,10 @@
 #include <cstring>
 #include <vector>
 
+#include <immintrin.h>
+
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "models/vector_clones.h"
@@ -57,6 +60,58 @@ inline float exp_vectorisable(float x) {
 
 inline float silu_of(float z) { return z / (1.0f + exp_vectorisable(-z)); }
 
+// The SiLU on AVX2 CPUs without AVX-512, eight lanes at a time with exp_vectorisable's
+// polynomial. GCC leaves the plain loops above scalar in their AVX2 copies (the clamp's compares
+// may trap, and only AVX-512 has masks to hide that), which made the whole kernel about five times
+// slower there: 1.0 s of a 2.8 s reference-model denoising pass (docs/measurements.md, 2026-12-08).
+__attribute__((target("avx2"))) inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  const __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), magic), magic);
+  const __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
+                                 _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
+  p = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// v = silu(v) over n floats.
+__attribute__((target("avx2"))) void silu_avx2(float* v, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 z = _mm256_loadu_ps(v + i);
+    _mm256_storeu_ps(v + i, _mm256_div_ps(z, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, z)))));
+  }
+  for (; i < n; ++i) v[i] = silu_of(v[i]);
+}
+
+// dz = dy silu'(z) over n floats (dz may be z).
+__attribute__((target("avx2"))) void silu_slope_avx2(const float* z, const float* dy, int64_t n, float* dz) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 zv = _mm256_loadu_ps(z + i);
+    const __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, zv))));
+    const __m256 slope = _mm256_mul_ps(sig, _mm256_add_ps(one, _mm256_mul_ps(zv, _mm256_sub_ps(one, sig))));
+    _mm256_storeu_ps(dz + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), slope));
+  }
+  for (; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + exp_vectorisable(-z[i]));
+    dz[i] = dy[i] * (sig * (1.0f + z[i] * (1.0f - sig)));
+  }
+}
+
+// Where the intrinsics above replace the compiler's copies: AVX2 without AVX-512 (the AVX-512
+// copies vectorise).
+bool silu_by_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && !__builtin_cpu_supports("avx512f");
+  return yes;
+}
+
 AUGMENT_VECTOR_CLONES void load_bf16(const std::uint16_t* in, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
 }
@@ -94,7 +149,10 @@ AUGMENT_VECTOR_CLONES double squared_deviations(const float* a, int64_t n, doubl
 
 // out = silu(a * scale + shift) (or without the silu) over n values of one channel.
 AUGMENT_VECTOR_CLONES void plane_affine(const float* a, int64_t n, float scale, float shift, bool silu, float* out) {
-  if (silu) {
+  if (silu && silu_by_avx2()) {
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] * scale + shift;
+    silu_avx2(out, n);
+  } else if (silu) {
     for (int64_t i = 0; i < n; ++i) out[i] = silu_of(a[i] * scale + shift);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] * scale + shift;
@@ -125,7 +183,10 @@ AUGMENT_VECTOR_CLONES void channel_affine(const float* a, int64_t hw, int64_t c,
   for (int64_t p = 0; p < hw; ++p) {
     const float* ap = a + p * c;
     float* op = out + p * c;
-    if (silu) {
+    if (silu && silu_by_avx2()) {
+      for (int64_t i = 0; i < c; ++i) op[i] = ap[i] * scale[i] + shift[i];
+      silu_avx2(op, c);
+    } else if (silu) {
       for (int64_t i = 0; i < c; ++i) op[i] = silu_of(ap[i] * scale[i] + shift[i]);
     } else {
       for (int64_t i = 0; i < c; ++i) op[i] = ap[i] * scale[i] + shift[i];
@@ -143,7 +204,10 @@ inline float silu_slope(float z) {
 // written to `dz`; then the channel's sums of dz and dz xhat, for the weight gradients.
 AUGMENT_VECTOR_CLONES void plane_norm_gradient(const float* x, const float* dy, int64_t n, float mean, float rstd,
                                                float w, float b, bool silu, float* dz) {
-  if (silu) {
+  if (silu && silu_by_avx2()) {
+    for (int64_t i = 0; i < n; ++i) dz[i] = (x[i] - mean) * rstd * w + b;
+    silu_slope_avx2(dz, dy, n, dz);
+  } else if (silu) {
     for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * silu_slope((x[i] - mean) * rstd * w + b);
   } else {
     for (int64_t i = 0; i < n; ++i) dz[i] = dy[i];
@@ -189,7 +253,10 @@ AUGMENT_VECTOR_CLONES void channel_norm_gradient(const float* x, const float* dy
     const float* xp = x + p * c;
     const float* dp = dy + p * c;
     float* zp = dz + p * c;
-    if (silu) {
+    if (silu && silu_by_avx2()) {
+      for (int64_t i = 0; i < c; ++i) zp[i] = (xp[i] - mean[i]) * rstd[i] * w[i] + b[i];
+      silu_slope_avx2(zp, dp, c, zp);
+    } else if (silu) {
       for (int64_t i = 0; i < c; ++i) zp[i] = dp[i] * silu_slope((xp[i] - mean[i]) * rstd[i] * w[i] + b[i]);
     } else {
       for (int64_t i = 0; i < c; ++i) zp[i] = dp[i];
@@ -494,6 +561,7 @@ bool group_norm_silu_cpu_applies(const at::Tensor& x, const at::Tensor& weight, 
 
 at::Tensor group_norm_silu_cpu(const at::Tensor& x, int64_t groups, const at::Tensor& weight, const at::Tensor& bias,
                                bool silu) {
+  RECORD_FUNCTION("augment::group_norm_silu_cpu", std::vector<c10::IValue>({x}));
   if (!group_norm_silu_cpu_applies(x, weight, bias) || groups < 1 || x.size(1) % groups != 0) {
     auto z = torch::group_norm(x, groups, weight.defined() ? weight.to(x.scalar_type()) : weight,
                                bias.defined() ? bias.to(x.scalar_type()) : bias, kernel::kEps, true);

@@ -8,6 +8,7 @@
 #include "models/attention.h"
 #include "models/cpu_gemm.h"
 #include "models/fused_norm.h"
+#include "models/winograd_conv_cpu.h"
 #include "pipeline/base/rng.h"
 
 namespace augment {
@@ -158,7 +159,7 @@ class ResBlock : public UNetLayer {
   }
 
   torch::Tensor forward(const torch::Tensor& x, const LayerCond& cond) override {
-    auto h = conv1_->forward(norm1_->forward_silu(x, cond));
+    auto h = wino1_.forward(norm1_->forward_silu(x, cond), conv1_->weight, conv1_->bias);
     auto e = emb_proj_->forward(torch::silu(cond.emb)).to(h.scalar_type());  // [N, out]
     h = h + e.unsqueeze(-1).unsqueeze(-1);
     h = norm2_->forward_silu(h, cond);
@@ -167,7 +168,7 @@ class ResBlock : public UNetLayer {
     } else if (dropout_ > 0) {
       h = torch::dropout(h, dropout_, is_training());
     }
-    h = conv2_->forward(h);
+    h = wino2_.forward(h, conv2_->weight, conv2_->bias);
     return (skip_ ? skip_->forward(x) : x) + h;
   }
 
@@ -176,6 +177,7 @@ class ResBlock : public UNetLayer {
   int stream_;  // this block's dropout stream within a sample
   std::shared_ptr<NormLayer> norm1_, norm2_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
+  Conv3x3Weights wino1_, wino2_;
   torch::nn::Linear emb_proj_{nullptr};
 };
 
@@ -217,11 +219,13 @@ class Upsample : public UNetLayer {
  public:
   explicit Upsample(int channels) { conv_ = register_module("conv", conv3x3(channels, channels)); }
   torch::Tensor forward(const torch::Tensor& x, const LayerCond&) override {
-    return conv_->forward(torch::upsample_nearest2d(x, std::vector<int64_t>{x.size(2) * 2, x.size(3) * 2}));
+    return wino_.forward(torch::upsample_nearest2d(x, std::vector<int64_t>{x.size(2) * 2, x.size(3) * 2}),
+                         conv_->weight, conv_->bias);
   }
 
  private:
   torch::nn::Conv2d conv_{nullptr};
+  Conv3x3Weights wino_;
 };
 
 }  // namespace

@@ -30,6 +30,7 @@
 #include "models/autocast.h"
 #include "models/device.h"
 #include "models/unet.h"
+#include "models/winograd_conv_cpu.h"
 
 using namespace augment;
 
@@ -98,6 +99,10 @@ double forward_flops_per_image(UNet& net, const UNetConfig& config, const torch:
   double flops = 0;
   torch::NoGradGuard no_grad;
   net->eval();
+  // The direct convolutions' arithmetic, whichever kernel runs them: the share of the probe then
+  // says how far the pass gets past the direct kernels (Winograd does fewer multiplications).
+  const bool winograd = winograd_enabled();
+  set_winograd_enabled(false);
   {
     using namespace torch::autograd::profiler;
     TLSLegacyProfilerGuard guard(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU,
@@ -116,6 +121,7 @@ double forward_flops_per_image(UNet& net, const UNetConfig& config, const torch:
                                  });
     net->forward(x, t, y);
   }
+  set_winograd_enabled(winograd);
   return flops / batch;
 }
 
