@@ -28,7 +28,7 @@ constexpr int64_t kBlockTiles = 64;
 std::atomic<int>& enabled_flag() {
   static std::atomic<int> flag{[] {
     const char* v = std::getenv("AUGMENT_WINOGRAD");
-    return v ? std::atoi(v) : 1;
+    return v && std::string(v) == "0" ? 0 : 1;
   }()};
   return flag;
 }
@@ -196,53 +196,66 @@ bool fits(const at::Tensor& x, const at::Tensor& weight) {
   return !compat::autocast_enabled(false);
 }
 
-// Winograd forward, LibTorch's convolution backward (the gradients of the exact convolution,
-// which the Winograd forward matches to fp32 rounding).
-class TrainingConv : public torch::autograd::Function<TrainingConv> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias) {
-    ctx->save_for_backward({x, weight});
-    return conv3x3_winograd(x, winograd_weights(weight), bias);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto& w = saved[1];
-    const std::vector<int64_t> one{1, 1}, zero{0, 0}, bias_sizes{w.size(0)};
-    auto [dx, dw, db] = at::convolution_backward(
-        grads[0].contiguous(x.suggest_memory_format()), x, w, at::IntArrayRef(bias_sizes), one, one, one, false, zero,
-        1, {ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2)});
-    return {dx, dw, db};
-  }
-};
-
 }  // namespace winograd
 
 bool winograd_enabled() { return winograd::enabled_flag().load() != 0; }
 
 void set_winograd_enabled(bool enabled) { winograd::enabled_flag().store(enabled ? 1 : 0); }
 
+bool winograd_trains() {
+  static const bool yes = [] {
+    const char* v = std::getenv("AUGMENT_WINOGRAD_TRAIN");
+    return !(v && std::string(v) == "0");
+  }();
+  return yes && winograd_enabled();
+}
+
 bool winograd_applies(const at::Tensor& x, const at::Tensor& weight) {
   if (!winograd_enabled() || !winograd::fits(x, weight)) return false;
   return !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()));
 }
 
-at::Tensor winograd_weights(const at::Tensor& weight) {
-  // G, 6×3, for F(4×4, 3×3) with the points 0, ±1, ±2 (and ∞).
-  const double g[6][3] = {{1.0 / 4, 0, 0},
-                          {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                          {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                          {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                          {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                          {0, 0, 1}};
+at::Tensor winograd_weights(const at::Tensor& weight, bool backward_data) {
   torch::NoGradGuard no_grad;
-  const auto gm = torch::from_blob(const_cast<double*>(&g[0][0]), {6, 3}, torch::kFloat64).clone();
-  const auto w = weight.detach().to(torch::kCPU, torch::kFloat64).contiguous();  // [out, in, 3, 3]
-  const auto u = torch::matmul(torch::matmul(gm, w), gm.t());                    // [out, in, 6, 6]
-  return u.permute({2, 3, 1, 0}).reshape({winograd::kPoints, w.size(1), w.size(0)}).to(torch::kFloat32).contiguous();
+  const auto w = weight.detach().to(torch::kCPU, torch::kFloat32).contiguous();  // [out, in, 3, 3]
+  const int64_t outs = w.size(0), ins = w.size(1);
+  // For the input gradient the roles swap: in-channels of dy are the layer's outputs, and the
+  // kernel is turned by 180°.
+  const int64_t rows = backward_data ? outs : ins, cols = backward_data ? ins : outs;
+  auto u = torch::empty({winograd::kPoints, rows, cols}, w.options());
+  const float* wp = w.data_ptr<float>();
+  float* up = u.data_ptr<float>();
+  at::parallel_for(0, outs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t i = 0; i < ins; ++i) {
+        const float* k = wp + (o * ins + i) * 9;
+        double g[3][3];
+        for (int a = 0; a < 3; ++a)
+          for (int c = 0; c < 3; ++c) g[a][c] = backward_data ? k[(2 - a) * 3 + (2 - c)] : k[a * 3 + c];
+        // G g Gᵀ, G 6×3 for F(4×4, 3×3) with the points 0, ±1, ±2 (and ∞).
+        double t[6][3];
+        for (int c = 0; c < 3; ++c) {
+          t[0][c] = g[0][c] / 4;
+          t[1][c] = -(g[0][c] + g[1][c] + g[2][c]) / 6;
+          t[2][c] = -(g[0][c] - g[1][c] + g[2][c]) / 6;
+          t[3][c] = g[0][c] / 24 + g[1][c] / 12 + g[2][c] / 6;
+          t[4][c] = g[0][c] / 24 - g[1][c] / 12 + g[2][c] / 6;
+          t[5][c] = g[2][c];
+        }
+        const int64_t at = backward_data ? o * cols + i : i * cols + o;
+        for (int r = 0; r < 6; ++r) {
+          const double v[6] = {t[r][0] / 4,
+                               -(t[r][0] + t[r][1] + t[r][2]) / 6,
+                               -(t[r][0] - t[r][1] + t[r][2]) / 6,
+                               t[r][0] / 24 + t[r][1] / 12 + t[r][2] / 6,
+                               t[r][0] / 24 - t[r][1] / 12 + t[r][2] / 6,
+                               t[r][2]};
+          for (int q = 0; q < 6; ++q) up[(r * 6 + q) * rows * cols + at] = static_cast<float>(v[q]);
+        }
+      }
+    }
+  });
+  return u;
 }
 
 at::Tensor conv3x3_winograd(const at::Tensor& x_in, const at::Tensor& u_in, const at::Tensor& bias_in) {
@@ -269,14 +282,44 @@ at::Tensor conv3x3_winograd(const at::Tensor& x_in, const at::Tensor& u_in, cons
   return x_in.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? y : y.contiguous();
 }
 
+namespace winograd {
+
+// Training: Winograd for the output and for the input gradient (the convolution of dy by the
+// turned, transposed kernel), LibTorch's backward for the weight and bias gradients.
+class TrainingConv : public torch::autograd::Function<TrainingConv> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias) {
+    ctx->save_for_backward({x, weight});
+    return conv3x3_winograd(x, winograd_weights(weight), bias);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto x = saved[0], w = saved[1];
+    const auto dy = grads[0].contiguous(x.suggest_memory_format());
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) dx = conv3x3_winograd(dy, winograd_weights(w, /*backward_data=*/true), {});
+    at::Tensor dw, db;
+    if (ctx->needs_input_grad(1) || ctx->needs_input_grad(2)) {
+      const std::vector<int64_t> one{1, 1}, zero{0, 0}, bias_sizes{w.size(0)};
+      auto r = at::convolution_backward(dy, x, w, at::IntArrayRef(bias_sizes), one, one, one, false, zero, 1,
+                                        {false, ctx->needs_input_grad(1), ctx->needs_input_grad(2)});
+      dw = std::get<1>(r);
+      db = std::get<2>(r);
+    }
+    return {dx, dw, db};
+  }
+};
+
+}  // namespace winograd
+
 at::Tensor Conv3x3Weights::forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const bool grad = torch::GradMode::is_enabled() &&
                     (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  if (grad) {
-    if (winograd::enabled_flag().load() == 2 && bias.defined() && winograd::fits(x, weight))
-      return winograd::TrainingConv::apply(x, weight, bias);
-    return torch::conv2d(x, weight, bias, {1, 1}, {1, 1}, {1, 1}, 1);
-  }
+  if (grad && winograd_trains() && bias.defined() && winograd::fits(x, weight))
+    return winograd::TrainingConv::apply(x, weight, bias);
   if (!winograd_applies(x, weight)) return torch::conv2d(x, weight, bias, {1, 1}, {1, 1}, {1, 1}, 1);
   if (!u_.defined() || data_ != weight.data_ptr() || version_ != weight._version()) {
     u_ = winograd_weights(weight);

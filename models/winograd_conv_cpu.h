@@ -21,6 +21,7 @@ namespace augment {
 // test has turned it off with set_winograd_enabled.
 bool winograd_enabled();
 void set_winograd_enabled(bool enabled);
+bool winograd_trains();
 
 // Whether conv3x3_winograd takes a convolution of x by weight [out, in, 3, 3] (stride 1, padding
 // 1): enabled, a 4-d CPU fp32 input outside autocast, fp32 weights, no gradient wanted, and at
@@ -29,7 +30,7 @@ bool winograd_applies(const at::Tensor& x, const at::Tensor& weight);
 
 // The weights in the Winograd domain, [36, in, out] fp32: G g Gᵀ per channel pair, computed in
 // double. Computed once per weight version by Conv3x3Weights.
-at::Tensor winograd_weights(const at::Tensor& weight);
+at::Tensor winograd_weights(const at::Tensor& weight, bool backward_data = false);
 
 // conv2d(x, weight, bias, stride 1, padding 1) from the transformed weights u; bias may be
 // undefined. Any height and width (partial tiles are padded); the result is in x's memory format.

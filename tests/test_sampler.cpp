@@ -116,8 +116,10 @@ TEST_CASE("classifier-free guidance: scale 1 is the conditional pass and 0 the u
   CHECK(!torch::allclose(cond, uncond));
   CHECK(
       torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 1.0})(x, 5), cond, 1e-5, 1e-6));
+  // The guided pass runs both halves as one batch, whose matrix products may round differently
+  // (the Winograd convolution's tile blocks span images): fp32 rounding, not the guidance, differs.
   CHECK(torch::allclose(denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 0.0})(x, 5), uncond, 1e-5,
-                        1e-6));
+                        1e-5));
   const auto g3 = denoiser_model_fn(net, labels, ModelCall{torch::kFloat32, false, 3.0})(x, 5);
   CHECK(torch::allclose(g3, uncond + 3.0 * (cond - uncond), 1e-4, 1e-5));
   // Outside the guidance interval the conditional pass runs alone.

@@ -71,6 +71,34 @@ TEST_CASE("winograd conv: the same bytes on one thread and on all of them") {
   CHECK(torch::equal(one, many));
 }
 
+TEST_CASE("winograd conv: training gives the output and the gradients of the LibTorch convolution") {
+  WinogradSwitch on(true);
+  torch::manual_seed(14);
+  for (auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    const auto x0 = torch::randn({3, 12, 9, 6}).contiguous(format);
+    const auto w0 = torch::randn({16, 12, 3, 3}) * 0.2, b0 = torch::randn({16});
+    const auto upstream = torch::randn({3, 16, 9, 6});
+    struct Result {
+      torch::Tensor y, dx, dw, db;
+    };
+    auto run = [&](bool winograd) {
+      auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+           b = b0.clone().requires_grad_(true);
+      Conv3x3Weights conv;
+      const auto y = winograd ? conv.forward(x, w, b) : torch::conv2d(x, w, b, 1, 1);
+      (y * upstream).sum().backward();
+      return Result{y.detach(), x.grad(), w.grad(), b.grad()};
+    };
+    const auto want = run(false), got = run(true);
+    // Rounding tells the two apart: the Winograd path did run.
+    if (winograd_trains()) CHECK_FALSE(torch::equal(got.dx, want.dx));
+    CHECK(relative_error(got.y, want.y) < 3e-5);
+    CHECK(relative_error(got.dx, want.dx) < 3e-5);
+    CHECK(relative_error(got.dw, want.dw) < 3e-5);
+    CHECK(relative_error(got.db, want.db) < 3e-5);
+  }
+}
+
 TEST_CASE("winograd conv: only for inference - training - thin layers and other types keep the LibTorch convolution") {
   WinogradSwitch on(true);
   const auto x = torch::randn({2, 16, 8, 8});
