@@ -172,20 +172,37 @@ __attribute__((target_clones("avx2", "default"))) void run_block(const Shape& s,
                                                                  Buffers& buf) {
   const int64_t first = b * kBlockTiles, count = std::min(kBlockTiles, s.tiles() - first);
   const int64_t per_image = s.tiles_h * s.tiles_w;
+  struct Place {
+    int64_t image, ty, tx;
+  };
+  auto place = [&](int64_t t) {
+    const int64_t tile = first + t, in_image = tile % per_image;
+    return Place{tile / per_image, in_image / s.tiles_w, in_image % s.tiles_w};
+  };
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = first + t, image = tile / per_image, in_image = tile % per_image;
-    transform_input_tile(x, s, image, in_image / s.tiles_w, in_image % s.tiles_w, buf.zeros.data(),
-                         buf.v.data() + t * s.in, kBlockTiles * s.in, buf.scratch.data());
+    const auto at = place(t);
+    transform_input_tile(x, s, at.image, at.ty, at.tx, buf.zeros.data(), buf.v.data() + t * s.in, kBlockTiles * s.in,
+                         buf.scratch.data());
   }
   for (int64_t p = 0; p < kPoints; ++p) {
     sgemm_rows(count, s.out, s.in, buf.v.data() + p * kBlockTiles * s.in, s.in, u + p * s.in * s.out, s.out,
                buf.m.data() + p * kBlockTiles * s.out, s.out);
   }
   for (int64_t t = 0; t < count; ++t) {
-    const int64_t tile = first + t, image = tile / per_image, in_image = tile % per_image;
-    transform_output_tile(buf.m.data() + t * s.out, kBlockTiles * s.out, s, bias, image, in_image / s.tiles_w,
-                          in_image % s.tiles_w, y, buf.scratch.data());
+    const auto at = place(t);
+    transform_output_tile(buf.m.data() + t * s.out, kBlockTiles * s.out, s, bias, at.image, at.ty, at.tx, y,
+                          buf.scratch.data());
   }
+}
+
+// G (a, b, c)ᵀ for G, 6×3, of F(4×4, 3×3) with the points 0, ±1, ±2 (and ∞).
+void g_times(double a, double b, double c, double out[6]) {
+  out[0] = a / 4;
+  out[1] = -(a + b + c) / 6;
+  out[2] = -(a - b + c) / 6;
+  out[3] = a / 24 + b / 12 + c / 6;
+  out[4] = a / 24 - b / 12 + c / 6;
+  out[5] = c;
 }
 
 // A convolution the kernel computes: CPU fp32 outside autocast, 3×3, enough channels.
@@ -234,24 +251,16 @@ at::Tensor winograd_weights(const at::Tensor& weight, bool backward_data) {
         double g[3][3];
         for (int a = 0; a < 3; ++a)
           for (int c = 0; c < 3; ++c) g[a][c] = backward_data ? k[(2 - a) * 3 + (2 - c)] : k[a * 3 + c];
-        // G g Gᵀ, G 6×3 for F(4×4, 3×3) with the points 0, ±1, ±2 (and ∞).
-        double t[6][3];
+        // G g Gᵀ: G down the columns of g, then along the rows of the result.
+        double t[6][3], col[6];
         for (int c = 0; c < 3; ++c) {
-          t[0][c] = g[0][c] / 4;
-          t[1][c] = -(g[0][c] + g[1][c] + g[2][c]) / 6;
-          t[2][c] = -(g[0][c] - g[1][c] + g[2][c]) / 6;
-          t[3][c] = g[0][c] / 24 + g[1][c] / 12 + g[2][c] / 6;
-          t[4][c] = g[0][c] / 24 - g[1][c] / 12 + g[2][c] / 6;
-          t[5][c] = g[2][c];
+          winograd::g_times(g[0][c], g[1][c], g[2][c], col);
+          for (int r = 0; r < 6; ++r) t[r][c] = col[r];
         }
         const int64_t at = backward_data ? o * cols + i : i * cols + o;
         for (int r = 0; r < 6; ++r) {
-          const double v[6] = {t[r][0] / 4,
-                               -(t[r][0] + t[r][1] + t[r][2]) / 6,
-                               -(t[r][0] - t[r][1] + t[r][2]) / 6,
-                               t[r][0] / 24 + t[r][1] / 12 + t[r][2] / 6,
-                               t[r][0] / 24 - t[r][1] / 12 + t[r][2] / 6,
-                               t[r][2]};
+          double v[6];
+          winograd::g_times(t[r][0], t[r][1], t[r][2], v);
           for (int q = 0; q < 6; ++q) up[(r * 6 + q) * rows * cols + at] = static_cast<float>(v[q]);
         }
       }
