@@ -329,8 +329,12 @@ class TrainingConv : public torch::autograd::Function<TrainingConv> {
 at::Tensor Conv3x3Weights::forward(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const bool grad = torch::GradMode::is_enabled() &&
                     (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  if (grad && winograd_trains() && bias.defined() && winograd::fits(x, weight))
-    return winograd::TrainingConv::apply(x, weight, bias);
+  // Any gradient, the bias's included, keeps the call off the cached inference path.
+  if (grad) {
+    if (winograd_trains() && bias.defined() && winograd::fits(x, weight))
+      return winograd::TrainingConv::apply(x, weight, bias);
+    return torch::conv2d(x, weight, bias, {1, 1}, {1, 1}, {1, 1}, 1);
+  }
   if (!winograd_applies(x, weight)) return torch::conv2d(x, weight, bias, {1, 1}, {1, 1}, {1, 1}, 1);
   if (!u_.defined() || data_ != weight.data_ptr() || version_ != weight._version()) {
     u_ = winograd_weights(weight);
